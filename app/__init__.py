@@ -1,0 +1,53 @@
+"""TenantAtlas: the portfolio console for MSPs running many Entra/Intune tenants."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from flask import Flask
+
+from .config import build_config
+from .database import describe_database_url, embedded_database_url
+from .extensions import csrf, db, login_manager, migrate
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+        instance_path=str(PROJECT_ROOT / "instance"),
+    )
+    app.config.update(build_config(Path(app.instance_path), config))
+
+    if not app.config["SQLALCHEMY_DATABASE_URI"]:
+        app.config["SQLALCHEMY_DATABASE_URI"] = embedded_database_url(Path(app.instance_path))
+        source = "embedded PostgreSQL in instance/pgdata"
+    else:
+        source = "DATABASE_URL"
+    if not app.config.get("TESTING"):
+        print(
+            f"TenantAtlas database: {describe_database_url(app.config['SQLALCHEMY_DATABASE_URI'])}"
+            f" ({source})",
+            file=sys.stderr,
+        )
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from . import auth, errors, health, shell
+
+    auth.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(shell.bp)
+
+    from cli import register_commands
+
+    register_commands(app)
+    return app

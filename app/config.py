@@ -1,0 +1,76 @@
+"""Configuration from the environment.
+
+TENANTATLAS_ENV: development (default), production or test.
+DATABASE_URL: postgresql+psycopg://...; unset means the embedded server under instance/.
+SECRET_KEY: required outside development.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+ENVIRONMENTS = ("development", "production", "test")
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a runnable app."""
+
+
+def _development_secret_key(instance_path: Path) -> str:
+    # Created once and kept, so sessions survive restarts of the dev server.
+    key_file = instance_path / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept postgres://, postgresql:// and postgresql+psycopg:// alike; always use psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    if url.startswith("postgresql+psycopg://"):
+        return url
+    raise ConfigError(
+        "DATABASE_URL must be a PostgreSQL URL (postgresql+psycopg://user:password@host/dbname)"
+    )
+
+
+def build_config(instance_path: Path, overrides: dict | None = None) -> dict:
+    overrides = dict(overrides or {})
+    env = overrides.get("TENANTATLAS_ENV") or os.environ.get("TENANTATLAS_ENV") or "development"
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"TENANTATLAS_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+
+    secret_key = overrides.get("SECRET_KEY") or os.environ.get("SECRET_KEY")
+    if not secret_key:
+        if env != "development":
+            raise ConfigError(f"SECRET_KEY must be set when TENANTATLAS_ENV={env}")
+        secret_key = _development_secret_key(instance_path)
+
+    database_url = overrides.get("SQLALCHEMY_DATABASE_URI") or os.environ.get("DATABASE_URL")
+    config = {
+        "TENANTATLAS_ENV": env,
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url) if database_url else None,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SESSION_COOKIE_NAME": "tenantatlas_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env != "development",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": env != "development",
+        "PERMANENT_SESSION_LIFETIME": 8 * 3600,
+        "WTF_CSRF_TIME_LIMIT": 8 * 3600,
+        "MAX_CONTENT_LENGTH": 1 * 1024 * 1024,
+        "TESTING": env == "test",
+    }
+    config.update(overrides)
+    return config

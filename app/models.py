@@ -1,0 +1,477 @@
+"""The data model.
+
+This is the baseline schema: the twelve tenant-owned tables reference their
+tenant only (`tenant_id`); binding them to a workspace is a later, staged
+rollout. Child rows reference their parent together with `tenant_id`
+(composite foreign keys onto `UNIQUE (id, tenant_id)`), so the database itself
+refuses a child that points into another tenant.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
+from sqlalchemy.dialects.postgresql import INET, JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+ROLES = ("owner", "manager", "operator", "readonly")
+TENANT_STATUSES = ("active", "archived")
+SEVERITIES = ("low", "medium", "high", "critical")
+FINDING_STATUSES = ("open", "acknowledged", "resolved")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _pk() -> Mapped[int]:
+    return mapped_column(BigInteger, Identity(), primary_key=True)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+def _updated_at() -> Mapped[datetime]:
+    return mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
+    )
+
+
+def _tenant_id() -> Mapped[int]:
+    return mapped_column(
+        BigInteger, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    __table_args__ = (
+        # Emails are stored lower-cased, so the plain unique key is case-insensitive.
+        CheckConstraint("email = lower(email)", name="email_lower"),
+        CheckConstraint("length(email) BETWEEN 3 AND 254", name="email_length"),
+    )
+
+    id: Mapped[int] = _pk()
+    email: Mapped[str] = mapped_column(String(254), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    is_active_user: Mapped[bool] = mapped_column(
+        "is_active", Boolean, nullable=False, server_default="true", default=True
+    )
+    last_workspace_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("workspaces.id", ondelete="SET NULL"), index=True
+    )
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+    memberships: Mapped[list[WorkspaceMembership]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users
+        return self.is_active_user
+
+    def __repr__(self) -> str:
+        return f"<User {self.email}>"
+
+
+class Workspace(db.Model):
+    __tablename__ = "workspaces"
+    __table_args__ = (
+        CheckConstraint(
+            "slug ~ '^[a-z0-9]+(-[a-z0-9]+)*$' AND length(slug) <= 63", name="slug_url_safe"
+        ),
+    )
+
+    id: Mapped[int] = _pk()
+    slug: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+    memberships: Mapped[list[WorkspaceMembership]] = relationship(
+        back_populates="workspace", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<Workspace {self.slug}>"
+
+
+class WorkspaceMembership(db.Model):
+    __tablename__ = "workspace_memberships"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "user_id"),
+        CheckConstraint(_in("role", ROLES), name="role_known"),
+    )
+
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    )
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+    workspace: Mapped[Workspace] = relationship(back_populates="memberships")
+    user: Mapped[User] = relationship(back_populates="memberships")
+
+
+class Tenant(db.Model):
+    """A managed Microsoft Entra tenant; `external_id` is its Entra tenant id."""
+
+    __tablename__ = "tenants"
+    __table_args__ = (
+        # Lets tenant-owned tables reference (tenant_id, workspace_id) together.
+        UniqueConstraint("id", "workspace_id"),
+        CheckConstraint(_in("status", TENANT_STATUSES), name="status_known"),
+        Index("ix_tenants_workspace_id_name", "workspace_id", "name"),
+    )
+
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("workspaces.id", ondelete="RESTRICT"), nullable=False
+    )
+    external_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    primary_domain: Mapped[str | None] = mapped_column(String(253))
+    status: Mapped[str] = mapped_column(
+        String(16), nullable=False, server_default="active", default="active"
+    )
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+    workspace: Mapped[Workspace] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Tenant {self.external_id} {self.name}>"
+
+
+# --- tenant-owned tables -------------------------------------------------------
+
+
+class Policy(db.Model):
+    """An Intune policy as read from Microsoft Graph."""
+
+    __tablename__ = "policies"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "graph_id"),
+        UniqueConstraint("id", "tenant_id"),
+        Index("ix_policies_tenant_id_display_name", "tenant_id", "display_name"),
+    )
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    graph_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    policy_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    platform: Mapped[str] = mapped_column(String(32), nullable=False)
+    display_name: Mapped[str] = mapped_column(String(400), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    last_modified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+    tenant: Mapped[Tenant] = relationship()
+    versions: Mapped[list[PolicyVersion]] = relationship(
+        back_populates="policy",
+        order_by="PolicyVersion.version_number",
+        passive_deletes=True,
+    )
+
+
+class PolicyVersion(db.Model):
+    __tablename__ = "policy_versions"
+    __table_args__ = (
+        UniqueConstraint("policy_id", "version_number"),
+        ForeignKeyConstraint(
+            ["policy_id", "tenant_id"], ["policies.id", "policies.tenant_id"], ondelete="CASCADE"
+        ),
+        CheckConstraint("version_number > 0", name="version_number_positive"),
+    )
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    policy_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    version_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    captured_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+    policy: Mapped[Policy] = relationship(back_populates="versions")
+
+
+class BackupSchedule(db.Model):
+    __tablename__ = "backup_schedules"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name"),
+        UniqueConstraint("id", "tenant_id"),
+        CheckConstraint(_in("frequency", ("hourly", "daily", "weekly", "monthly")), name="frequency_known"),
+        CheckConstraint("retention_days BETWEEN 1 AND 3650", name="retention_days_range"),
+    )
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    frequency: Mapped[str] = mapped_column(String(16), nullable=False)
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    is_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true", default=True)
+    retention_days: Mapped[int] = mapped_column(Integer, nullable=False, server_default="30", default=30)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class BackupSet(db.Model):
+    __tablename__ = "backup_sets"
+    __table_args__ = (
+        UniqueConstraint("id", "tenant_id"),
+        ForeignKeyConstraint(
+            ["schedule_id", "tenant_id"], ["backup_schedules.id", "backup_schedules.tenant_id"]
+        ),
+        CheckConstraint(
+            _in("status", ("pending", "running", "completed", "partial", "failed")), name="status_known"
+        ),
+        CheckConstraint(_in("triggered_by", ("user", "schedule")), name="triggered_by_known"),
+        CheckConstraint("item_count >= 0", name="item_count_nonnegative"),
+        Index("ix_backup_sets_tenant_id_started_at", "tenant_id", "started_at"),
+    )
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    item_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
+    triggered_by: Mapped[str] = mapped_column(String(16), nullable=False)
+    triggered_by_user_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    schedule_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class BackupItem(db.Model):
+    __tablename__ = "backup_items"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["backup_set_id", "tenant_id"], ["backup_sets.id", "backup_sets.tenant_id"], ondelete="CASCADE"
+        ),
+        ForeignKeyConstraint(["policy_id", "tenant_id"], ["policies.id", "policies.tenant_id"]),
+    )
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    backup_set_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    policy_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    item_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    display_name: Mapped[str] = mapped_column(String(400), nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class RestoreRun(db.Model):
+    __tablename__ = "restore_runs"
+    __table_args__ = (
+        ForeignKeyConstraint(["backup_set_id", "tenant_id"], ["backup_sets.id", "backup_sets.tenant_id"]),
+        CheckConstraint(
+            _in("status", ("queued", "running", "succeeded", "partial", "failed")), name="status_known"
+        ),
+    )
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    backup_set_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    requested_by_user_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    is_dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false", default=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False, server_default="[]")
+    created_at: Mapped[datetime] = _created_at()
+
+
+class InventoryItem(db.Model):
+    __tablename__ = "inventory_items"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "object_type", "graph_id"),
+        UniqueConstraint("id", "tenant_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    object_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    graph_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    display_name: Mapped[str] = mapped_column(String(400), nullable=False)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    last_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    created_at: Mapped[datetime] = _created_at()
+
+
+class InventoryLink(db.Model):
+    __tablename__ = "inventory_links"
+    __table_args__ = (
+        UniqueConstraint("source_item_id", "target_item_id", "link_type"),
+        ForeignKeyConstraint(
+            ["source_item_id", "tenant_id"], ["inventory_items.id", "inventory_items.tenant_id"],
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["target_item_id", "tenant_id"], ["inventory_items.id", "inventory_items.tenant_id"],
+            ondelete="CASCADE",
+        ),
+        CheckConstraint("source_item_id <> target_item_id", name="not_self"),
+    )
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    source_item_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    target_item_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    link_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class EntraGroup(db.Model):
+    __tablename__ = "entra_groups"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "graph_id"),
+        CheckConstraint("member_count >= 0", name="member_count_nonnegative"),
+    )
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    graph_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    display_name: Mapped[str] = mapped_column(String(400), nullable=False)
+    group_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    member_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class Finding(db.Model):
+    __tablename__ = "findings"
+    __table_args__ = (
+        ForeignKeyConstraint(["policy_id", "tenant_id"], ["policies.id", "policies.tenant_id"]),
+        CheckConstraint(_in("severity", SEVERITIES), name="severity_known"),
+        CheckConstraint(_in("status", FINDING_STATUSES), name="status_known"),
+        Index("ix_findings_tenant_id_status_severity", "tenant_id", "status", "severity"),
+    )
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    severity: Mapped[str] = mapped_column(String(16), nullable=False)
+    title: Mapped[str] = mapped_column(String(400), nullable=False)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    policy_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="open", default="open")
+    detected_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class EntraRoleDefinition(db.Model):
+    __tablename__ = "entra_role_definitions"
+    __table_args__ = (UniqueConstraint("tenant_id", "graph_id"),)
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    graph_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    display_name: Mapped[str] = mapped_column(String(400), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    is_built_in: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true", default=True)
+    permissions: Mapped[list[Any]] = mapped_column(JSONB, nullable=False, server_default="[]")
+    created_at: Mapped[datetime] = _created_at()
+
+
+class TenantPermission(db.Model):
+    """A Microsoft Graph permission the console needs in the tenant, and whether it is granted."""
+
+    __tablename__ = "tenant_permissions"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "permission_name"),
+        CheckConstraint(_in("status", ("granted", "missing")), name="status_known"),
+    )
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    permission_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    checked_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+TENANT_OWNED_MODELS = (
+    Policy,
+    PolicyVersion,
+    BackupSet,
+    BackupItem,
+    RestoreRun,
+    BackupSchedule,
+    InventoryItem,
+    InventoryLink,
+    EntraGroup,
+    Finding,
+    EntraRoleDefinition,
+    TenantPermission,
+)
+
+
+class AuditLog(db.Model):
+    __tablename__ = "audit_logs"
+    __table_args__ = (
+        Index("ix_audit_logs_workspace_id_created_at", "workspace_id", "created_at"),
+        Index("ix_audit_logs_tenant_id_created_at", "tenant_id", "created_at"),
+    )
+
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("workspaces.id", ondelete="SET NULL")
+    )
+    tenant_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("tenants.id", ondelete="SET NULL"))
+    actor_user_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(100), nullable=False)
+    target_type: Mapped[str | None] = mapped_column(String(64))
+    target_id: Mapped[str | None] = mapped_column(String(128))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    ip_address: Mapped[str | None] = mapped_column(INET)
+    created_at: Mapped[datetime] = _created_at()
+
+    actor: Mapped[User | None] = relationship()

@@ -1,0 +1,66 @@
+"""Validation of what people type: one place, shared by the web forms and the commands."""
+from __future__ import annotations
+
+import re
+import uuid
+
+SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+MIN_PASSWORD_LENGTH = 10
+
+
+class ValidationError(ValueError):
+    """Input a person can correct; the message says how."""
+
+
+def validate_email(email: str) -> str:
+    email = (email or "").strip().lower()
+    if len(email) > 254 or not EMAIL_RE.match(email):
+        raise ValidationError(f"{email[:60]!r} is not a valid email address.")
+    return email
+
+
+def validate_name(name: str, *, field: str = "Name", max_length: int = 200) -> str:
+    name = " ".join((name or "").split())
+    if not name:
+        raise ValidationError(f"{field} must not be empty.")
+    if len(name) > max_length:
+        raise ValidationError(f"{field} must be at most {max_length} characters.")
+    return name
+
+
+def validate_password(password: str) -> str:
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise ValidationError(f"The password must be at least {MIN_PASSWORD_LENGTH} characters.")
+    if len(password) > 1024:
+        raise ValidationError("The password must be at most 1024 characters.")
+    return password
+
+
+def validate_slug(slug: str) -> str:
+    slug = (slug or "").strip()
+    if not slug or len(slug) > 63 or not SLUG_RE.match(slug):
+        raise ValidationError(
+            "A workspace slug uses lower-case letters, digits and single hyphens (at most 63 characters),"
+            " e.g. contoso-msp."
+        )
+    return slug
+
+
+def validate_domain(domain: str) -> str:
+    domain = (domain or "").strip().lower().rstrip(".")
+    if not DOMAIN_RE.match(domain):
+        raise ValidationError(f"{domain[:60]!r} is not a valid domain name, e.g. contoso.onmicrosoft.com.")
+    return domain
+
+
+def parse_tenant_external_id(value: str) -> uuid.UUID:
+    """An Entra tenant id: a GUID in its canonical 8-4-4-4-12 form."""
+    value = (value or "").strip()
+    if not GUID_RE.match(value):
+        raise ValidationError(
+            f"{value[:60]!r} is not an Entra tenant id (a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47)."
+        )
+    return uuid.UUID(value)
