@@ -1,6 +1,7 @@
 """TenantAtlas: the portfolio console for MSPs running many Entra/Intune tenants."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,8 @@ def create_app(config: dict | None = None) -> Flask:
         __name__,
         template_folder=str(PROJECT_ROOT / "templates"),
         static_folder=str(PROJECT_ROOT / "static"),
-        instance_path=str(PROJECT_ROOT / "instance"),
+        # TENANTATLAS_INSTANCE_PATH relocates instance/ (secret key, embedded pgdata).
+        instance_path=os.environ.get("TENANTATLAS_INSTANCE_PATH") or str(PROJECT_ROOT / "instance"),
     )
     app.config.update(build_config(Path(app.instance_path), config))
 

@@ -1,5 +1,6 @@
 """Error pages: a clear message, never a traceback."""
-from flask import render_template, request
+from flask import abort, g, render_template, request
+from flask_login import AnonymousUserMixin
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -29,6 +30,17 @@ def render_error(code: int, message: str | None = None):
 
 
 def init_app(app):
+    @app.before_request
+    def reject_nul_bytes():
+        # PostgreSQL text cannot hold NUL; refuse such input up front with a 400, in one place.
+        values = [request.path, *request.args.values()]
+        if request.method in ("POST", "PUT", "PATCH") and request.mimetype in (
+            "application/x-www-form-urlencoded", "multipart/form-data"
+        ):
+            values.extend(request.form.values())
+        if any("\x00" in value for value in values):
+            abort(400, "The request contains a NUL character, which is never valid here.")
+
     @app.errorhandler(CSRFError)
     def csrf_error(error):
         return render_error(400, "Your form expired or was not sent from this console. Reload the page and try again.")
@@ -45,6 +57,8 @@ def init_app(app):
     def database_unavailable(error):
         db.session.rollback()
         app.logger.error("Database unavailable on %s %s: %s", request.method, request.path, error.orig)
+        # Rendering asks Flask-Login for the user, which would query the database again.
+        g._login_user = AnonymousUserMixin()
         return render_error(503)
 
     @app.errorhandler(Exception)

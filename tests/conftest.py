@@ -1,0 +1,231 @@
+"""Test fixtures: a real PostgreSQL per test session, a rolled-back transaction per test.
+
+The server is TEST_DATABASE_URL when given (its database is wiped and migrated),
+otherwise a throwaway embedded cluster in a temporary directory, deleted at the end.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+from app import create_app
+from app.database import server_socket_dir, start_embedded_server
+from app.extensions import db
+from app.models import Tenant, User, Workspace, WorkspaceMembership
+from app.passwords import hash_password
+
+TEST_PASSWORD = "correct horse battery"
+_PASSWORD_HASH = hash_password(TEST_PASSWORD)  # hashed once: Argon2id is slow on purpose
+
+
+class PostgresCluster:
+    """Where test databases are created: an admin conninfo plus a URL builder."""
+
+    def __init__(self, admin_conninfo: str, url_for_database):
+        self.admin_conninfo = admin_conninfo
+        self.url_for_database = url_for_database
+
+    def create_database(self, name: str) -> str:
+        with psycopg.connect(self.admin_conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url_for_database(name)
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.admin_conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        url = make_url(given.replace("postgresql://", "postgresql+psycopg://", 1))
+        admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+        yield PostgresCluster(
+            admin,
+            lambda name: url.set(drivername="postgresql+psycopg", database=name).render_as_string(
+                hide_password=False
+            ),
+        )
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="tenantatlas-test-"))
+    server = start_embedded_server(workdir / "pgdata", cleanup_mode="delete")
+    socket_dir = server_socket_dir(server)
+    yield PostgresCluster(
+        f"host={socket_dir} user=postgres dbname=postgres",
+        lambda name: f"postgresql+psycopg://postgres@/{name}?host={socket_dir}",
+    )
+    server.cleanup()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def make_test_app(database_url: str, **overrides):
+    config = {
+        "TENANTATLAS_ENV": "test",
+        "SECRET_KEY": "test-secret-key",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        # The test client speaks plain http; production cookies stay Secure (see test_config).
+        "SESSION_COOKIE_SECURE": False,
+        "SERVER_NAME": None,
+    }
+    config.update(overrides)
+    return create_app(config)
+
+
+@pytest.fixture(scope="session")
+def app(pg_cluster):
+    from flask_migrate import upgrade
+
+    database_url = pg_cluster.create_database("tenantatlas_test")
+    application = make_test_app(database_url)
+    with application.app_context():
+        upgrade()
+        db.engine.dispose()
+    return application
+
+
+class SharedTestSession(scoped_session):
+    """One session for the whole test, shared by the test, its requests and commands.
+
+    Flask-SQLAlchemy calls remove() when each app context ends; here that rolls
+    back what the request left uncommitted (as closing a session would) but
+    keeps the session, so the test's objects stay usable. No app context is held
+    open by the fixture: each request gets its own, with its own `g`.
+    """
+
+    def remove(self):
+        if self.registry.has():
+            self.registry().rollback()
+
+
+@pytest.fixture
+def db_session(app):
+    """db.session inside one outer transaction, rolled back after the test.
+
+    Commits in the code under test become savepoint releases, so each test
+    sees a clean database without re-creating it.
+    """
+    with app.app_context():
+        connection = db.engine.connect()
+    outer = connection.begin()
+    original = db.session
+    # A plain SQLAlchemy Session honours bind=connection (Flask-SQLAlchemy's picks the engine).
+    db.session = SharedTestSession(
+        sessionmaker(class_=Session, bind=connection, join_transaction_mode="create_savepoint"),
+        scopefunc=lambda: "test",
+    )
+    try:
+        yield db.session
+    finally:
+        db.session.registry().close()
+        db.session = original
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def client(app, db_session):
+    return app.test_client()
+
+
+@pytest.fixture
+def cli_runner(app, db_session):
+    return app.test_cli_runner()
+
+
+# --- factories ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_user(db_session):
+    def factory(email: str | None = None, *, name: str = "Test User", active: bool = True,
+                password_hash: str | None = None) -> User:
+        user = User(
+            email=(email or f"user-{uuid.uuid4().hex[:10]}@example.test").lower(),
+            name=name,
+            password_hash=password_hash or _PASSWORD_HASH,
+            is_active_user=active,
+        )
+        db_session.add(user)
+        db_session.commit()
+        return user
+
+    return factory
+
+
+@pytest.fixture
+def make_workspace(db_session):
+    def factory(slug: str | None = None, *, name: str | None = None) -> Workspace:
+        slug = slug or f"ws-{uuid.uuid4().hex[:10]}"
+        workspace = Workspace(slug=slug, name=name or slug.replace("-", " ").title())
+        db_session.add(workspace)
+        db_session.commit()
+        return workspace
+
+    return factory
+
+
+@pytest.fixture
+def make_tenant(db_session):
+    def factory(workspace: Workspace, *, name: str | None = None, status: str = "active",
+                external_id: uuid.UUID | None = None) -> Tenant:
+        tenant = Tenant(
+            workspace_id=workspace.id,
+            external_id=external_id or uuid.uuid4(),
+            name=name or f"Tenant {uuid.uuid4().hex[:6]}",
+            primary_domain=None,
+            status=status,
+        )
+        db_session.add(tenant)
+        db_session.commit()
+        return tenant
+
+    return factory
+
+
+@pytest.fixture
+def add_member(db_session):
+    def factory(workspace: Workspace, user: User, role: str = "readonly") -> WorkspaceMembership:
+        membership = WorkspaceMembership(workspace_id=workspace.id, user_id=user.id, role=role)
+        db_session.add(membership)
+        db_session.commit()
+        return membership
+
+    return factory
+
+
+# --- HTTP helpers ---------------------------------------------------------------------
+
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_token_from(response) -> str:
+    match = CSRF_RE.search(response.get_data(as_text=True))
+    assert match, "page has no csrf_token field"
+    return match.group(1)
+
+
+def sign_in(client, email: str, password: str = TEST_PASSWORD, next_url: str | None = None):
+    login_url = "/login" + (f"?next={next_url}" if next_url else "")
+    token = csrf_token_from(client.get(login_url))
+    return client.post(login_url, data={"email": email, "password": password, "csrf_token": token})
+
+
+@pytest.fixture
+def signed_in_client(client, make_user):
+    user = make_user("member@example.test", name="Morgan Member")
+    response = sign_in(client, user.email)
+    assert response.status_code == 302
+    client.user = user
+    return client

@@ -1,0 +1,50 @@
+"""With no DATABASE_URL, every `flask` command starts, or reuses, the embedded server in instance/pgdata."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.database import start_embedded_server
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FLASK = str(Path(sys.executable).with_name("flask"))
+
+
+def flask(instance: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_URL", "SECRET_KEY")}
+    env.update(TENANTATLAS_INSTANCE_PATH=str(instance), TENANTATLAS_ENV="development")
+    return subprocess.run([FLASK, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def postmaster_pid(instance: Path) -> int:
+    return int((instance / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
+
+
+@pytest.fixture
+def instance(tmp_path):
+    path = tmp_path / "instance"
+    yield path
+    if (path / "pgdata" / "PG_VERSION").exists():
+        start_embedded_server(path / "pgdata", cleanup_mode="stop").cleanup()
+
+
+def test_flask_commands_start_the_embedded_server_then_reuse_it(instance):
+    first = flask(instance, "db", "upgrade")
+    assert first.returncode == 0, first.stderr
+    banner = [line for line in first.stderr.splitlines() if line.startswith("TenantAtlas database:")]
+    assert len(banner) == 1 and "embedded PostgreSQL in instance/pgdata" in banner[0]
+    pid = postmaster_pid(instance)
+
+    second = flask(instance, "create-workspace", "embedded-check", "--name", "Embedded check")
+    assert second.returncode == 0, second.stderr
+    assert postmaster_pid(instance) == pid  # the running server was reused, not restarted
+    assert (instance / "secret_key").exists()
+
+    duplicate = flask(instance, "create-workspace", "embedded-check", "--name", "Again")
+    assert duplicate.returncode == 1
+    assert "already exists" in duplicate.stderr
+    assert "Traceback" not in duplicate.stderr

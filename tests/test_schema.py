@@ -1,0 +1,150 @@
+"""The schema: migrations round-trip, match the models, and the database enforces the rules."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from app.models import (
+    BackupItem, BackupSet, InventoryItem, InventoryLink, Policy, PolicyVersion, TENANT_OWNED_MODELS, Tenant, User,
+    Workspace, WorkspaceMembership,
+)
+from tests.conftest import make_test_app
+
+TENANT_OWNED_TABLES = {
+    "policies", "policy_versions", "backup_sets", "backup_items", "restore_runs", "backup_schedules",
+    "inventory_items", "inventory_links", "entra_groups", "findings", "entra_role_definitions",
+    "tenant_permissions",
+}
+
+
+@pytest.fixture(scope="module")
+def scratch_app(pg_cluster):
+    return make_test_app(pg_cluster.create_database("tenantatlas_migrations"))
+
+
+def _tables(app) -> set[str]:
+    with app.app_context():
+        return set(inspect(db.engine).get_table_names()) - {"alembic_version"}
+
+
+def test_upgrade_downgrade_upgrade_round_trip(scratch_app):
+    with scratch_app.app_context():
+        upgrade()
+    assert TENANT_OWNED_TABLES | {"users", "workspaces", "workspace_memberships", "tenants", "audit_logs"} <= _tables(
+        scratch_app)
+    with scratch_app.app_context():
+        downgrade(revision="base")
+    assert _tables(scratch_app) == set()
+    with scratch_app.app_context():
+        upgrade()
+    assert TENANT_OWNED_TABLES <= _tables(scratch_app)
+
+
+def test_migrated_schema_matches_the_models(app):
+    with app.app_context(), db.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), db.metadata)
+    assert diff == []
+
+
+def test_the_twelve_tenant_owned_models_are_the_tenant_owned_tables():
+    assert {model.__tablename__ for model in TENANT_OWNED_MODELS} == TENANT_OWNED_TABLES
+
+
+def test_baseline_tenant_owned_tables_have_an_indexed_tenant_id_and_no_workspace_id(app):
+    with app.app_context():
+        inspector = inspect(db.engine)
+        for table in TENANT_OWNED_TABLES:
+            columns = {column["name"] for column in inspector.get_columns(table)}
+            assert "tenant_id" in columns and "workspace_id" not in columns, table
+            leading = [index["column_names"][0] for index in inspector.get_indexes(table)]
+            assert "tenant_id" in leading, table
+            assert any(fk["referred_table"] == "tenants" for fk in inspector.get_foreign_keys(table)), table
+
+
+def _refused(db_session, *objects):
+    db_session.add_all(objects)
+    with pytest.raises(IntegrityError):
+        db_session.commit()
+    db_session.rollback()
+
+
+def test_email_is_unique_case_insensitively(db_session, make_user):
+    make_user("unique@example.test")
+    _refused(db_session, User(email="unique@example.test", name="Again", password_hash="x"))
+    # Upper case can never be stored, so it cannot slip past the unique key either.
+    _refused(db_session, User(email="UNIQUE@example.test", name="Again", password_hash="x"))
+
+
+def test_workspace_slug_is_unique_and_url_safe(db_session, make_workspace):
+    make_workspace("acme")
+    _refused(db_session, Workspace(slug="acme", name="Acme again"))
+    _refused(db_session, Workspace(slug="Not Safe", name="Spaces"))
+
+
+def test_one_membership_per_user_and_workspace_and_known_roles(db_session, make_user, make_workspace, add_member):
+    user, workspace = make_user(), make_workspace()
+    add_member(workspace, user, "owner")
+    _refused(db_session, WorkspaceMembership(workspace_id=workspace.id, user_id=user.id, role="readonly"))
+    _refused(db_session, WorkspaceMembership(workspace_id=make_workspace().id, user_id=user.id, role="admin"))
+
+
+def test_tenant_external_id_is_unique_across_workspaces(db_session, make_workspace, make_tenant):
+    external_id = uuid.uuid4()
+    make_tenant(make_workspace(), external_id=external_id)
+    _refused(db_session, Tenant(workspace_id=make_workspace().id, external_id=external_id, name="Twin"))
+
+
+def test_tenant_needs_a_workspace(db_session):
+    _refused(db_session, Tenant(workspace_id=None, external_id=uuid.uuid4(), name="Orphan"))
+
+
+def test_policy_graph_id_is_unique_per_tenant_only(db_session, make_workspace, make_tenant):
+    workspace = make_workspace()
+    tenant_a, tenant_b = make_tenant(workspace), make_tenant(workspace)
+    fields = dict(graph_id="g-1", policy_type="deviceConfiguration", platform="windows10", display_name="P")
+    db_session.add_all([Policy(tenant_id=tenant_a.id, **fields), Policy(tenant_id=tenant_b.id, **fields)])
+    db_session.commit()
+    _refused(db_session, Policy(tenant_id=tenant_a.id, **fields))
+
+
+def test_policy_version_number_is_unique_per_policy(db_session, make_workspace, make_tenant):
+    tenant = make_tenant(make_workspace())
+    policy = Policy(tenant_id=tenant.id, graph_id="g", policy_type="t", platform="ios", display_name="P")
+    db_session.add(policy)
+    db_session.commit()
+    version = dict(tenant_id=tenant.id, policy_id=policy.id, version_number=1, snapshot={}, content_hash="0" * 64)
+    db_session.add(PolicyVersion(**version))
+    db_session.commit()
+    _refused(db_session, PolicyVersion(**version))
+
+
+def test_a_child_row_cannot_point_at_a_parent_of_another_tenant(db_session, make_workspace, make_tenant):
+    workspace = make_workspace()
+    tenant_a, tenant_b = make_tenant(workspace), make_tenant(workspace)
+    policy_a = Policy(tenant_id=tenant_a.id, graph_id="g", policy_type="t", platform="ios", display_name="A")
+    backup_a = BackupSet(tenant_id=tenant_a.id, name="B", status="completed", triggered_by="user")
+    item_a = InventoryItem(tenant_id=tenant_a.id, object_type="device", graph_id="d1", display_name="D1")
+    item_b = InventoryItem(tenant_id=tenant_b.id, object_type="device", graph_id="d2", display_name="D2")
+    db_session.add_all([policy_a, backup_a, item_a, item_b])
+    db_session.commit()
+    _refused(db_session, PolicyVersion(tenant_id=tenant_b.id, policy_id=policy_a.id, version_number=1, snapshot={},
+                                       content_hash="0" * 64))
+    _refused(db_session, BackupItem(tenant_id=tenant_b.id, backup_set_id=backup_a.id, item_type="t",
+                                    display_name="x", payload={}, content_hash="0" * 64))
+    _refused(db_session, InventoryLink(tenant_id=tenant_a.id, source_item_id=item_a.id, target_item_id=item_b.id,
+                                       link_type="assigned"))
+
+
+def test_deleting_a_tenant_removes_its_rows(db_session, make_workspace, make_tenant):
+    tenant = make_tenant(make_workspace())
+    db_session.add(Policy(tenant_id=tenant.id, graph_id="g", policy_type="t", platform="ios", display_name="P"))
+    db_session.commit()
+    db_session.execute(text("DELETE FROM tenants WHERE id = :id"), {"id": tenant.id})
+    assert db_session.execute(text("SELECT count(*) FROM policies WHERE tenant_id = :id"), {"id": tenant.id}).scalar() == 0
