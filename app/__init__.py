@@ -41,13 +41,12 @@ def create_app(config: dict | None = None) -> Flask:
     csrf.init_app(app)
     login_manager.init_app(app)
 
-    from . import auth, errors, health, shell
+    from . import auth, errors, health, legacy, portfolio, shell, tenant_pages, workspaces
 
     auth.init_app(app)
     errors.init_app(app)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(shell.bp)
+    for blueprint in (health.bp, auth.bp, shell.bp, workspaces.bp, portfolio.bp, tenant_pages.bp, legacy.bp):
+        app.register_blueprint(blueprint)
 
     from cli import register_commands
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
+from .access import restore_workspace_at_sign_in
 from .audit import record_audit
 from .extensions import db, login_manager
 from .models import User
@@ -79,6 +80,7 @@ def login():
             session.clear()
             login_user(user)
             session.permanent = True
+            restore_workspace_at_sign_in(user)
             return redirect(next_url or url_for("shell.home"))
         current_app.logger.info(
             "Failed sign-in for %r: %s",

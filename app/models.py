@@ -475,3 +475,52 @@ class AuditLog(db.Model):
     created_at: Mapped[datetime] = _created_at()
 
     actor: Mapped[User | None] = relationship()
+
+
+# --- the tenant switcher's memory, per user --------------------------------------------
+
+
+class _UserTenantMark:
+    """A user's mark on a tenant (a visit, a pin), bound to the tenant's workspace.
+
+    The composite key (tenant_id, workspace_id) -> tenants follows the tenant when
+    it moves (ON UPDATE CASCADE), so a mark never shows a tenant in a workspace it
+    has left.
+    """
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    tenant_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    workspace_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class TenantVisit(_UserTenantMark, db.Model):
+    """When a user last opened a tenant: the switcher's "recent" list."""
+
+    __tablename__ = "tenant_visits"
+    __table_args__ = (
+        UniqueConstraint("user_id", "tenant_id"),
+        ForeignKeyConstraint(
+            ["tenant_id", "workspace_id"], ["tenants.id", "tenants.workspace_id"],
+            ondelete="CASCADE", onupdate="CASCADE",
+        ),
+        Index("ix_tenant_visits_user_id_workspace_id_visited_at", "user_id", "workspace_id", "visited_at"),
+    )
+
+    visited_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class TenantPin(_UserTenantMark, db.Model):
+    """A tenant the user pinned to the top of the switcher."""
+
+    __tablename__ = "tenant_pins"
+    __table_args__ = (
+        UniqueConstraint("user_id", "tenant_id"),
+        ForeignKeyConstraint(
+            ["tenant_id", "workspace_id"], ["tenants.id", "tenants.workspace_id"],
+            ondelete="CASCADE", onupdate="CASCADE",
+        ),
+        Index("ix_tenant_pins_user_id_workspace_id", "user_id", "workspace_id"),
+    )
+
+    created_at: Mapped[datetime] = _created_at()

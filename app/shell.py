@@ -1,79 +1,71 @@
-"""The signed-in admin shell: the overview and the sidebar's sections."""
+"""The signed-in shell: where /admin leads, and what every layout page shows in its bars."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, url_for
+from flask import Blueprint, g, redirect, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import func, select
 
+from .access import current_workspace_id, membership_query, workspace_access_by_id
 from .extensions import db
-from .models import Tenant, Workspace, WorkspaceMembership
+from .models import Workspace
+from .switcher import switcher_marks
 
 bp = Blueprint("shell", __name__)
 
-# The tenant areas of the sidebar: (endpoint argument, label, Bootstrap icon).
-SECTIONS = (
-    ("policies", "Policies", "shield-check"),
-    ("backups", "Backups", "archive"),
-    ("restore-runs", "Restore runs", "arrow-counterclockwise"),
-    ("schedules", "Backup schedules", "calendar-check"),
-    ("inventory", "Inventory", "boxes"),
-    ("groups", "Groups", "people"),
-    ("findings", "Findings", "exclamation-triangle"),
-    ("roles", "Role definitions", "person-badge"),
-    ("permissions", "Permissions", "key"),
-    ("audit", "Audit log", "journal-text"),
-)
-SECTION_LABELS = {slug: label for slug, label, _ in SECTIONS}
-
-
-@bp.app_context_processor
-def shell_context():
-    return {"sidebar_sections": SECTIONS}
-
-
-@bp.before_request
-@login_required
-def require_sign_in():
-    """Every page of the shell needs a signed-in user."""
-
-
-def my_workspaces_with_counts(user_id: int):
-    """The user's workspaces, their role and tenant counts, in one statement."""
-    tenant_counts = (
-        select(
-            Tenant.workspace_id,
-            func.count().filter(Tenant.status == "active").label("active"),
-            func.count().filter(Tenant.status == "archived").label("archived"),
-        )
-        .group_by(Tenant.workspace_id)
-        .subquery()
-    )
-    return db.session.execute(
-        select(
-            Workspace,
-            WorkspaceMembership.role,
-            func.coalesce(tenant_counts.c.active, 0).label("active_tenants"),
-            func.coalesce(tenant_counts.c.archived, 0).label("archived_tenants"),
-        )
-        .join(WorkspaceMembership, WorkspaceMembership.workspace_id == Workspace.id)
-        .outerjoin(tenant_counts, tenant_counts.c.workspace_id == Workspace.id)
-        .where(WorkspaceMembership.user_id == user_id)
-        .order_by(Workspace.name)
-    ).all()
-
 
 @bp.get("/")
+@login_required
 def root():
     return redirect(url_for("shell.home"))
 
 
 @bp.get("/admin")
+@login_required
 def home():
-    return render_template("shell/home.html", workspaces=my_workspaces_with_counts(current_user.id))
+    """The current workspace's landing, or the workspace list when none is current."""
+    workspace_id = current_workspace_id()
+    access = workspace_access_by_id(workspace_id) if workspace_id is not None else None
+    if access is None:
+        return redirect(url_for("workspaces.index"))
+    return redirect(url_for("portfolio.managed_tenants", slug=access.workspace.slug))
 
 
-@bp.get("/admin/sections/<section>")
-def section(section: str):
-    if section not in SECTION_LABELS:
-        abort(404)
-    return render_template("shell/section.html", section=section, label=SECTION_LABELS[section])
+def nav_workspaces():
+    """The workspace switcher's entries: the user's workspaces (one statement, cached per request)."""
+    if "nav_workspaces" not in g:
+        g.nav_workspaces = db.session.execute(
+            membership_query(current_user.id).order_by(Workspace.name)).all()
+    return g.nav_workspaces
+
+
+def nav_switcher_marks():
+    """(pinned, recent) tenants of the workspace on screen, for the tenant switcher."""
+    access = g.get("workspace_access")
+    if access is None:
+        return [], []
+    if "nav_switcher_marks" not in g:
+        g.nav_switcher_marks = switcher_marks(current_user.id, access.workspace.id)
+    return g.nav_switcher_marks
+
+
+def switch_target(tenant_ext: str) -> str:
+    """Where choosing `tenant_ext` in the switcher goes: the same section on a tenant page, else its dashboard."""
+    from .tenant_pages import section_endpoint
+
+    endpoint = request.endpoint or ""
+    target = section_endpoint(endpoint) if endpoint.startswith("tenant.") else "tenant.dashboard"
+    return url_for(target, tenant_ext=tenant_ext)
+
+
+@bp.app_context_processor
+def shell_context():
+    from .tenant_pages import SECTIONS, section_endpoint
+
+    return {
+        "nav_workspaces": nav_workspaces,
+        "nav_switcher_marks": nav_switcher_marks,
+        "switch_target": switch_target,
+        "tenant_sections": SECTIONS,
+        "current_section": section_endpoint(request.endpoint) if (request.endpoint or "").startswith("tenant.") else None,
+        "workspace_access": g.get("workspace_access"),
+        "tenant_access": g.get("tenant_access"),
+    }

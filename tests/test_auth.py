@@ -22,7 +22,7 @@ def test_sign_in_redirects_to_the_shell_and_shows_the_user(client, make_user):
     response = sign_in(client, "ada@example.test")
     assert response.status_code == 302
     assert response.headers["Location"] == "/admin"
-    page = client.get("/admin").get_data(as_text=True)
+    page = client.get("/admin", follow_redirects=True).get_data(as_text=True)
     assert "Ada Lovelace" in page
     assert "Sign out" in page
 
@@ -48,16 +48,16 @@ def test_inactive_user_cannot_sign_in(client, make_user):
     response = sign_in(client, "gone@example.test")
     assert response.status_code == 200
     assert FAILED_SIGN_IN in response.get_data(as_text=True)
-    assert client.get("/admin").status_code == 302
+    assert client.get("/admin/workspaces").status_code == 302
 
 
 def test_deactivated_user_loses_an_open_session(client, make_user, db_session):
     user = make_user("later@example.test")
     sign_in(client, user.email)
-    assert client.get("/admin").status_code == 200
+    assert client.get("/admin/workspaces").status_code == 200
     user.is_active_user = False
     db_session.flush()
-    assert client.get("/admin").status_code == 302
+    assert client.get("/admin/workspaces").status_code == 302
 
 
 def test_post_without_csrf_token_is_refused(client, make_user):
@@ -65,21 +65,21 @@ def test_post_without_csrf_token_is_refused(client, make_user):
     response = client.post("/login", data={"email": "csrf@example.test", "password": TEST_PASSWORD})
     assert response.status_code == 400
     assert "Reload the page" in response.get_data(as_text=True)
-    assert client.get("/admin").status_code == 302
+    assert client.get("/admin/workspaces").status_code == 302
 
 
 def test_logout_without_csrf_token_is_refused(signed_in_client):
     assert signed_in_client.post("/logout").status_code == 400
-    assert signed_in_client.get("/admin").status_code == 200
+    assert signed_in_client.get("/admin/workspaces").status_code == 200
 
 
 def test_anonymous_visitor_is_sent_to_sign_in_and_comes_back(client, make_user):
-    response = client.get("/admin/sections/policies")
+    response = client.get("/admin/workspaces")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/login?next=")
     make_user("back@example.test")
-    response = sign_in(client, "back@example.test", next_url="/admin/sections/policies")
-    assert response.headers["Location"] == "/admin/sections/policies"
+    response = sign_in(client, "back@example.test", next_url="/admin/workspaces")
+    assert response.headers["Location"] == "/admin/workspaces"
 
 
 @pytest.mark.parametrize(
@@ -114,13 +114,13 @@ def test_sign_in_clears_the_previous_session(client, make_user):
 def test_sign_out_clears_the_whole_session(signed_in_client):
     with signed_in_client.session_transaction() as session:
         session["current_workspace_id"] = 42
-    token = csrf_token_from(signed_in_client.get("/admin"))
+    token = csrf_token_from(signed_in_client.get("/admin/workspaces"))
     response = signed_in_client.post("/logout", data={"csrf_token": token})
     assert response.status_code == 302
     with signed_in_client.session_transaction() as session:
         assert "current_workspace_id" not in session
         assert "_user_id" not in session
-    assert signed_in_client.get("/admin").status_code == 302
+    assert signed_in_client.get("/admin/workspaces").status_code == 302
 
 
 def test_logout_is_post_only(signed_in_client):

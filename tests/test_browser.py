@@ -58,8 +58,8 @@ def test_sign_in_shows_the_shell_and_sign_out_returns_to_sign_in(live_app, brows
         page.fill("input[name=email]", "ada@example.test")
         page.fill("input[name=password]", TEST_PASSWORD)
         page.click("button[type=submit]")
-        page.wait_for_url(server.url + "/admin")
-        assert page.locator("h1").inner_text() == "Welcome, Ada Lovelace"
+        page.wait_for_url(server.url + "/admin/workspaces")
+        assert page.locator("h1").inner_text() == "Your workspaces"
         assert page.locator(".workspace-card").count() == 1
         assert "Contoso Managed Services" in page.locator(".workspace-card").inner_text()
         assert page.locator(".workspace-card .stat").first.inner_text() == "3"

@@ -1,9 +1,120 @@
 // TenantAtlas front-end behaviour. Loaded as a file (no inline script), so a strict CSP holds.
-document.addEventListener("DOMContentLoaded", function () {
-  // Auto-dismiss success and info messages after a few seconds; errors stay.
-  document.querySelectorAll(".alert-success, .alert-info").forEach(function (alert) {
-    setTimeout(function () {
-      if (window.bootstrap) { window.bootstrap.Alert.getOrCreateInstance(alert).close(); }
-    }, 6000);
+(function () {
+  "use strict";
+  var PLACEHOLDER = "00000000-0000-0000-0000-000000000000";
+
+  function setupTenantSwitcher() {
+    var modalElement = document.getElementById("tenant-switcher");
+    if (!modalElement || !window.bootstrap) { return; }
+    var modal = window.bootstrap.Modal.getOrCreateInstance(modalElement);
+    var input = document.getElementById("tenant-switcher-search");
+    var results = document.getElementById("tenant-switcher-results");
+    var marks = document.getElementById("tenant-switcher-marks");
+    var searchUrl = modalElement.dataset.searchUrl;
+    var template = modalElement.dataset.switchTemplate;
+    var timer = null;
+    var latest = 0;
+
+    function entry(tenant) {
+      var link = document.createElement("a");
+      link.className = "list-group-item list-group-item-action switcher-entry switcher-result";
+      link.href = template.replace(PLACEHOLDER, encodeURIComponent(tenant.external_id));
+      var name = document.createElement("span");
+      name.textContent = tenant.name;
+      link.appendChild(name);
+      if (tenant.domain) {
+        var domain = document.createElement("span");
+        domain.className = "small text-body-secondary ms-2";
+        domain.textContent = tenant.domain;
+        link.appendChild(domain);
+      }
+      return link;
+    }
+
+    function search() {
+      var term = input.value.trim();
+      if (!term) { results.replaceChildren(); marks.hidden = false; return; }
+      var request = ++latest;
+      fetch(searchUrl + "?q=" + encodeURIComponent(term), { headers: { "Accept": "application/json" }, credentials: "same-origin" })
+        .then(function (response) { if (!response.ok) { throw new Error(response.status); } return response.json(); })
+        .then(function (data) {
+          if (request !== latest) { return; }  // a newer search has been sent
+          marks.hidden = true;
+          if (!data.results.length) {
+            var none = document.createElement("div");
+            none.className = "small text-body-secondary";
+            none.textContent = "No active tenant matches.";
+            results.replaceChildren(none);
+            return;
+          }
+          results.replaceChildren.apply(results, data.results.map(entry));
+        })
+        .catch(function () {
+          var failed = document.createElement("div");
+          failed.className = "small text-danger";
+          failed.textContent = "Search failed. Try again.";
+          results.replaceChildren(failed);
+        });
+    }
+
+    input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(search, 150); });
+    input.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") {
+        var first = modalElement.querySelector(".switcher-result, .switcher-entry");
+        if (first) { event.preventDefault(); window.location.href = first.href; }
+      }
+    });
+    modalElement.addEventListener("shown.bs.modal", function () { input.focus(); input.select(); });
+
+    document.addEventListener("keydown", function (event) {
+      var typing = /^(INPUT|TEXTAREA|SELECT)$/.test((event.target.tagName || "")) || event.target.isContentEditable;
+      if ((event.key === "k" || event.key === "K") && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        modal.show();
+      } else if (event.key === "/" && !typing) {
+        event.preventDefault();
+        modal.show();
+      }
+    });
+  }
+
+  function setupDiffPickers() {
+    // Policy versions: the compare button needs exactly two checked versions.
+    var form = document.getElementById("version-compare");
+    if (!form) { return; }
+    var button = form.querySelector("button[type=submit]");
+    function update() {
+      var checked = form.querySelectorAll("input[name=pick]:checked");
+      button.disabled = checked.length !== 2;
+      if (checked.length === 2) {
+        form.querySelector("input[name=a]").value = checked[0].value;
+        form.querySelector("input[name=b]").value = checked[1].value;
+      }
+    }
+    form.addEventListener("change", update);
+    update();
+  }
+
+  function autoDismissAlerts() {
+    document.querySelectorAll(".alert-success, .alert-info").forEach(function (alert) {
+      setTimeout(function () {
+        if (window.bootstrap) { window.bootstrap.Alert.getOrCreateInstance(alert).close(); }
+      }, 6000);
+    });
+  }
+
+  function confirmForms() {
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); }
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    setupTenantSwitcher();
+    setupDiffPickers();
+    autoDismissAlerts();
+    confirmForms();
   });
-});
+})();

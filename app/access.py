@@ -1,0 +1,156 @@
+"""Who may see what: the workspace context and the tenant rule, in one place.
+
+The hard rule for /admin/t/<tenant>: served only when the session's current
+workspace is set, the tenant belongs to it, and the user is a member of it.
+Anything else is the same 404 (no oracle); the reason goes to the log.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from flask import abort, current_app, g, session
+from flask_login import current_user
+from sqlalchemy import select
+
+from .extensions import db
+from .models import ROLES, Tenant, Workspace, WorkspaceMembership
+from .validation import GUID_RE
+
+SESSION_WORKSPACE_KEY = "current_workspace_id"
+
+# Each role can do what the roles after it can.
+ROLE_RANK = {role: rank for rank, role in enumerate(reversed(ROLES))}  # readonly 0 … owner 3
+
+
+@dataclass(frozen=True)
+class WorkspaceAccess:
+    workspace: Workspace
+    role: str
+
+    def allows(self, role: str) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+@dataclass(frozen=True)
+class TenantAccess(WorkspaceAccess):
+    tenant: Tenant
+
+
+def current_workspace_id() -> int | None:
+    value = session.get(SESSION_WORKSPACE_KEY)
+    return value if isinstance(value, int) else None
+
+
+def set_current_workspace(workspace: Workspace) -> None:
+    """Make `workspace` current for this session and remember it for the next sign-in."""
+    if session.get(SESSION_WORKSPACE_KEY) != workspace.id:
+        session[SESSION_WORKSPACE_KEY] = workspace.id
+    if current_user.last_workspace_id != workspace.id:
+        current_user.last_workspace_id = workspace.id
+        db.session.commit()
+
+
+def clear_current_workspace() -> None:
+    session.pop(SESSION_WORKSPACE_KEY, None)
+
+
+def membership_query(user_id: int):
+    return (
+        select(Workspace, WorkspaceMembership.role)
+        .join(WorkspaceMembership, WorkspaceMembership.workspace_id == Workspace.id)
+        .where(WorkspaceMembership.user_id == user_id)
+    )
+
+
+def workspace_access_by_slug(slug: str) -> WorkspaceAccess | None:
+    if len(slug) > 63:
+        return None
+    row = db.session.execute(membership_query(current_user.id).where(Workspace.slug == slug)).first()
+    return WorkspaceAccess(row[0], row[1]) if row else None
+
+
+def workspace_access_by_id(workspace_id: int) -> WorkspaceAccess | None:
+    row = db.session.execute(membership_query(current_user.id).where(Workspace.id == workspace_id)).first()
+    return WorkspaceAccess(row[0], row[1]) if row else None
+
+
+def restore_workspace_at_sign_in(user) -> None:
+    """At sign-in, the last workspace becomes current again if the user is still a member."""
+    if user.last_workspace_id is None:
+        return
+    still_member = db.session.scalar(
+        select(WorkspaceMembership.id).where(
+            WorkspaceMembership.user_id == user.id,
+            WorkspaceMembership.workspace_id == user.last_workspace_id,
+        )
+    )
+    if still_member is not None:
+        session[SESSION_WORKSPACE_KEY] = user.last_workspace_id
+
+
+def require_workspace_member(slug: str) -> WorkspaceAccess:
+    """For /admin/w/<slug>: the user's membership, or 404. Makes the workspace current."""
+    access = workspace_access_by_slug(slug)
+    if access is None:
+        current_app.logger.info("404 workspace %r for user %s: not a member or unknown", slug[:80], current_user.id)
+        abort(404)
+    g.workspace_access = access
+    set_current_workspace(access.workspace)
+    return access
+
+
+def parse_external_id(value: str) -> uuid.UUID | None:
+    return uuid.UUID(value) if GUID_RE.match(value) else None
+
+
+def require_tenant_access(external_id: str) -> TenantAccess:
+    """For /admin/t/<external_id>: tenant, workspace and role in one query, or 404."""
+    tenant_uuid = parse_external_id(external_id)
+    workspace_id = current_workspace_id()
+    row = None
+    if tenant_uuid is not None and workspace_id is not None:
+        row = db.session.execute(
+            select(Tenant, Workspace, WorkspaceMembership.role)
+            .join(Workspace, Workspace.id == Tenant.workspace_id)
+            .join(
+                WorkspaceMembership,
+                (WorkspaceMembership.workspace_id == Workspace.id)
+                & (WorkspaceMembership.user_id == current_user.id),
+            )
+            .where(Tenant.external_id == tenant_uuid, Tenant.workspace_id == workspace_id)
+        ).first()
+    if row is None:
+        current_app.logger.info(
+            "404 tenant %r for user %s: %s", external_id[:80], current_user.id,
+            _denial_reason(tenant_uuid, workspace_id),
+        )
+        abort(404)
+    tenant, workspace, role = row
+    access = TenantAccess(workspace=workspace, role=role, tenant=tenant)
+    g.workspace_access = access
+    g.tenant_access = access
+    return access
+
+
+def _denial_reason(tenant_uuid: uuid.UUID | None, workspace_id: int | None) -> str:
+    """Why a tenant page was refused, for operators' logs only (never shown)."""
+    if tenant_uuid is None:
+        return "malformed tenant id"
+    if workspace_id is None:
+        return "no current workspace"
+    tenant = db.session.scalar(select(Tenant).where(Tenant.external_id == tenant_uuid))
+    if tenant is None:
+        return "unknown tenant"
+    if tenant.workspace_id != workspace_id:
+        return f"tenant belongs to workspace {tenant.workspace_id}, current is {workspace_id}"
+    return f"user is not a member of workspace {workspace_id}"
+
+
+def require_role(role: str, action: str) -> None:
+    """403 with a clear message when the member's role is too small for `action`."""
+    access: WorkspaceAccess | None = g.get("workspace_access")
+    if access is None:
+        abort(404)
+    if not access.allows(role):
+        abort(403, f"Only a {role} or higher can {action}; your role in {access.workspace.name} is {access.role}.")

@@ -1,0 +1,63 @@
+"""Web forms (Flask-WTF: every POST carries a CSRF token)."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, IntegerField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError as FormError
+
+from .models import ROLES
+from . import validation
+
+
+def _check(validator):
+    """Adapt a function of app.validation to a WTForms validator."""
+
+    def check(form, field):
+        try:
+            field.data = validator(field.data)
+        except validation.ValidationError as error:
+            raise FormError(str(error)) from None
+
+    return check
+
+
+class ActionForm(FlaskForm):
+    """A POST with nothing but its CSRF token (archive, acknowledge, pin…)."""
+
+
+class WorkspaceCreateForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200), _check(validation.validate_name)])
+    slug = StringField("Slug", validators=[DataRequired(), Length(max=63), _check(validation.validate_slug)])
+
+
+class WorkspaceRenameForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200), _check(validation.validate_name)])
+
+
+class WorkspaceSwitchForm(FlaskForm):
+    workspace_id = IntegerField("Workspace", validators=[DataRequired(), NumberRange(min=1, max=2**62)])
+
+
+class MemberAddForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254), _check(validation.validate_email)])
+    role = SelectField("Role", choices=[(role, role.title()) for role in ROLES], default="readonly")
+
+
+class MemberRoleForm(FlaskForm):
+    role = SelectField("Role", choices=[(role, role.title()) for role in ROLES])
+
+
+class TenantRegisterForm(FlaskForm):
+    external_id = StringField("Entra tenant id", validators=[
+        DataRequired(), Length(max=64), _check(lambda v: str(validation.parse_tenant_external_id(v)))])
+    name = StringField("Name", validators=[DataRequired(), Length(max=200), _check(validation.validate_name)])
+    primary_domain = StringField("Primary domain", validators=[
+        Optional(), Length(max=253), _check(validation.validate_domain)])
+
+
+class BackupScheduleForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200), _check(validation.validate_name)])
+    frequency = SelectField("Frequency", choices=[(f, f.title()) for f in ("hourly", "daily", "weekly", "monthly")])
+    retention_days = IntegerField("Retention (days)", default=30,
+                                  validators=[DataRequired(), NumberRange(min=1, max=3650)])
+    is_enabled = BooleanField("Enabled", default=True)

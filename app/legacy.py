@@ -1,0 +1,74 @@
+"""/admin/managed-tenants: the legacy URL space. It never renders a page; it only redirects.
+
+A deep link to one tenant (numeric id or external id, with or without a trailing
+section) resolves only within the current workspace; any other tenant is a 404.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from .access import current_workspace_id, parse_external_id, workspace_access_by_id
+from .extensions import db
+from .models import Tenant, WorkspaceMembership
+
+bp = Blueprint("legacy", __name__, url_prefix="/admin/managed-tenants")
+
+# Legacy section names -> today's tenant endpoints.
+LEGACY_SECTIONS = {
+    "": "tenant.dashboard", "dashboard": "tenant.dashboard", "view": "tenant.dashboard", "edit": "tenant.dashboard",
+    "policies": "tenant.policies", "backups": "tenant.backups", "backup-sets": "tenant.backups",
+    "restore-runs": "tenant.restore_runs", "restores": "tenant.restore_runs",
+    "backup-schedules": "tenant.schedules", "schedules": "tenant.schedules",
+    "inventory": "tenant.inventory", "groups": "tenant.groups", "findings": "tenant.findings",
+    "drift": "tenant.findings", "roles": "tenant.roles", "role-definitions": "tenant.roles",
+    "permissions": "tenant.permissions", "audit": "tenant.audit_log",
+}
+COLLECTION_WORDS = {"", "create", "new", "index"}
+
+
+@bp.before_request
+@login_required
+def require_sign_in():
+    """Signed-out visitors go to sign-in and come back here after it."""
+
+
+def _landing():
+    workspace_id = current_workspace_id()
+    access = workspace_access_by_id(workspace_id) if workspace_id is not None else None
+    if access is None:
+        return redirect(url_for("workspaces.index"))
+    return redirect(url_for("portfolio.managed_tenants", slug=access.workspace.slug))
+
+
+def _tenant_in_current_workspace(reference: str) -> Tenant | None:
+    workspace_id = current_workspace_id()
+    if workspace_id is None:
+        return None
+    statement = (select(Tenant)
+                 .join(WorkspaceMembership, (WorkspaceMembership.workspace_id == Tenant.workspace_id)
+                       & (WorkspaceMembership.user_id == current_user.id))
+                 .where(Tenant.workspace_id == workspace_id))
+    external_id = parse_external_id(reference)
+    if external_id is not None:
+        return db.session.scalar(statement.where(Tenant.external_id == external_id))
+    if reference.isdigit() and len(reference) < 19:
+        return db.session.scalar(statement.where(Tenant.id == int(reference)))
+    return None
+
+
+@bp.get("", defaults={"rest": ""}, strict_slashes=False)
+@bp.get("/<path:rest>")
+def redirect_legacy(rest: str):
+    segments = [segment for segment in rest.split("/") if segment]
+    if not segments or segments[0] in COLLECTION_WORDS:
+        return _landing()
+    reference, section = segments[0], (segments[1] if len(segments) > 1 else "")
+    if not (reference.isdigit() or parse_external_id(reference) is not None):
+        return _landing()
+    tenant = _tenant_in_current_workspace(reference)
+    if tenant is None:
+        abort(404)
+    endpoint = LEGACY_SECTIONS.get(section, "tenant.dashboard")
+    return redirect(url_for(endpoint, tenant_ext=str(tenant.external_id)))

@@ -1,0 +1,223 @@
+"""/admin/w/<slug>: the workspace-scoped portfolio (landing, tenant registration, audit, switcher search)."""
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import String, and_, cast, func, select, true
+from sqlalchemy.orm import aliased
+
+from .access import parse_external_id, require_role, require_workspace_member
+from .audit import record_audit
+from .extensions import db
+from .forms import ActionForm, TenantRegisterForm
+from .listing import paginate, read_list_params, search_clause
+from .models import AuditLog, BackupSet, Finding, Policy, Tenant, TenantPermission, User
+from .switcher import search_switcher_tenants
+
+bp = Blueprint("portfolio", __name__, url_prefix="/admin/w/<slug>")
+
+
+@bp.url_value_preprocessor
+def take_slug(endpoint, values):
+    g.workspace_slug = values.pop("slug", None) if values else None
+
+
+@bp.url_defaults
+def add_slug(endpoint, values):
+    # Links to portfolio pages default to the workspace of the page being rendered.
+    access = g.get("workspace_access")
+    if "slug" not in values and access is not None:
+        values["slug"] = access.workspace.slug
+
+
+@bp.before_request
+@login_required
+def require_membership():
+    """Every portfolio page: a member of this workspace, or 404. Visiting makes it current."""
+    require_workspace_member(g.workspace_slug or "")
+
+
+# --- the landing: the portfolio's health table ---------------------------------------------
+
+STATUS_FILTERS = ("active", "archived", "all")
+
+
+def _health_columns():
+    policy_count = (
+        select(func.count()).where(Policy.tenant_id == Tenant.id).correlate(Tenant).scalar_subquery()
+    )
+    missing_permissions = (
+        select(func.count())
+        .where(TenantPermission.tenant_id == Tenant.id, TenantPermission.status == "missing")
+        .correlate(Tenant)
+        .scalar_subquery()
+    )
+    last_backup = (
+        select(BackupSet.started_at.label("at"), BackupSet.status.label("status"))
+        .where(BackupSet.tenant_id == Tenant.id)
+        .order_by(BackupSet.started_at.desc().nulls_last(), BackupSet.id.desc())
+        .limit(1)
+        .correlate(Tenant)
+        .lateral("last_backup")
+    )
+    open_findings = (
+        select(*(func.count().filter(Finding.severity == severity).label(severity)
+                 for severity in ("critical", "high", "medium", "low")))
+        .where(Finding.tenant_id == Tenant.id, Finding.status == "open")
+        .correlate(Tenant)
+        .lateral("open_findings")
+    )
+    return policy_count, missing_permissions, last_backup, open_findings
+
+
+def portfolio_page(workspace_id: int):
+    """The workspace's tenants with their health, one page of them, in two statements."""
+    policy_count, missing_permissions, last_backup, open_findings = _health_columns()
+    findings_weight = (open_findings.c.critical * 1000000 + open_findings.c.high * 1000
+                       + open_findings.c.medium * 10 + open_findings.c.low)
+    sortable = {
+        "name": Tenant.name,
+        "domain": Tenant.primary_domain,
+        "external_id": cast(Tenant.external_id, String),
+        "status": Tenant.status,
+        "policies": policy_count,
+        "last_backup": last_backup.c.at,
+        "findings": findings_weight,
+        "missing_permissions": missing_permissions,
+    }
+    params = read_list_params(sortable, "name", filters={"status": STATUS_FILTERS},
+                              filter_defaults={"status": "active"})
+    statement = (
+        select(
+            Tenant,
+            policy_count.label("policy_count"),
+            last_backup.c.at.label("last_backup_at"),
+            last_backup.c.status.label("last_backup_status"),
+            open_findings.c.critical, open_findings.c.high, open_findings.c.medium, open_findings.c.low,
+            missing_permissions.label("missing_permissions"),
+        )
+        .select_from(Tenant)
+        .outerjoin(last_backup, true())
+        .join(open_findings, true())
+        .where(Tenant.workspace_id == workspace_id)
+    )
+    if params.filters["status"] != "all":
+        statement = statement.where(Tenant.status == params.filters["status"])
+    if params.q:
+        statement = statement.where(
+            search_clause([Tenant.name, Tenant.primary_domain, cast(Tenant.external_id, String)], params.q))
+    return paginate(statement, params, sortable, tiebreak=Tenant.id, scalars=False)
+
+
+@bp.get("/managed-tenants")
+def managed_tenants():
+    return render_template("portfolio/managed_tenants.html", page=portfolio_page(g.workspace_access.workspace.id),
+                           register_form=TenantRegisterForm(), action_form=ActionForm())
+
+
+@bp.post("/managed-tenants")
+def register_tenant():
+    require_role("manager", "register tenants")
+    workspace = g.workspace_access.workspace
+    form = TenantRegisterForm()
+    if form.validate_on_submit():
+        external_id = uuid.UUID(form.external_id.data)
+        if db.session.scalar(select(Tenant.id).where(Tenant.external_id == external_id)) is not None:
+            # Never say where: the other workspace is none of this user's business.
+            form.external_id.errors.append("This tenant is already managed.")
+        else:
+            tenant = Tenant(workspace_id=workspace.id, external_id=external_id, name=form.name.data,
+                            primary_domain=form.primary_domain.data or None)
+            db.session.add(tenant)
+            db.session.flush()
+            record_audit("tenant.create", actor=current_user, tenant=tenant, target_type="tenant",
+                         target_id=tenant.id, details={"before": None, "after": {
+                             "external_id": str(external_id), "name": tenant.name,
+                             "primary_domain": tenant.primary_domain}})
+            db.session.commit()
+            flash(f"Tenant {tenant.name} registered.", "success")
+            return redirect(url_for(".managed_tenants"))
+    return render_template("portfolio/managed_tenants.html", page=portfolio_page(workspace.id),
+                           register_form=form, action_form=ActionForm(), show_register=True), 400
+
+
+def _workspace_tenant_or_404(external_id: str) -> Tenant:
+    tenant_uuid = parse_external_id(external_id)
+    tenant = None
+    if tenant_uuid is not None:
+        tenant = db.session.scalar(select(Tenant).where(
+            Tenant.external_id == tenant_uuid, Tenant.workspace_id == g.workspace_access.workspace.id))
+    if tenant is None:
+        abort(404)
+    return tenant
+
+
+def _set_tenant_status(external_id: str, status: str, verb: str):
+    require_role("manager", f"{verb} tenants")
+    tenant = _workspace_tenant_or_404(external_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    before = tenant.status
+    if before != status:
+        tenant.status = status
+        record_audit(f"tenant.{verb}", actor=current_user, tenant=tenant, target_type="tenant",
+                     target_id=tenant.id, details={"before": {"status": before}, "after": {"status": status}})
+        db.session.commit()
+        flash(f"{tenant.name} {verb}d.", "success")
+    return redirect(request.referrer if _same_site(request.referrer) else url_for(".managed_tenants"))
+
+
+def _same_site(url: str | None) -> bool:
+    return bool(url) and url.startswith(request.host_url)
+
+
+@bp.post("/managed-tenants/<external_id>/archive")
+def archive_tenant(external_id: str):
+    return _set_tenant_status(external_id, "archived", "archive")
+
+
+@bp.post("/managed-tenants/<external_id>/unarchive")
+def unarchive_tenant(external_id: str):
+    return _set_tenant_status(external_id, "active", "unarchive")
+
+
+# --- the workspace audit log ---------------------------------------------------------------
+
+
+def workspace_audit_page(workspace_id: int):
+    actor = aliased(User)
+    sortable = {"created_at": AuditLog.created_at, "action": AuditLog.action}
+    params = read_list_params(sortable, "created_at", default_direction="desc")
+    statement = (
+        select(AuditLog, actor.name, Tenant.name, Tenant.external_id)
+        .outerjoin(actor, actor.id == AuditLog.actor_user_id)
+        .outerjoin(Tenant, and_(Tenant.id == AuditLog.tenant_id, Tenant.workspace_id == workspace_id))
+        .where(AuditLog.workspace_id == workspace_id)
+    )
+    if params.q:
+        statement = statement.where(search_clause([AuditLog.action, actor.name, Tenant.name], params.q))
+    return paginate(statement, params, sortable, tiebreak=AuditLog.id.desc(), scalars=False)
+
+
+@bp.get("/audit")
+def audit_log():
+    return render_template("portfolio/audit.html", page=workspace_audit_page(g.workspace_access.workspace.id))
+
+
+# --- the tenant switcher's search ------------------------------------------------------------
+
+
+@bp.get("/tenant-switcher/search")
+def switcher_search():
+    term = " ".join(request.args.get("q", "").split())[:200]
+    tenants = search_switcher_tenants(g.workspace_access.workspace.id, term)
+    return jsonify(results=[
+        {"external_id": str(t.external_id), "name": t.name, "domain": t.primary_domain} for t in tenants
+    ])
+
+
+@bp.get("/tenant-switcher")
+def switcher_fragment():
+    return render_template("_tenant_switcher_list.html")

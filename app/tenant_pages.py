@@ -1,0 +1,525 @@
+"""/admin/t/<tenant_ext>: every tenant feature.
+
+One before_request enforces the hard rule (app.access.require_tenant_access);
+every query below is scoped by the resolved tenant from its first line, so a
+child record of another tenant is simply not found (404).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
+
+from .access import require_role, require_tenant_access
+from .audit import record_audit
+from .diffing import settings_diff
+from .extensions import db
+from .forms import ActionForm, BackupScheduleForm
+from .listing import paginate, read_list_params, search_clause
+from .models import (
+    FINDING_STATUSES,
+    SEVERITIES,
+    AuditLog,
+    BackupItem,
+    BackupSchedule,
+    BackupSet,
+    EntraGroup,
+    EntraRoleDefinition,
+    Finding,
+    InventoryItem,
+    InventoryLink,
+    Policy,
+    PolicyVersion,
+    RestoreRun,
+    TenantPermission,
+    TenantPin,
+    User,
+)
+from .switcher import is_pinned, record_visit
+
+bp = Blueprint("tenant", __name__, url_prefix="/admin/t/<tenant_ext>")
+
+# The sidebar's sections: (list endpoint, label, Bootstrap icon). Choosing another
+# tenant in the switcher while on a section opens the same section there.
+SECTIONS = (
+    ("tenant.dashboard", "Dashboard", "speedometer2"),
+    ("tenant.policies", "Policies", "shield-check"),
+    ("tenant.backups", "Backups", "archive"),
+    ("tenant.restore_runs", "Restore runs", "arrow-counterclockwise"),
+    ("tenant.schedules", "Backup schedules", "calendar-check"),
+    ("tenant.inventory", "Inventory", "boxes"),
+    ("tenant.groups", "Groups", "people"),
+    ("tenant.findings", "Findings", "exclamation-triangle"),
+    ("tenant.roles", "Role definitions", "person-badge"),
+    ("tenant.permissions", "Permissions", "key"),
+    ("tenant.audit_log", "Audit log", "journal-text"),
+)
+# Which section each endpoint belongs to (detail pages map to their list).
+SECTION_OF_ENDPOINT = {
+    "tenant.policy_detail": "tenant.policies",
+    "tenant.policy_diff": "tenant.policies",
+    "tenant.backup_set_detail": "tenant.backups",
+    "tenant.restore_run_detail": "tenant.restore_runs",
+    "tenant.schedule_new": "tenant.schedules",
+    "tenant.schedule_edit": "tenant.schedules",
+    "tenant.inventory_item_detail": "tenant.inventory",
+}
+
+
+def section_endpoint(endpoint: str | None) -> str:
+    if endpoint in dict((e, None) for e, _, _ in SECTIONS):
+        return endpoint
+    return SECTION_OF_ENDPOINT.get(endpoint or "", "tenant.dashboard")
+
+
+@bp.url_value_preprocessor
+def take_tenant_ext(endpoint, values):
+    g.tenant_ext = values.pop("tenant_ext", "") if values else ""
+
+
+@bp.url_defaults
+def add_tenant_ext(endpoint, values):
+    access = g.get("tenant_access")
+    if "tenant_ext" not in values and access is not None:
+        values["tenant_ext"] = str(access.tenant.external_id)
+
+
+@bp.before_request
+@login_required
+def require_access():
+    """The hard rule, for every tenant page (see app.access)."""
+    access = require_tenant_access(g.tenant_ext)
+    if request.method == "GET":
+        record_visit(current_user.id, access.tenant)
+        db.session.commit()
+
+
+def _tenant():
+    return g.tenant_access.tenant
+
+
+def _one_or_404(model, record_id: int):
+    """A record of the current tenant by id, or 404 (another tenant's id is not found)."""
+    record = db.session.scalar(select(model).where(model.id == record_id, model.tenant_id == _tenant().id))
+    if record is None:
+        abort(404)
+    return record
+
+
+# --- dashboard ----------------------------------------------------------------------------------
+
+
+def dashboard_summary(tenant_id: int) -> dict:
+    """All the dashboard's counts in one statement."""
+    def count(model, *conditions):
+        return select(func.count()).select_from(model).where(model.tenant_id == tenant_id, *conditions).scalar_subquery()
+
+    row = db.session.execute(select(
+        count(Policy).label("policies"),
+        count(BackupSet).label("backup_sets"),
+        count(BackupSchedule, BackupSchedule.is_enabled.is_(True)).label("enabled_schedules"),
+        count(InventoryItem).label("inventory_items"),
+        count(EntraGroup).label("groups"),
+        count(EntraRoleDefinition).label("roles"),
+        count(TenantPermission).label("permissions"),
+        count(TenantPermission, TenantPermission.status == "missing").label("missing_permissions"),
+        *(count(Finding, Finding.status == "open", Finding.severity == severity).label(f"open_{severity}")
+          for severity in SEVERITIES),
+    )).one()
+    return row._asdict()
+
+
+@bp.get("")
+def dashboard():
+    tenant = _tenant()
+    latest_backup = db.session.scalar(
+        select(BackupSet).where(BackupSet.tenant_id == tenant.id)
+        .order_by(BackupSet.started_at.desc().nulls_last(), BackupSet.id.desc()).limit(1))
+    severity_rank = func.array_position(list(reversed(SEVERITIES)), Finding.severity)
+    top_findings = db.session.scalars(
+        select(Finding).where(Finding.tenant_id == tenant.id, Finding.status == "open")
+        .order_by(severity_rank, Finding.detected_at.desc()).limit(5)).all()
+    return render_template("tenant/dashboard.html", summary=dashboard_summary(tenant.id),
+                           latest_backup=latest_backup, top_findings=top_findings,
+                           pinned=is_pinned(current_user.id, tenant.id), action_form=ActionForm())
+
+
+# --- pins ------------------------------------------------------------------------------------------
+
+
+@bp.post("/pin")
+def pin():
+    tenant = _tenant()
+    if not is_pinned(current_user.id, tenant.id):
+        db.session.add(TenantPin(user_id=current_user.id, tenant_id=tenant.id, workspace_id=tenant.workspace_id))
+        record_audit("tenant.pin", actor=current_user, tenant=tenant, target_type="tenant", target_id=tenant.id,
+                     details={"before": {"pinned": False}, "after": {"pinned": True}})
+        db.session.commit()
+    return redirect(url_for(".dashboard"))
+
+
+@bp.post("/unpin")
+def unpin():
+    tenant = _tenant()
+    pin_row = db.session.scalar(select(TenantPin).where(TenantPin.user_id == current_user.id,
+                                                        TenantPin.tenant_id == tenant.id))
+    if pin_row is not None:
+        db.session.delete(pin_row)
+        record_audit("tenant.unpin", actor=current_user, tenant=tenant, target_type="tenant", target_id=tenant.id,
+                     details={"before": {"pinned": True}, "after": {"pinned": False}})
+        db.session.commit()
+    return redirect(url_for(".dashboard"))
+
+
+# --- policies ----------------------------------------------------------------------------------------
+
+
+def policies_page(tenant_id: int):
+    version_count = (select(func.count()).where(PolicyVersion.policy_id == Policy.id)
+                     .correlate(Policy).scalar_subquery())
+    sortable = {"name": Policy.display_name, "type": Policy.policy_type, "platform": Policy.platform,
+                "modified": Policy.last_modified_at, "versions": version_count}
+    params = read_list_params(sortable, "name")
+    statement = select(Policy, version_count.label("version_count")).where(Policy.tenant_id == tenant_id)
+    if params.q:
+        statement = statement.where(search_clause([Policy.display_name, Policy.policy_type, Policy.platform],
+                                                  params.q))
+    return paginate(statement, params, sortable, tiebreak=Policy.id, scalars=False)
+
+
+@bp.get("/policies")
+def policies():
+    return render_template("tenant/policies.html", page=policies_page(_tenant().id))
+
+
+@bp.get("/policies/<int:policy_id>")
+def policy_detail(policy_id: int):
+    policy = _one_or_404(Policy, policy_id)
+    versions = db.session.scalars(
+        select(PolicyVersion).where(PolicyVersion.policy_id == policy.id, PolicyVersion.tenant_id == policy.tenant_id)
+        .order_by(PolicyVersion.version_number.desc())).all()
+    return render_template("tenant/policy_detail.html", policy=policy, versions=versions)
+
+
+def _version_of(policy: Policy, version_id) -> PolicyVersion:
+    try:
+        version_id = int(version_id)
+    except (TypeError, ValueError):
+        abort(404)
+    version = db.session.scalar(select(PolicyVersion).where(
+        PolicyVersion.id == version_id, PolicyVersion.policy_id == policy.id,
+        PolicyVersion.tenant_id == policy.tenant_id))
+    if version is None:
+        abort(404)
+    return version
+
+
+@bp.get("/policies/<int:policy_id>/diff")
+def policy_diff(policy_id: int):
+    policy = _one_or_404(Policy, policy_id)
+    if "a" not in request.args or "b" not in request.args:
+        abort(400, "Choose two versions to compare.")
+    left, right = _version_of(policy, request.args["a"]), _version_of(policy, request.args["b"])
+    if left.version_number > right.version_number:
+        left, right = right, left
+    rows = settings_diff(left.snapshot.get("settings", left.snapshot), right.snapshot.get("settings", right.snapshot))
+    return render_template("tenant/policy_diff.html", policy=policy, left=left, right=right, rows=rows,
+                           changed=sum(1 for row in rows if row.status != "same"))
+
+
+# --- backups and restores -------------------------------------------------------------------------------
+
+
+def backup_sets_page(tenant_id: int):
+    triggered_by = aliased(User)
+    sortable = {"started": BackupSet.started_at, "name": BackupSet.name, "status": BackupSet.status,
+                "items": BackupSet.item_count}
+    params = read_list_params(sortable, "started", default_direction="desc")
+    statement = (select(BackupSet, triggered_by.name).outerjoin(triggered_by, triggered_by.id == BackupSet.triggered_by_user_id)
+                 .where(BackupSet.tenant_id == tenant_id))
+    if params.q:
+        statement = statement.where(search_clause([BackupSet.name, BackupSet.status], params.q))
+    return paginate(statement, params, sortable, tiebreak=BackupSet.id.desc(), scalars=False)
+
+
+@bp.get("/backups")
+def backups():
+    return render_template("tenant/backups.html", page=backup_sets_page(_tenant().id))
+
+
+def backup_items_page(backup_set: BackupSet):
+    sortable = {"name": BackupItem.display_name, "type": BackupItem.item_type}
+    params = read_list_params(sortable, "name")
+    statement = select(BackupItem).where(BackupItem.tenant_id == backup_set.tenant_id,
+                                         BackupItem.backup_set_id == backup_set.id)
+    if params.q:
+        statement = statement.where(search_clause([BackupItem.display_name, BackupItem.item_type], params.q))
+    return paginate(statement, params, sortable, tiebreak=BackupItem.id)
+
+
+@bp.get("/backups/<int:backup_set_id>")
+def backup_set_detail(backup_set_id: int):
+    backup_set = _one_or_404(BackupSet, backup_set_id)
+    return render_template("tenant/backup_set.html", backup_set=backup_set, page=backup_items_page(backup_set))
+
+
+def restore_runs_page(tenant_id: int):
+    requested_by = aliased(User)
+    sortable = {"created": RestoreRun.created_at, "status": RestoreRun.status, "backup": BackupSet.name}
+    params = read_list_params(sortable, "created", default_direction="desc")
+    statement = (
+        select(RestoreRun, BackupSet.name, requested_by.name)
+        .join(BackupSet, (BackupSet.id == RestoreRun.backup_set_id) & (BackupSet.tenant_id == RestoreRun.tenant_id))
+        .outerjoin(requested_by, requested_by.id == RestoreRun.requested_by_user_id)
+        .where(RestoreRun.tenant_id == tenant_id)
+    )
+    if params.q:
+        statement = statement.where(search_clause([BackupSet.name, RestoreRun.status], params.q))
+    return paginate(statement, params, sortable, tiebreak=RestoreRun.id.desc(), scalars=False)
+
+
+@bp.get("/restore-runs")
+def restore_runs():
+    return render_template("tenant/restore_runs.html", page=restore_runs_page(_tenant().id))
+
+
+@bp.get("/restore-runs/<int:restore_run_id>")
+def restore_run_detail(restore_run_id: int):
+    run = _one_or_404(RestoreRun, restore_run_id)
+    backup_set = db.session.scalar(select(BackupSet).where(BackupSet.id == run.backup_set_id,
+                                                           BackupSet.tenant_id == run.tenant_id))
+    requested_by = db.session.get(User, run.requested_by_user_id) if run.requested_by_user_id else None
+    return render_template("tenant/restore_run.html", run=run, backup_set=backup_set, requested_by=requested_by)
+
+
+# --- backup schedules ----------------------------------------------------------------------------------------
+
+
+@bp.get("/schedules")
+def schedules():
+    rows = db.session.scalars(select(BackupSchedule).where(BackupSchedule.tenant_id == _tenant().id)
+                              .order_by(BackupSchedule.name).limit(500)).all()
+    return render_template("tenant/schedules.html", schedules=rows, action_form=ActionForm())
+
+
+def _schedule_snapshot(schedule: BackupSchedule) -> dict:
+    return {"name": schedule.name, "frequency": schedule.frequency, "retention_days": schedule.retention_days,
+            "is_enabled": schedule.is_enabled}
+
+
+def _name_taken(name: str, except_id: int | None = None) -> bool:
+    statement = select(BackupSchedule.id).where(BackupSchedule.tenant_id == _tenant().id,
+                                                BackupSchedule.name == name)
+    if except_id is not None:
+        statement = statement.where(BackupSchedule.id != except_id)
+    return db.session.scalar(statement) is not None
+
+
+@bp.route("/schedules/new", methods=["GET", "POST"])
+def schedule_new():
+    require_role("operator", "manage backup schedules")
+    form = BackupScheduleForm()
+    if form.validate_on_submit():
+        if _name_taken(form.name.data):
+            form.name.errors.append("A schedule with this name exists already.")
+        else:
+            tenant = _tenant()
+            schedule = BackupSchedule(tenant_id=tenant.id, name=form.name.data, frequency=form.frequency.data,
+                                      retention_days=form.retention_days.data, is_enabled=form.is_enabled.data,
+                                      next_run_at=datetime.now(timezone.utc) if form.is_enabled.data else None)
+            db.session.add(schedule)
+            db.session.flush()
+            record_audit("schedule.create", actor=current_user, tenant=tenant, target_type="backup_schedule",
+                         target_id=schedule.id, details={"before": None, "after": _schedule_snapshot(schedule)})
+            db.session.commit()
+            flash(f"Schedule {schedule.name} created.", "success")
+            return redirect(url_for(".schedules"))
+    status = 400 if request.method == "POST" else 200
+    return render_template("tenant/schedule_form.html", form=form, schedule=None), status
+
+
+@bp.route("/schedules/<int:schedule_id>/edit", methods=["GET", "POST"])
+def schedule_edit(schedule_id: int):
+    schedule = _one_or_404(BackupSchedule, schedule_id)
+    require_role("operator", "manage backup schedules")
+    form = BackupScheduleForm(obj=schedule)
+    if form.validate_on_submit():
+        if _name_taken(form.name.data, except_id=schedule.id):
+            form.name.errors.append("A schedule with this name exists already.")
+        else:
+            before = _schedule_snapshot(schedule)
+            form.populate_obj(schedule)
+            record_audit("schedule.update", actor=current_user, tenant=_tenant(), target_type="backup_schedule",
+                         target_id=schedule.id, details={"before": before, "after": _schedule_snapshot(schedule)})
+            db.session.commit()
+            flash(f"Schedule {schedule.name} saved.", "success")
+            return redirect(url_for(".schedules"))
+    status = 400 if request.method == "POST" else 200
+    return render_template("tenant/schedule_form.html", form=form, schedule=schedule), status
+
+
+@bp.post("/schedules/<int:schedule_id>/toggle")
+def schedule_toggle(schedule_id: int):
+    schedule = _one_or_404(BackupSchedule, schedule_id)
+    require_role("operator", "enable or disable backup schedules")
+    before = _schedule_snapshot(schedule)
+    schedule.is_enabled = not schedule.is_enabled
+    if schedule.is_enabled and schedule.next_run_at is None:
+        schedule.next_run_at = datetime.now(timezone.utc)
+    record_audit("schedule.enable" if schedule.is_enabled else "schedule.disable", actor=current_user,
+                 tenant=_tenant(), target_type="backup_schedule", target_id=schedule.id,
+                 details={"before": before, "after": _schedule_snapshot(schedule)})
+    db.session.commit()
+    flash(f"Schedule {schedule.name} {'enabled' if schedule.is_enabled else 'disabled'}.", "success")
+    return redirect(url_for(".schedules"))
+
+
+# --- inventory, groups, roles, permissions --------------------------------------------------------------------
+
+
+def inventory_page(tenant_id: int):
+    sortable = {"name": InventoryItem.display_name, "type": InventoryItem.object_type,
+                "last_seen": InventoryItem.last_seen_at}
+    params = read_list_params(sortable, "name")
+    statement = select(InventoryItem).where(InventoryItem.tenant_id == tenant_id)
+    if params.q:
+        statement = statement.where(search_clause([InventoryItem.display_name, InventoryItem.object_type], params.q))
+    return paginate(statement, params, sortable, tiebreak=InventoryItem.id)
+
+
+@bp.get("/inventory")
+def inventory():
+    return render_template("tenant/inventory.html", page=inventory_page(_tenant().id))
+
+
+def item_links(item: InventoryItem):
+    """The item's links both ways, with the item at the other end, in one statement each way."""
+    other = aliased(InventoryItem)
+    outgoing = db.session.execute(
+        select(InventoryLink, other).join(other, (other.id == InventoryLink.target_item_id)
+                                          & (other.tenant_id == InventoryLink.tenant_id))
+        .where(InventoryLink.tenant_id == item.tenant_id, InventoryLink.source_item_id == item.id)
+        .order_by(InventoryLink.link_type, other.display_name).limit(200)).all()
+    incoming = db.session.execute(
+        select(InventoryLink, other).join(other, (other.id == InventoryLink.source_item_id)
+                                          & (other.tenant_id == InventoryLink.tenant_id))
+        .where(InventoryLink.tenant_id == item.tenant_id, InventoryLink.target_item_id == item.id)
+        .order_by(InventoryLink.link_type, other.display_name).limit(200)).all()
+    return outgoing, incoming
+
+
+@bp.get("/inventory/<int:item_id>")
+def inventory_item_detail(item_id: int):
+    item = _one_or_404(InventoryItem, item_id)
+    outgoing, incoming = item_links(item)
+    return render_template("tenant/inventory_item.html", item=item, outgoing=outgoing, incoming=incoming)
+
+
+def simple_page(model, sortable: dict, default_sort: str, search_columns, tenant_id: int):
+    params = read_list_params(sortable, default_sort)
+    statement = select(model).where(model.tenant_id == tenant_id)
+    if params.q:
+        statement = statement.where(search_clause(search_columns, params.q))
+    return paginate(statement, params, sortable, tiebreak=model.id)
+
+
+@bp.get("/groups")
+def groups():
+    page = simple_page(EntraGroup, {"name": EntraGroup.display_name, "type": EntraGroup.group_type,
+                                    "members": EntraGroup.member_count}, "name",
+                       [EntraGroup.display_name, EntraGroup.group_type], _tenant().id)
+    return render_template("tenant/groups.html", page=page)
+
+
+@bp.get("/roles")
+def roles():
+    page = simple_page(EntraRoleDefinition, {"name": EntraRoleDefinition.display_name,
+                                             "built_in": EntraRoleDefinition.is_built_in}, "name",
+                       [EntraRoleDefinition.display_name, EntraRoleDefinition.description], _tenant().id)
+    return render_template("tenant/roles.html", page=page)
+
+
+@bp.get("/permissions")
+def permissions():
+    page = simple_page(TenantPermission, {"name": TenantPermission.permission_name,
+                                          "status": TenantPermission.status,
+                                          "checked": TenantPermission.checked_at}, "name",
+                       [TenantPermission.permission_name], _tenant().id)
+    return render_template("tenant/permissions.html", page=page)
+
+
+# --- findings ----------------------------------------------------------------------------------------------------
+
+
+def findings_page(tenant_id: int):
+    severity_rank = func.array_position(list(SEVERITIES), Finding.severity)
+    sortable = {"severity": severity_rank, "detected": Finding.detected_at, "title": Finding.title,
+                "status": Finding.status, "kind": Finding.kind}
+    params = read_list_params(sortable, "severity", default_direction="desc",
+                              filters={"severity": ("",) + SEVERITIES, "status": ("", "all") + FINDING_STATUSES},
+                              filter_defaults={"severity": "", "status": "open"})
+    statement = select(Finding, Policy.display_name).outerjoin(
+        Policy, (Policy.id == Finding.policy_id) & (Policy.tenant_id == Finding.tenant_id)
+    ).where(Finding.tenant_id == tenant_id)
+    if params.filters["severity"]:
+        statement = statement.where(Finding.severity == params.filters["severity"])
+    if params.filters["status"] not in ("", "all"):
+        statement = statement.where(Finding.status == params.filters["status"])
+    if params.q:
+        statement = statement.where(search_clause([Finding.title, Finding.kind], params.q))
+    return paginate(statement, params, sortable, tiebreak=Finding.id, scalars=False)
+
+
+@bp.get("/findings")
+def findings():
+    return render_template("tenant/findings.html", page=findings_page(_tenant().id), action_form=ActionForm(),
+                           severities=SEVERITIES, statuses=FINDING_STATUSES)
+
+
+FINDING_TRANSITIONS = {
+    # action: (allowed from, to)
+    "acknowledge": (("open",), "acknowledged"),
+    "resolve": (("open", "acknowledged"), "resolved"),
+    "reopen": (("acknowledged", "resolved"), "open"),
+}
+
+
+@bp.post("/findings/<int:finding_id>/<any(acknowledge, resolve, reopen):action>")
+def finding_transition(finding_id: int, action: str):
+    finding = _one_or_404(Finding, finding_id)
+    require_role("operator", "triage findings")
+    allowed_from, target = FINDING_TRANSITIONS[action]
+    if finding.status not in allowed_from:
+        flash(f"This finding is {finding.status}; it cannot be {target} from there.", "warning")
+    else:
+        before = finding.status
+        finding.status = target
+        finding.resolved_at = datetime.now(timezone.utc) if target == "resolved" else None
+        record_audit(f"finding.{action}", actor=current_user, tenant=_tenant(), target_type="finding",
+                     target_id=finding.id, details={"before": {"status": before}, "after": {"status": target}})
+        db.session.commit()
+        flash(f"Finding {target}.", "success")
+    back = request.form.get("next", "")
+    return redirect(back if back.startswith(url_for(".findings")) else url_for(".findings"))
+
+
+# --- the tenant's audit log -------------------------------------------------------------------------------------
+
+
+def tenant_audit_page(tenant_id: int):
+    actor = aliased(User)
+    sortable = {"created_at": AuditLog.created_at, "action": AuditLog.action}
+    params = read_list_params(sortable, "created_at", default_direction="desc")
+    statement = (select(AuditLog, actor.name).outerjoin(actor, actor.id == AuditLog.actor_user_id)
+                 .where(AuditLog.tenant_id == tenant_id))
+    if params.q:
+        statement = statement.where(search_clause([AuditLog.action, actor.name], params.q))
+    return paginate(statement, params, sortable, tiebreak=AuditLog.id.desc(), scalars=False)
+
+
+@bp.get("/audit")
+def audit_log():
+    return render_template("tenant/audit.html", page=tenant_audit_page(_tenant().id))

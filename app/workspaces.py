@@ -1,0 +1,225 @@
+"""/admin/workspaces: tenantless workspace management (list, create, switch, settings, members)."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import func, select
+
+from .access import (
+    require_role,
+    set_current_workspace,
+    workspace_access_by_id,
+    workspace_access_by_slug,
+)
+from .audit import record_audit
+from .extensions import db
+from .forms import (
+    ActionForm,
+    MemberAddForm,
+    MemberRoleForm,
+    WorkspaceCreateForm,
+    WorkspaceRenameForm,
+    WorkspaceSwitchForm,
+)
+from .models import Tenant, User, Workspace, WorkspaceMembership
+
+bp = Blueprint("workspaces", __name__, url_prefix="/admin/workspaces")
+
+
+@bp.before_request
+@login_required
+def require_sign_in():
+    """Workspace management needs a signed-in user; each view checks membership of its workspace."""
+    slug = (request.view_args or {}).get("slug")
+    if slug is not None:
+        access = workspace_access_by_slug(slug)
+        if access is None:
+            abort(404)
+        g.workspace_access = access
+
+
+def my_workspaces_with_counts(user_id: int):
+    """The user's workspaces with their role and tenant counts, in one statement."""
+    tenant_counts = (
+        select(
+            Tenant.workspace_id,
+            func.count().filter(Tenant.status == "active").label("active"),
+            func.count().filter(Tenant.status == "archived").label("archived"),
+        )
+        .group_by(Tenant.workspace_id)
+        .subquery()
+    )
+    return db.session.execute(
+        select(
+            Workspace,
+            WorkspaceMembership.role,
+            func.coalesce(tenant_counts.c.active, 0).label("active_tenants"),
+            func.coalesce(tenant_counts.c.archived, 0).label("archived_tenants"),
+        )
+        .join(WorkspaceMembership, WorkspaceMembership.workspace_id == Workspace.id)
+        .outerjoin(tenant_counts, tenant_counts.c.workspace_id == Workspace.id)
+        .where(WorkspaceMembership.user_id == user_id)
+        .order_by(Workspace.name)
+    ).all()
+
+
+@bp.get("")
+def index():
+    return render_template("workspaces/index.html", workspaces=my_workspaces_with_counts(current_user.id),
+                           form=WorkspaceCreateForm())
+
+
+@bp.post("")
+def create():
+    form = WorkspaceCreateForm()
+    if not form.validate_on_submit():
+        return render_template("workspaces/index.html", workspaces=my_workspaces_with_counts(current_user.id),
+                               form=form), 400
+    if db.session.scalar(select(Workspace.id).where(Workspace.slug == form.slug.data)) is not None:
+        form.slug.errors.append("This slug is taken. Choose another.")
+        return render_template("workspaces/index.html", workspaces=my_workspaces_with_counts(current_user.id),
+                               form=form), 400
+    workspace = Workspace(slug=form.slug.data, name=form.name.data)
+    db.session.add(workspace)
+    db.session.flush()
+    db.session.add(WorkspaceMembership(workspace_id=workspace.id, user_id=current_user.id, role="owner"))
+    record_audit("workspace.create", actor=current_user, workspace=workspace, target_type="workspace",
+                 target_id=workspace.id, details={"after": {"slug": workspace.slug, "name": workspace.name}})
+    db.session.commit()
+    set_current_workspace(workspace)
+    flash(f"Workspace {workspace.name} created. You are its owner.", "success")
+    return redirect(url_for("portfolio.managed_tenants", slug=workspace.slug))
+
+
+@bp.post("/switch")
+def switch():
+    """The workspace switcher: make a workspace the user belongs to current."""
+    form = WorkspaceSwitchForm()
+    if not form.validate_on_submit():
+        abort(400, "Choose a workspace from the list.")
+    access = workspace_access_by_id(form.workspace_id.data)
+    if access is None:
+        abort(404)
+    set_current_workspace(access.workspace)
+    return redirect(url_for("portfolio.managed_tenants", slug=access.workspace.slug))
+
+
+@bp.route("/<slug>/settings", methods=["GET", "POST"])
+def settings(slug: str):
+    access = g.workspace_access
+    form = WorkspaceRenameForm(obj=access.workspace)
+    if request.method == "POST":
+        require_role("owner", "rename this workspace")
+        if form.validate_on_submit():
+            before = access.workspace.name
+            access.workspace.name = form.name.data
+            record_audit("workspace.rename", actor=current_user, workspace=access.workspace,
+                         target_type="workspace", target_id=access.workspace.id,
+                         details={"before": {"name": before}, "after": {"name": form.name.data}})
+            db.session.commit()
+            flash("Workspace renamed.", "success")
+            return redirect(url_for(".settings", slug=slug))
+        return render_template("workspaces/settings.html", form=form), 400
+    return render_template("workspaces/settings.html", form=form)
+
+
+def _members(workspace_id: int):
+    return db.session.execute(
+        select(WorkspaceMembership, User)
+        .join(User, User.id == WorkspaceMembership.user_id)
+        .where(WorkspaceMembership.workspace_id == workspace_id)
+        .order_by(User.name, User.email)
+    ).all()
+
+
+def _render_members(add_form=None, status=200):
+    access = g.workspace_access
+    return render_template("workspaces/members.html", members=_members(access.workspace.id),
+                           add_form=add_form or MemberAddForm(), role_form=MemberRoleForm(),
+                           action_form=ActionForm()), status
+
+
+@bp.get("/<slug>/members")
+def members(slug: str):
+    return _render_members()
+
+
+@bp.post("/<slug>/members")
+def add_member(slug: str):
+    require_role("owner", "add members")
+    access = g.workspace_access
+    form = MemberAddForm()
+    if not form.validate_on_submit():
+        return _render_members(form, 400)
+    user = db.session.scalar(select(User).where(User.email == form.email.data))
+    if user is None:
+        form.email.errors.append("No user has this email. Users are created by an administrator first.")
+        return _render_members(form, 400)
+    exists = db.session.scalar(select(WorkspaceMembership.id).where(
+        WorkspaceMembership.workspace_id == access.workspace.id, WorkspaceMembership.user_id == user.id))
+    if exists is not None:
+        form.email.errors.append(f"{user.email} is already a member. Change their role below.")
+        return _render_members(form, 400)
+    db.session.add(WorkspaceMembership(workspace_id=access.workspace.id, user_id=user.id, role=form.role.data))
+    record_audit("membership.add", actor=current_user, workspace=access.workspace, target_type="user",
+                 target_id=user.id, details={"before": None, "after": {"role": form.role.data, "email": user.email}})
+    db.session.commit()
+    flash(f"{user.name} added as {form.role.data}.", "success")
+    return redirect(url_for(".members", slug=slug))
+
+
+def _membership_or_404(membership_id: int) -> WorkspaceMembership:
+    membership = db.session.scalar(select(WorkspaceMembership).where(
+        WorkspaceMembership.id == membership_id,
+        WorkspaceMembership.workspace_id == g.workspace_access.workspace.id,
+    ))
+    if membership is None:
+        abort(404)
+    return membership
+
+
+def _owner_count(workspace_id: int) -> int:
+    # FOR UPDATE on the owners: two owners demoting each other at once cannot both succeed.
+    return len(db.session.scalars(select(WorkspaceMembership.id).where(
+        WorkspaceMembership.workspace_id == workspace_id, WorkspaceMembership.role == "owner",
+    ).with_for_update()).all())
+
+
+@bp.post("/<slug>/members/<int:membership_id>/role")
+def change_role(slug: str, membership_id: int):
+    require_role("owner", "change roles")
+    access = g.workspace_access
+    membership = _membership_or_404(membership_id)
+    form = MemberRoleForm()
+    if not form.validate_on_submit():
+        abort(400, "Choose one of the listed roles.")
+    before = membership.role
+    if before == "owner" and form.role.data != "owner" and _owner_count(access.workspace.id) <= 1:
+        flash("The last owner cannot be demoted. Make someone else owner first.", "danger")
+        return redirect(url_for(".members", slug=slug))
+    if before != form.role.data:
+        membership.role = form.role.data
+        record_audit("membership.role_change", actor=current_user, workspace=access.workspace,
+                     target_type="user", target_id=membership.user_id,
+                     details={"before": {"role": before}, "after": {"role": form.role.data}})
+        db.session.commit()
+        flash("Role changed.", "success")
+    return redirect(url_for(".members", slug=slug))
+
+
+@bp.post("/<slug>/members/<int:membership_id>/remove")
+def remove_member(slug: str, membership_id: int):
+    require_role("owner", "remove members")
+    access = g.workspace_access
+    membership = _membership_or_404(membership_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if membership.role == "owner" and _owner_count(access.workspace.id) <= 1:
+        flash("The last owner cannot be removed. Make someone else owner first.", "danger")
+        return redirect(url_for(".members", slug=slug))
+    record_audit("membership.remove", actor=current_user, workspace=access.workspace, target_type="user",
+                 target_id=membership.user_id, details={"before": {"role": membership.role}, "after": None})
+    db.session.delete(membership)
+    db.session.commit()
+    flash("Member removed.", "success")
+    return redirect(url_for(".members", slug=slug))

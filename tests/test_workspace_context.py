@@ -1,0 +1,332 @@
+"""The workspace context and the hard rule for /admin/t/<tenant>."""
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import select
+
+from app.models import User, WorkspaceMembership
+from tests.conftest import post_form, sign_in
+
+
+@pytest.fixture
+def world(make_user, make_workspace, make_tenant, add_member, populate_tenant):
+    """Two portfolios. Ada owns A, Bob owns B, Dual is operator in both, Olivia belongs to none."""
+    a, b = make_workspace("alpha-msp", name="Alpha MSP"), make_workspace("bravo-msp", name="Bravo MSP")
+    tenant_a = make_tenant(a, name="Alpha Customer One")
+    tenant_a2 = make_tenant(a, name="Alpha Customer Two")
+    tenant_b = make_tenant(b, name="Bravo Secret Customer")
+    ada, bob = make_user("ada@example.test", name="Ada"), make_user("bob@example.test", name="Bob")
+    dual, olivia = make_user("dual@example.test", name="Dual"), make_user("olivia@example.test", name="Olivia")
+    add_member(a, ada, "owner")
+    add_member(b, bob, "owner")
+    add_member(a, dual, "operator")
+    add_member(b, dual, "operator")
+    return SimpleNamespace(
+        a=a, b=b, tenant_a=tenant_a, tenant_a2=tenant_a2, tenant_b=tenant_b, ada=ada, bob=bob, dual=dual,
+        olivia=olivia, ids_a=populate_tenant(tenant_a, marker="ALPHA"), ids_b=populate_tenant(tenant_b, marker="BRAVO"),
+    )
+
+
+def enter(client, workspace):
+    """Visit a workspace's landing, which makes it the session's current workspace."""
+    response = client.get(f"/admin/w/{workspace.slug}/managed-tenants")
+    assert response.status_code == 200
+    return response
+
+
+def tenant_url(tenant, rest: str = "") -> str:
+    return f"/admin/t/{tenant.external_id}{rest}"
+
+
+# --- the hard rule ----------------------------------------------------------------------------------
+
+
+def test_member_with_the_tenants_workspace_current_sees_the_tenant(client, world):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    response = client.get(tenant_url(world.tenant_a))
+    assert response.status_code == 200
+    assert "Alpha Customer One" in response.get_data(as_text=True)
+
+
+def test_tenant_page_without_a_current_workspace_is_404(client, world):
+    sign_in(client, world.ada.email)  # Ada has no last workspace yet: none is current
+    assert client.get(tenant_url(world.tenant_a)).status_code == 404
+
+
+def test_tenant_in_other_workspace_is_404(client, world):
+    sign_in(client, world.dual.email)
+    enter(client, world.b)
+    assert client.get(tenant_url(world.tenant_a)).status_code == 404
+    enter(client, world.a)
+    assert client.get(tenant_url(world.tenant_a)).status_code == 200
+
+
+def test_non_member_is_404_even_with_a_forged_current_workspace(client, world):
+    sign_in(client, world.olivia.email)
+    with client.session_transaction() as session:
+        session["current_workspace_id"] = world.a.id
+    assert client.get(tenant_url(world.tenant_a)).status_code == 404
+
+
+def test_unknown_and_malformed_tenant_ids_are_404(client, world):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    for ext in (str(uuid.uuid4()), "not-a-guid", "1", "x" * 5000, "%00", "../../etc/passwd"):
+        assert client.get(f"/admin/t/{ext}/policies").status_code in (404, 400), ext
+
+
+def test_membership_removed_mid_session_is_404(client, world, db_session):
+    sign_in(client, world.dual.email)
+    enter(client, world.a)
+    assert client.get(tenant_url(world.tenant_a)).status_code == 200
+    db_session.execute(WorkspaceMembership.__table__.delete().where(
+        WorkspaceMembership.user_id == world.dual.id, WorkspaceMembership.workspace_id == world.a.id))
+    db_session.commit()
+    assert client.get(tenant_url(world.tenant_a)).status_code == 404
+    assert client.get(f"/admin/w/{world.a.slug}/managed-tenants").status_code == 404
+
+
+def test_every_denial_has_the_same_body(client, world, db_session):
+    bodies = []
+    sign_in(client, world.dual.email)
+    bodies.append(client.get(tenant_url(world.tenant_a)).get_data(as_text=True))  # no current workspace
+    enter(client, world.b)
+    bodies.append(client.get(tenant_url(world.tenant_a)).get_data(as_text=True))  # other workspace current
+    bodies.append(client.get(f"/admin/t/{uuid.uuid4()}").get_data(as_text=True))  # unknown tenant
+    bodies.append(client.get("/admin/t/garbage").get_data(as_text=True))  # malformed
+    with client.session_transaction() as session:
+        session["current_workspace_id"] = world.a.id
+    db_session.execute(WorkspaceMembership.__table__.delete().where(
+        WorkspaceMembership.user_id == world.dual.id, WorkspaceMembership.workspace_id == world.a.id))
+    db_session.commit()
+    bodies.append(client.get(tenant_url(world.tenant_a)).get_data(as_text=True))  # membership removed
+    assert len(set(bodies)) == 1
+    assert "Alpha" not in bodies[0] and str(world.tenant_a.external_id) not in bodies[0]
+
+
+def test_denials_are_logged_with_their_reason(client, world, caplog):
+    sign_in(client, world.dual.email)
+    enter(client, world.b)
+    with caplog.at_level("INFO"):
+        client.get(tenant_url(world.tenant_a))
+    assert any("belongs to workspace" in record.getMessage() for record in caplog.records)
+
+
+def test_a_child_record_of_another_tenant_is_404(client, world):
+    sign_in(client, world.dual.email)
+    enter(client, world.a)
+    b = world.ids_b
+    for path in (f"/policies/{b['policy_id']}", f"/backups/{b['backup_set_id']}",
+                 f"/restore-runs/{b['restore_run_id']}", f"/schedules/{b['schedule_id']}/edit",
+                 f"/inventory/{b['item_id']}",
+                 f"/policies/{world.ids_a['policy_id']}/diff?a={b['version_a']}&b={b['version_b']}"):
+        assert client.get(tenant_url(world.tenant_a, path)).status_code == 404, path
+    response = post_form(client, tenant_url(world.tenant_a, f"/findings/{b['finding_id']}/acknowledge"))
+    assert response.status_code == 404
+
+
+def test_anonymous_visitor_of_a_tenant_page_is_sent_to_sign_in(client, world):
+    response = client.get(tenant_url(world.tenant_a, "/policies"))
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=")
+
+
+def test_archived_tenant_stays_readable_but_leaves_the_switcher_and_default_landing(client, world, db_session):
+    world.tenant_a2.status = "archived"
+    db_session.commit()
+    sign_in(client, world.ada.email)
+    landing = enter(client, world.a).get_data(as_text=True)
+    assert "Alpha Customer Two" not in landing
+    assert "Alpha Customer Two" in client.get(f"/admin/w/{world.a.slug}/managed-tenants?status=archived").get_data(
+        as_text=True)
+    assert client.get(tenant_url(world.tenant_a2)).status_code == 200
+    search = client.get(f"/admin/w/{world.a.slug}/tenant-switcher/search?q=Alpha").get_json()
+    assert [r["name"] for r in search["results"]] == ["Alpha Customer One"]
+
+
+# --- the workspace context ---------------------------------------------------------------------------
+
+
+def test_visiting_a_workspace_makes_it_current_and_remembers_it(client, world, db_session):
+    sign_in(client, world.dual.email)
+    enter(client, world.b)
+    with client.session_transaction() as session:
+        assert session["current_workspace_id"] == world.b.id
+    db_session.refresh(world.dual)
+    assert world.dual.last_workspace_id == world.b.id
+
+
+def test_sign_in_restores_the_last_workspace_while_still_a_member(client, world, db_session):
+    world.dual.last_workspace_id = world.b.id
+    db_session.commit()
+    sign_in(client, world.dual.email)
+    assert client.get("/admin").headers["Location"] == f"/admin/w/{world.b.slug}/managed-tenants"
+
+
+def test_sign_in_does_not_restore_a_workspace_the_user_left(client, world, db_session):
+    world.olivia.last_workspace_id = world.a.id
+    db_session.commit()
+    sign_in(client, world.olivia.email)
+    with client.session_transaction() as session:
+        assert "current_workspace_id" not in session
+    assert client.get("/admin").headers["Location"] == "/admin/workspaces"
+
+
+def test_unknown_slug_and_foreign_workspace_are_404(client, world):
+    sign_in(client, world.ada.email)
+    assert client.get("/admin/w/no-such-workspace/managed-tenants").status_code == 404
+    assert client.get(f"/admin/w/{world.b.slug}/managed-tenants").status_code == 404
+    assert client.get("/admin/w/" + "x" * 300 + "/managed-tenants").status_code == 404
+
+
+def test_workspace_switcher_post_makes_the_chosen_workspace_current(client, world):
+    sign_in(client, world.dual.email)
+    enter(client, world.a)
+    response = post_form(client, "/admin/workspaces/switch", {"workspace_id": world.b.id})
+    assert response.headers["Location"] == f"/admin/w/{world.b.slug}/managed-tenants"
+    assert client.get(tenant_url(world.tenant_b)).status_code == 200
+    assert client.get(tenant_url(world.tenant_a)).status_code == 404
+
+
+def test_workspace_switcher_refuses_a_workspace_of_others(client, world):
+    sign_in(client, world.ada.email)
+    assert post_form(client, "/admin/workspaces/switch", {"workspace_id": world.b.id}).status_code == 404
+    assert post_form(client, "/admin/workspaces/switch", {"workspace_id": "abc"}).status_code == 400
+
+
+def test_admin_goes_to_the_current_landing_or_the_workspace_list(client, world):
+    sign_in(client, world.ada.email)
+    assert client.get("/admin").headers["Location"] == "/admin/workspaces"
+    enter(client, world.a)
+    assert client.get("/admin").headers["Location"] == f"/admin/w/{world.a.slug}/managed-tenants"
+
+
+# --- legacy routes -----------------------------------------------------------------------------------
+
+
+def test_legacy_index_redirects_to_the_current_landing_or_workspaces(client, world):
+    sign_in(client, world.ada.email)
+    assert client.get("/admin/managed-tenants").headers["Location"] == "/admin/workspaces"
+    assert client.get("/admin/managed-tenants/create").headers["Location"] == "/admin/workspaces"
+    enter(client, world.a)
+    for path in ("/admin/managed-tenants", "/admin/managed-tenants/", "/admin/managed-tenants/create"):
+        response = client.get(path)
+        assert response.status_code == 302, path
+        assert response.headers["Location"] == f"/admin/w/{world.a.slug}/managed-tenants"
+
+
+def test_legacy_deep_links_resolve_within_the_current_workspace(client, world):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    ext = str(world.tenant_a.external_id)
+    cases = {
+        f"/admin/managed-tenants/{world.tenant_a.id}": f"/admin/t/{ext}",
+        f"/admin/managed-tenants/{ext}": f"/admin/t/{ext}",
+        f"/admin/managed-tenants/{ext}/policies": f"/admin/t/{ext}/policies",
+        f"/admin/managed-tenants/{world.tenant_a.id}/findings": f"/admin/t/{ext}/findings",
+        f"/admin/managed-tenants/{ext}/edit": f"/admin/t/{ext}",
+    }
+    for legacy, modern in cases.items():
+        response = client.get(legacy)
+        assert response.status_code == 302, legacy
+        assert response.headers["Location"] == modern
+
+
+def test_legacy_deep_link_to_a_tenant_outside_the_current_workspace_is_404(client, world):
+    sign_in(client, world.dual.email)
+    for path in (f"/admin/managed-tenants/{world.tenant_a.id}", f"/admin/managed-tenants/{world.tenant_a.external_id}"):
+        assert client.get(path).status_code == 404  # no current workspace
+    enter(client, world.b)
+    for path in (f"/admin/managed-tenants/{world.tenant_a.id}", f"/admin/managed-tenants/{world.tenant_a.external_id}",
+                 f"/admin/managed-tenants/{uuid.uuid4()}", "/admin/managed-tenants/99999999999"):
+        assert client.get(path).status_code == 404, path
+
+
+def test_legacy_routes_send_signed_out_visitors_to_sign_in_and_back(client, world):
+    response = client.get("/admin/managed-tenants/create")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login?next=")
+    response = sign_in(client, world.ada.email, next_url="/admin/managed-tenants")
+    assert response.headers["Location"] == "/admin/managed-tenants"
+    assert client.get("/admin/managed-tenants").headers["Location"] == "/admin/workspaces"
+
+
+# --- the tenant switcher ------------------------------------------------------------------------------
+
+
+def test_switcher_search_returns_only_current_workspace_tenants(client, world):
+    sign_in(client, world.dual.email)
+    enter(client, world.a)
+    results = client.get(f"/admin/w/{world.a.slug}/tenant-switcher/search?q=customer").get_json()["results"]
+    assert sorted(r["name"] for r in results) == ["Alpha Customer One", "Alpha Customer Two"]
+    results = client.get(f"/admin/w/{world.a.slug}/tenant-switcher/search?q=Bravo").get_json()["results"]
+    assert results == []
+
+
+def test_switcher_search_is_capped_at_twenty(client, world, make_tenant):
+    for i in range(30):
+        make_tenant(world.a, name=f"Bulk Customer {i:02d}")
+    sign_in(client, world.ada.email)
+    results = client.get(f"/admin/w/{world.a.slug}/tenant-switcher/search?q=bulk").get_json()["results"]
+    assert len(results) == 20
+
+
+def test_switcher_search_handles_wildcards_and_huge_input(client, world):
+    sign_in(client, world.ada.email)
+    assert client.get(f"/admin/w/{world.a.slug}/tenant-switcher/search?q=%25").get_json()["results"] == []
+    assert client.get(f"/admin/w/{world.a.slug}/tenant-switcher/search?q=_").get_json()["results"] == []
+    response = client.get(f"/admin/w/{world.a.slug}/tenant-switcher/search?q=" + "a" * 10000)
+    assert response.status_code == 200
+
+
+def test_switcher_fragment_lists_only_current_workspace_recent_and_pinned(client, world):
+    sign_in(client, world.dual.email)
+    enter(client, world.b)
+    client.get(tenant_url(world.tenant_b))  # a visit in B
+    enter(client, world.a)
+    client.get(tenant_url(world.tenant_a))  # a visit in A
+    post_form(client, tenant_url(world.tenant_a2, "/pin"))
+    fragment = client.get(f"/admin/w/{world.a.slug}/tenant-switcher").get_data(as_text=True)
+    assert "Alpha Customer One" in fragment and "Alpha Customer Two" in fragment
+    assert "Bravo" not in fragment
+    page = client.get(tenant_url(world.tenant_a, "/policies")).get_data(as_text=True)
+    assert "Bravo Secret Customer" not in page
+
+
+def test_switcher_entries_keep_the_current_section(client, world):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    client.get(tenant_url(world.tenant_a2))
+    page = client.get(tenant_url(world.tenant_a, f"/policies/{world.ids_a['policy_id']}")).get_data(as_text=True)
+    assert f'href="/admin/t/{world.tenant_a2.external_id}/policies"' in page
+    assert 'data-switch-template="/admin/t/00000000-0000-0000-0000-000000000000/policies"' in page
+
+
+def test_moving_a_tenant_takes_it_out_of_the_old_workspace_switcher(client, world, db_session):
+    sign_in(client, world.dual.email)
+    enter(client, world.a)
+    client.get(tenant_url(world.tenant_a2))
+    world.tenant_a2.workspace_id = world.b.id
+    db_session.commit()
+    fragment = client.get(f"/admin/w/{world.a.slug}/tenant-switcher").get_data(as_text=True)
+    assert "Alpha Customer Two" not in fragment
+    assert client.get(tenant_url(world.tenant_a2)).status_code == 404
+
+
+def test_switcher_shows_users_own_marks_only(client, world, db_session):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    client.get(tenant_url(world.tenant_a2))
+    client.post("/logout", data={"csrf_token": ""})
+    other = client.application.test_client()
+    sign_in(other, world.dual.email)
+    enter(other, world.a)
+    fragment = other.get(f"/admin/w/{world.a.slug}/tenant-switcher").get_data(as_text=True)
+    assert "Alpha Customer Two" not in fragment
+
+
+def test_user_model_has_no_stale_current_workspace_after_removal(db_session, world):
+    assert db_session.scalar(select(User.last_workspace_id).where(User.id == world.olivia.id)) is None
