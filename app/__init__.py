@@ -6,12 +6,20 @@ import sys
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from .config import build_config
 from .database import describe_database_url, embedded_database_url
 from .extensions import csrf, db, login_manager, migrate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """`<int:...>` limited to what a PostgreSQL bigint identity can hold."""
+
+    def __init__(self, map, fixed_digits=0, min=1, max=2**63 - 1, signed=False):
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -40,6 +48,9 @@ def create_app(config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)
+
+    # Every <int:...> in a URL is a database id: bounded so that a huge number is a 404, not an overflow.
+    app.url_map.converters["int"] = DatabaseIdConverter
 
     from . import auth, errors, health, legacy, portfolio, shell, tenant_pages, workspaces
 

@@ -4,7 +4,7 @@ from flask_login import AnonymousUserMixin
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from .extensions import db
 
@@ -52,6 +52,13 @@ def init_app(app):
         custom = error.description != type(error).description
         message = error.description if custom and error.code in SHOWN_DESCRIPTIONS else None
         return render_error(error.code or 500, message)
+
+    @app.errorhandler(DataError)
+    def invalid_value(error):
+        # A value PostgreSQL cannot take (out of range, bad encoding) that slipped past validation.
+        db.session.rollback()
+        app.logger.warning("Invalid value on %s %s: %s", request.method, request.path, error.orig)
+        return render_error(400, "A value in the request is out of range or malformed.")
 
     @app.errorhandler(OperationalError)
     def database_unavailable(error):

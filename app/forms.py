@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, IntegerField, SelectField, StringField
-from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError as FormError
+from wtforms.fields import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError as FormError
 
 from .models import ROLES
 from . import validation
@@ -40,11 +41,11 @@ class WorkspaceSwitchForm(FlaskForm):
 
 class MemberAddForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=254), _check(validation.validate_email)])
-    role = SelectField("Role", choices=[(role, role.title()) for role in ROLES], default="readonly")
+    role = SelectField("Role", choices=[SelectChoice(role, role.title()) for role in ROLES], default="readonly")
 
 
 class MemberRoleForm(FlaskForm):
-    role = SelectField("Role", choices=[(role, role.title()) for role in ROLES])
+    role = SelectField("Role", choices=[SelectChoice(role, role.title()) for role in ROLES])
 
 
 class TenantRegisterForm(FlaskForm):
@@ -57,7 +58,7 @@ class TenantRegisterForm(FlaskForm):
 
 class BackupScheduleForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200), _check(validation.validate_name)])
-    frequency = SelectField("Frequency", choices=[(f, f.title()) for f in ("hourly", "daily", "weekly", "monthly")])
+    frequency = SelectField("Frequency", choices=[SelectChoice(f, f.title()) for f in ("hourly", "daily", "weekly", "monthly")])
     retention_days = IntegerField("Retention (days)", default=30,
-                                  validators=[DataRequired(), NumberRange(min=1, max=3650)])
+                                  validators=[InputRequired(), NumberRange(min=1, max=3650)])
     is_enabled = BooleanField("Enabled", default=True)

@@ -56,6 +56,12 @@ def switch_target(tenant_ext: str) -> str:
     return url_for(target, tenant_ext=tenant_ext)
 
 
+@bp.app_template_global()
+def current_url(**query) -> str:
+    """This page's URL with other query arguments (list pages' sort, search and paging links)."""
+    return url_for(request.endpoint, **(request.view_args or {}), **query)
+
+
 @bp.app_context_processor
 def shell_context():
     from .tenant_pages import SECTIONS, section_endpoint

@@ -209,6 +209,8 @@ def _version_of(policy: Policy, version_id) -> PolicyVersion:
         version_id = int(version_id)
     except (TypeError, ValueError):
         abort(404)
+    if not 0 < version_id < 2**63:
+        abort(404)
     version = db.session.scalar(select(PolicyVersion).where(
         PolicyVersion.id == version_id, PolicyVersion.policy_id == policy.id,
         PolicyVersion.tenant_id == policy.tenant_id))

@@ -84,7 +84,7 @@ def create():
     db.session.flush()
     db.session.add(WorkspaceMembership(workspace_id=workspace.id, user_id=current_user.id, role="owner"))
     record_audit("workspace.create", actor=current_user, workspace=workspace, target_type="workspace",
-                 target_id=workspace.id, details={"after": {"slug": workspace.slug, "name": workspace.name}})
+                 target_id=workspace.id, details={"before": None, "after": {"slug": workspace.slug, "name": workspace.name}})
     db.session.commit()
     set_current_workspace(workspace)
     flash(f"Workspace {workspace.name} created. You are its owner.", "success")
@@ -100,7 +100,10 @@ def switch():
     access = workspace_access_by_id(form.workspace_id.data)
     if access is None:
         abort(404)
-    set_current_workspace(access.workspace)
+    record_audit("workspace.switch", actor=current_user, workspace=access.workspace, target_type="workspace",
+                 target_id=access.workspace.id)
+    set_current_workspace(access.workspace)  # commits the audit entry with last_workspace_id
+    db.session.commit()
     return redirect(url_for("portfolio.managed_tenants", slug=access.workspace.slug))
 
 

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -331,3 +332,38 @@ def count_statements(app):
             event.remove(engine, "before_cursor_execute", before_cursor_execute)
 
     return counting
+
+
+# --- two portfolios ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def world(make_user, make_workspace, make_tenant, add_member, populate_tenant):
+    """Two portfolios. Ada owns A, Bob owns B, Dual is operator in both, Olivia belongs to none."""
+    a, b = make_workspace("alpha-msp", name="Alpha MSP"), make_workspace("bravo-msp", name="Bravo MSP")
+    tenant_a = make_tenant(a, name="Alpha Customer One")
+    tenant_a2 = make_tenant(a, name="Alpha Customer Two")
+    tenant_b = make_tenant(b, name="Bravo Secret Customer")
+    ada, bob = make_user("ada@example.test", name="Ada"), make_user("bob@example.test", name="Bob")
+    dual, olivia = make_user("dual@example.test", name="Dual"), make_user("olivia@example.test", name="Olivia")
+    add_member(a, ada, "owner")
+    add_member(b, bob, "owner")
+    add_member(a, dual, "operator")
+    add_member(b, dual, "operator")
+    return SimpleNamespace(
+        a=a, b=b, tenant_a=tenant_a, tenant_a2=tenant_a2, tenant_b=tenant_b, ada=ada, bob=bob, dual=dual,
+        olivia=olivia, ids_a=populate_tenant(tenant_a, marker="ALPHA"), ids_b=populate_tenant(tenant_b, marker="BRAVO"),
+    )
+
+
+def enter(client, workspace):
+    """Visit a workspace's landing, which makes it the session's current workspace."""
+    response = client.get(f"/admin/w/{workspace.slug}/managed-tenants")
+    assert response.status_code == 200
+    return response
+
+
+def tenant_url(tenant, rest: str = "") -> str:
+    return f"/admin/t/{tenant.external_id}{rest}"
+
+

@@ -1,0 +1,147 @@
+"""Every POST: refused without a CSRF token, refused (403) below its role, audited when it succeeds."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from app.models import AuditLog, TenantPin, WorkspaceMembership
+from tests.conftest import csrf_token, enter, sign_in
+
+BELOW = {"operator": "readonly", "manager": "operator", "owner": "manager"}
+
+
+def _membership_id(db_session, workspace, user):
+    return db_session.scalar(select(WorkspaceMembership.id).where(
+        WorkspaceMembership.workspace_id == workspace.id, WorkspaceMembership.user_id == user.id))
+
+
+def prepare(endpoint, world, db_session):
+    """(url, form data, minimum role, audit action) for one POST endpoint, with any state it needs."""
+    a, ext, ids = world.a, world.tenant_a.external_id, world.ids_a
+    if endpoint == "portfolio.unarchive_tenant":
+        world.tenant_a2.status = "archived"
+        db_session.commit()
+    if endpoint == "tenant.unpin":
+        db_session.add(TenantPin(user_id=world.ada.id, tenant_id=world.tenant_a.id, workspace_id=a.id))
+        db_session.commit()
+    schedule = {"name": "Weekly export", "frequency": "weekly", "retention_days": "14", "is_enabled": "y"}
+    return {
+        "portfolio.register_tenant": (f"/admin/w/{a.slug}/managed-tenants",
+                                      {"external_id": str(uuid.uuid4()), "name": "New Customer"}, "manager",
+                                      "tenant.create"),
+        "portfolio.archive_tenant": (f"/admin/w/{a.slug}/managed-tenants/{world.tenant_a2.external_id}/archive", {},
+                                     "manager", "tenant.archive"),
+        "portfolio.unarchive_tenant": (f"/admin/w/{a.slug}/managed-tenants/{world.tenant_a2.external_id}/unarchive",
+                                       {}, "manager", "tenant.unarchive"),
+        "tenant.pin": (f"/admin/t/{ext}/pin", {}, "readonly", "tenant.pin"),
+        "tenant.unpin": (f"/admin/t/{ext}/unpin", {}, "readonly", "tenant.unpin"),
+        "tenant.schedule_new": (f"/admin/t/{ext}/schedules/new", schedule, "operator", "schedule.create"),
+        "tenant.schedule_edit": (f"/admin/t/{ext}/schedules/{ids['schedule_id']}/edit", schedule, "operator",
+                                 "schedule.update"),
+        "tenant.schedule_toggle": (f"/admin/t/{ext}/schedules/{ids['schedule_id']}/toggle", {}, "operator",
+                                   "schedule.disable"),
+        "tenant.finding_transition": (f"/admin/t/{ext}/findings/{ids['finding_id']}/acknowledge", {}, "operator",
+                                      "finding.acknowledge"),
+        "workspaces.settings": (f"/admin/workspaces/{a.slug}/settings", {"name": "Alpha Renamed"}, "owner",
+                                "workspace.rename"),
+        "workspaces.add_member": (f"/admin/workspaces/{a.slug}/members",
+                                  {"email": world.olivia.email, "role": "readonly"}, "owner", "membership.add"),
+        "workspaces.change_role": (
+            f"/admin/workspaces/{a.slug}/members/{_membership_id(db_session, a, world.dual)}/role",
+            {"role": "manager"}, "owner", "membership.role_change"),
+        "workspaces.remove_member": (
+            f"/admin/workspaces/{a.slug}/members/{_membership_id(db_session, a, world.dual)}/remove", {}, "owner",
+            "membership.remove"),
+        "workspaces.create": ("/admin/workspaces", {"name": "Charlie", "slug": "charlie-msp"}, "readonly",
+                              "workspace.create"),
+        "workspaces.switch": ("/admin/workspaces/switch", {"workspace_id": str(a.id)}, "readonly",
+                              "workspace.switch"),
+        "auth.logout": ("/logout", {}, "readonly", "auth.sign_out"),
+    }[endpoint]
+
+
+def admin_post_endpoints(app):
+    return sorted({rule.endpoint for rule in app.url_map.iter_rules()
+                   if "POST" in rule.methods and rule.endpoint != "auth.login"})
+
+
+@pytest.fixture
+def role_users(world, make_user, add_member):
+    """A member of workspace A for each role."""
+    users = {"owner": world.ada, "operator": world.dual}
+    for role in ("readonly", "manager"):
+        users[role] = make_user(f"{role}@example.test", name=role.title())
+        add_member(world.a, users[role], role)
+    return users
+
+
+def signed_in_as(app, user, workspace):
+    client = app.test_client()
+    sign_in(client, user.email)
+    enter(client, workspace)
+    return client
+
+
+def test_the_table_covers_every_post_route(app, world, db_session):
+    for endpoint in admin_post_endpoints(app):
+        prepare(endpoint, world, db_session)  # KeyError: a POST route this test does not know
+
+
+@pytest.mark.parametrize("endpoint", [
+    "portfolio.register_tenant", "portfolio.archive_tenant", "tenant.pin", "tenant.schedule_new",
+    "tenant.schedule_toggle", "tenant.finding_transition", "workspaces.settings", "workspaces.add_member",
+    "workspaces.change_role", "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout",
+])
+def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_session, endpoint):
+    url, data, _, action = prepare(endpoint, world, db_session)
+    client = signed_in_as(app, world.ada, world.a)
+    before = db_session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == action))
+    response = client.post(url, data=data)
+    assert response.status_code == 400
+    assert db_session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == action)) == before
+
+
+@pytest.mark.parametrize("endpoint", [
+    "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.schedule_new",
+    "tenant.schedule_edit", "tenant.schedule_toggle", "tenant.finding_transition", "workspaces.settings",
+    "workspaces.add_member", "workspaces.change_role", "workspaces.remove_member",
+])
+def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_session, role_users, endpoint):
+    url, data, minimum, action = prepare(endpoint, world, db_session)
+    user = role_users[BELOW[minimum]]
+    client = signed_in_as(app, user, world.a)
+    response = client.post(url, data={**data, "csrf_token": csrf_token(client)})
+    assert response.status_code == 403
+    body = response.get_data(as_text=True)
+    assert f"Only a {minimum} or higher can" in body
+    assert db_session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == action)) == 0
+
+
+@pytest.mark.parametrize("endpoint", [
+    "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.pin",
+    "tenant.unpin", "tenant.schedule_new", "tenant.schedule_edit", "tenant.schedule_toggle",
+    "tenant.finding_transition", "workspaces.settings", "workspaces.add_member", "workspaces.change_role",
+    "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout",
+])
+def test_post_with_the_role_succeeds_and_is_audited(app, world, db_session, role_users, endpoint):
+    url, data, minimum, action = prepare(endpoint, world, db_session)
+    # The lowest role that may do it (personal actions, which need no role, as the owner who prepared them).
+    user = world.ada if minimum == "readonly" else role_users[minimum]
+    client = signed_in_as(app, user, world.a)
+    response = client.post(url, data={**data, "csrf_token": csrf_token(client)})
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    entry = db_session.scalar(select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id.desc()))
+    assert entry is not None and entry.actor_user_id == user.id
+    if endpoint.startswith(("tenant.", "portfolio.")):
+        assert entry.workspace_id == world.a.id and entry.tenant_id is not None
+    if action not in ("auth.sign_out", "tenant.pin", "tenant.unpin", "workspace.switch"):
+        assert "before" in entry.details and "after" in entry.details
+
+
+def test_pin_is_personal_and_allowed_to_readonly(app, world, db_session, role_users):
+    client = signed_in_as(app, role_users["readonly"], world.a)
+    response = client.post(f"/admin/t/{world.tenant_a.external_id}/pin", data={"csrf_token": csrf_token(client)})
+    assert response.status_code == 302
+    assert db_session.scalar(select(TenantPin.user_id)) == role_users["readonly"].id

@@ -1,0 +1,111 @@
+"""The portfolio landing: health table, search, sort, filter, pages, registration, archive."""
+from __future__ import annotations
+
+import re
+import uuid
+
+from sqlalchemy import select
+
+from app.models import Tenant
+from tests.conftest import post_form, sign_in
+
+
+def names_on(page: str) -> list[str]:
+    return re.findall(r'class="fw-semibold text-decoration-none" href="[^"]+">([^<]+)</a>', page)
+
+
+def landing(client, world, query: str = "") -> str:
+    response = client.get(f"/admin/w/{world.a.slug}/managed-tenants{query}")
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_landing_shows_health_columns(client, world):
+    sign_in(client, world.ada.email)
+    page = landing(client, world)
+    assert "Alpha Customer One" in page and "Bravo" not in page
+    row = page[page.index("Alpha Customer One"):page.index("Alpha Customer Two")]
+    assert "completed" in row  # last backup status
+    assert 'severity-high" title="high">1<' in row  # one open high finding
+    assert '<span class="text-danger fw-semibold">1</span>' in row  # one missing permission
+
+
+def test_landing_search_by_name_domain_and_id(client, world, db_session):
+    world.tenant_a2.primary_domain = "twocorp.onmicrosoft.com"
+    db_session.commit()
+    sign_in(client, world.ada.email)
+    assert names_on(landing(client, world, "?q=one")) == ["Alpha Customer One"]
+    assert names_on(landing(client, world, "?q=twocorp")) == ["Alpha Customer Two"]
+    assert names_on(landing(client, world, f"?q={str(world.tenant_a.external_id)[:13]}")) == ["Alpha Customer One"]
+    assert names_on(landing(client, world, "?q=%25%25")) == []
+
+
+def test_landing_sorts_by_any_column_both_ways(client, world):
+    sign_in(client, world.ada.email)
+    assert names_on(landing(client, world, "?sort=name&dir=desc")) == ["Alpha Customer Two", "Alpha Customer One"]
+    assert names_on(landing(client, world, "?sort=policies&dir=desc"))[0] == "Alpha Customer One"
+    assert names_on(landing(client, world, "?sort=findings&dir=asc"))[0] == "Alpha Customer Two"
+    for column in ("domain", "external_id", "status", "last_backup", "missing_permissions"):
+        for direction in ("asc", "desc"):
+            assert len(names_on(landing(client, world, f"?sort={column}&dir={direction}"))) == 2
+
+
+def test_landing_filters_by_status_and_paginates(client, world, make_tenant):
+    for i in range(30):
+        make_tenant(world.a, name=f"Paged {i:02d}", status="archived" if i % 10 == 0 else "active")
+    sign_in(client, world.ada.email)
+    first = names_on(landing(client, world, "?q=paged"))
+    assert len(first) == 25 and "Paged 00" not in first
+    second = names_on(landing(client, world, "?q=paged&page=2"))
+    assert len(second) == 2 and not set(first) & set(second)
+    assert len(names_on(landing(client, world, "?q=paged&status=archived"))) == 3
+    assert len(names_on(landing(client, world, "?q=paged&status=all&per_page=50"))) == 30
+
+
+def test_landing_tolerates_bad_query_values(client, world):
+    sign_in(client, world.ada.email)
+    for query in ("?page=abc", "?page=-5", "?page=99999999999999999999", "?per_page=7", "?sort=password_hash",
+                  "?dir=sideways", "?status=deleted", "?q=" + "x" * 5000):
+        assert client.get(f"/admin/w/{world.a.slug}/managed-tenants{query}").status_code == 200, query
+
+
+def test_register_tenant_needs_a_guid_and_reports_duplicates_without_saying_where(client, world, db_session):
+    sign_in(client, world.ada.email)
+    url = f"/admin/w/{world.a.slug}/managed-tenants"
+    response = post_form(client, url, {"external_id": "contoso", "name": "Bad"})
+    assert response.status_code == 400 and "is not an Entra tenant id" in response.get_data(as_text=True)
+    response = post_form(client, url, {"external_id": str(world.tenant_b.external_id), "name": "Steal"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 400 and "This tenant is already managed." in body
+    assert "Bravo" not in body
+    new_id = uuid.uuid4()
+    response = post_form(client, url, {"external_id": str(new_id).upper(), "name": "Fresh Co",
+                                       "primary_domain": "FreshCo.onmicrosoft.com"})
+    assert response.status_code == 302
+    tenant = db_session.scalar(select(Tenant).where(Tenant.external_id == new_id))
+    assert (tenant.workspace_id, tenant.primary_domain) == (world.a.id, "freshco.onmicrosoft.com")
+
+
+def test_archive_and_unarchive_only_tenants_of_this_workspace(client, world, db_session):
+    sign_in(client, world.ada.email)
+    base = f"/admin/w/{world.a.slug}/managed-tenants"
+    assert post_form(client, f"{base}/{world.tenant_a2.external_id}/archive").status_code == 302
+    db_session.refresh(world.tenant_a2)
+    assert world.tenant_a2.status == "archived"
+    assert post_form(client, f"{base}/{world.tenant_b.external_id}/archive").status_code == 404
+    assert post_form(client, f"{base}/not-a-guid/archive").status_code == 404
+    db_session.refresh(world.tenant_b)
+    assert world.tenant_b.status == "active"
+    assert post_form(client, f"{base}/{world.tenant_a2.external_id}/unarchive").status_code == 302
+    db_session.refresh(world.tenant_a2)
+    assert world.tenant_a2.status == "active"
+
+
+def test_workspace_audit_log_shows_this_workspace_only(client, world):
+    sign_in(client, world.bob.email)
+    client.get(f"/admin/w/{world.b.slug}/managed-tenants")
+    post_form(client, f"/admin/t/{world.tenant_b.external_id}/pin")
+    ada = client.application.test_client()
+    sign_in(ada, world.ada.email)
+    page = ada.get(f"/admin/w/{world.a.slug}/audit").get_data(as_text=True)
+    assert "tenant.pin" not in page and "Bravo" not in page

@@ -1,0 +1,115 @@
+"""A page's statement count does not grow with its rows (no query per row)."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import enter, sign_in
+
+BULK_SQL = [
+    """INSERT INTO policies (tenant_id, graph_id, policy_type, platform, display_name, settings)
+       SELECT :t, 'bulk-' || :p || g, 'deviceConfiguration', 'windows10', 'Bulk policy ' || g, '{"a": 1}'
+       FROM generate_series(1, :n) g""",
+    """INSERT INTO policy_versions (tenant_id, policy_id, version_number, snapshot, content_hash)
+       SELECT p.tenant_id, p.id, v, jsonb_build_object('settings', jsonb_build_object('v', v)), repeat('0', 64)
+       FROM policies p CROSS JOIN generate_series(1, 2) v WHERE p.tenant_id = :t AND p.graph_id LIKE 'bulk-' || :p || '%'""",
+    """INSERT INTO backup_sets (tenant_id, name, status, started_at, item_count, triggered_by)
+       SELECT :t, 'Bulk backup ' || g, 'completed', now() - g * interval '1 hour', 1, 'schedule'
+       FROM generate_series(1, :n) g""",
+    """INSERT INTO backup_items (tenant_id, backup_set_id, item_type, display_name, payload, content_hash)
+       SELECT :t, (SELECT min(id) FROM backup_sets WHERE tenant_id = :t), 'deviceConfiguration', 'Bulk item ' || g,
+              '{}', repeat('0', 64) FROM generate_series(1, :n) g""",
+    """INSERT INTO restore_runs (tenant_id, backup_set_id, status, results)
+       SELECT :t, (SELECT min(id) FROM backup_sets WHERE tenant_id = :t), 'succeeded', '[]'
+       FROM generate_series(1, :n) g""",
+    """INSERT INTO inventory_items (tenant_id, object_type, graph_id, display_name)
+       SELECT :t, 'device', 'bulk-' || :p || g, 'Bulk device ' || g FROM generate_series(1, :n) g""",
+    """INSERT INTO entra_groups (tenant_id, graph_id, display_name, group_type, member_count)
+       SELECT :t, 'bulk-' || :p || g, 'Bulk group ' || g, 'security', g FROM generate_series(1, :n) g""",
+    """INSERT INTO findings (tenant_id, kind, severity, title, status)
+       SELECT :t, 'drift', (ARRAY['low','medium','high','critical'])[1 + g % 4], 'Bulk finding ' || g, 'open'
+       FROM generate_series(1, :n) g""",
+    """INSERT INTO entra_role_definitions (tenant_id, graph_id, display_name, permissions)
+       SELECT :t, 'bulk-' || :p || g, 'Bulk role ' || g, '["x"]' FROM generate_series(1, :n) g""",
+    """INSERT INTO tenant_permissions (tenant_id, permission_name, status)
+       SELECT :t, 'Bulk.Permission' || :p || g, 'missing' FROM generate_series(1, :n) g""",
+    """INSERT INTO backup_schedules (tenant_id, name, frequency, retention_days)
+       SELECT :t, 'Bulk schedule ' || :p || g, 'daily', 30 FROM generate_series(1, :n) g""",
+    """INSERT INTO audit_logs (workspace_id, tenant_id, action, details)
+       SELECT :w, :t, 'bulk.action', '{}' FROM generate_series(1, :n) g""",
+]
+
+TENANT_LIST_PATHS = ("", "/policies", "/backups", "/backups/{backup_set_id}", "/restore-runs", "/schedules",
+                     "/inventory", "/groups", "/findings?status=all", "/roles", "/permissions", "/audit",
+                     "/policies/{policy_id}")
+
+
+def add_rows(db_session, tenant, n: int) -> None:
+    batch = uuid.uuid4().hex[:8] + "-"
+    for statement in BULK_SQL:
+        db_session.execute(text(statement), {"t": tenant.id, "w": tenant.workspace_id, "n": n, "p": batch})
+    db_session.commit()
+
+
+def add_tenants(db_session, workspace, n: int) -> None:
+    """n tenants, each with a policy and an open finding, so every health column has work to do."""
+    batch = uuid.uuid4().hex[:8]
+    params = {"w": workspace.id, "n": n, "b": f"Bulk tenant {batch} %"}
+    db_session.execute(text(
+        """INSERT INTO tenants (workspace_id, external_id, name, primary_domain)
+           SELECT :w, gen_random_uuid(), replace(:b, '%', g::text), 'bulk' || g || '.onmicrosoft.com'
+           FROM generate_series(1, :n) g"""), params)
+    tenant_ids = "SELECT id FROM tenants WHERE workspace_id = :w AND name LIKE :b"
+    db_session.execute(text(
+        f"""INSERT INTO policies (tenant_id, graph_id, policy_type, platform, display_name)
+            SELECT id, 'p', 'deviceConfiguration', 'ios', 'P' FROM ({tenant_ids}) t"""), params)
+    db_session.execute(text(
+        f"""INSERT INTO findings (tenant_id, kind, severity, title) SELECT id, 'drift', 'low', 'F'
+            FROM ({tenant_ids}) t"""), params)
+    db_session.commit()
+
+
+def statements_for(client, count_statements, url: str) -> int:
+    with count_statements() as counter:
+        response = client.get(url)
+    assert response.status_code == 200, url
+    return counter.count
+
+
+@pytest.fixture
+def member(client, world):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    return client
+
+
+def test_landing_statement_count_is_the_same_for_10_and_1000_tenants(member, world, db_session, count_statements):
+    url = f"/admin/w/{world.a.slug}/managed-tenants?per_page=100&status=all"
+    add_tenants(db_session, world.a, 8)
+    small = statements_for(member, count_statements, url)
+    add_tenants(db_session, world.a, 992)
+    large = statements_for(member, count_statements, url)
+    assert small == large
+    assert large <= 8
+
+
+def test_switcher_search_statement_count_is_the_same_at_two_sizes(member, world, db_session, count_statements):
+    url = f"/admin/w/{world.a.slug}/tenant-switcher/search?q=bulk"
+    add_tenants(db_session, world.a, 5)
+    small = statements_for(member, count_statements, url)
+    add_tenants(db_session, world.a, 500)
+    assert statements_for(member, count_statements, url) == small
+
+
+@pytest.mark.parametrize("path", TENANT_LIST_PATHS)
+def test_tenant_page_statement_count_does_not_grow_with_rows(member, world, db_session, count_statements, path):
+    tenant = world.tenant_a
+    ids = world.ids_a
+    url = f"/admin/t/{tenant.external_id}" + path.format(**ids) + ("&" if "?" in path else "?") + "per_page=100"
+    add_rows(db_session, tenant, 3)
+    small = statements_for(member, count_statements, url)
+    add_rows(db_session, tenant, 120)
+    large = statements_for(member, count_statements, url)
+    assert small == large, url

@@ -1,0 +1,157 @@
+"""The tenant pages: what each shows and how it handles input."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from app.diffing import settings_diff
+from app.models import BackupSchedule, Finding, TenantVisit
+from tests.conftest import enter, post_form, sign_in, tenant_url
+
+
+@pytest.fixture
+def ada(client, world):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    return client
+
+
+def page(client, url: str) -> str:
+    response = client.get(url)
+    assert response.status_code == 200, url
+    return response.get_data(as_text=True)
+
+
+def test_dashboard_shows_counts_latest_backup_findings_and_permissions(ada, world):
+    body = page(ada, tenant_url(world.tenant_a))
+    assert "ALPHA backup" in body
+    assert "ALPHA drift" in body
+    assert "1 of 1 permissions missing" in body
+
+
+def test_opening_a_tenant_records_a_visit(ada, world, db_session):
+    page(ada, tenant_url(world.tenant_a, "/policies"))
+    visit = db_session.scalar(select(TenantVisit).where(TenantVisit.user_id == world.ada.id))
+    assert (visit.tenant_id, visit.workspace_id) == (world.tenant_a.id, world.a.id)
+
+
+def test_policy_detail_lists_versions_and_the_diff_shows_changed_settings(ada, world):
+    ids = world.ids_a
+    body = page(ada, tenant_url(world.tenant_a, f"/policies/{ids['policy_id']}"))
+    assert "v2" in body and "v1" in body and "Compare the two picked versions" in body
+    diff = page(ada, tenant_url(world.tenant_a, f"/policies/{ids['policy_id']}/diff?a={ids['version_b']}&b={ids['version_a']}"))
+    assert "v1 → v2" in diff  # ordered oldest first whichever way they were picked
+    assert "passwordMinimumLength" in diff and 'class="diff-changed"' in diff
+    assert "2 settings differ of 2" in diff
+
+
+@pytest.mark.parametrize("query", ["", "?a=1", "?a=x&b=y", "?a=999999999&b=1", "?a=99999999999999999999999&b=1"])
+def test_policy_diff_with_missing_or_bad_versions_is_a_clear_4xx(ada, world, query):
+    response = ada.get(tenant_url(world.tenant_a, f"/policies/{world.ids_a['policy_id']}/diff{query}"))
+    assert response.status_code in (400, 404)
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_settings_diff_marks_added_removed_and_changed_nested_keys():
+    rows = {row.path: row.status for row in settings_diff(
+        {"a": 1, "b": {"c": [1, 2]}, "gone": True}, {"a": 2, "b": {"c": [1, 3]}, "new": "x"})}
+    assert rows == {"a": "changed", "b.c[0]": "same", "b.c[1]": "changed", "gone": "removed", "new": "added"}
+
+
+def test_policy_list_search_and_sort(ada, world, populate_tenant):
+    populate_tenant(world.tenant_a2)
+    body = page(ada, tenant_url(world.tenant_a, "/policies?q=ALPHA&sort=name&dir=desc"))
+    assert "ALPHA policy 0" in body and "Alpha Customer Two policy" not in body
+
+
+def test_findings_filter_by_severity_and_status(ada, world):
+    body = page(ada, tenant_url(world.tenant_a, "/findings?severity=high&status=open"))
+    assert "ALPHA drift" in body
+    body = page(ada, tenant_url(world.tenant_a, "/findings?severity=low"))
+    assert "ALPHA drift" not in body
+    body = page(ada, tenant_url(world.tenant_a, "/findings?severity=nonsense&status=whatever"))
+    assert "ALPHA drift" in body  # unknown filter values fall back to the defaults
+
+
+def test_finding_triage_cycle(ada, world, db_session):
+    base = tenant_url(world.tenant_a, f"/findings/{world.ids_a['finding_id']}")
+    finding = db_session.get(Finding, world.ids_a["finding_id"])
+    assert post_form(ada, f"{base}/acknowledge").status_code == 302
+    db_session.refresh(finding)
+    assert finding.status == "acknowledged"
+    assert post_form(ada, f"{base}/resolve").status_code == 302
+    db_session.refresh(finding)
+    assert finding.status == "resolved" and finding.resolved_at is not None
+    response = post_form(ada, f"{base}/acknowledge", follow_redirects=True)
+    assert "cannot be acknowledged from there" in response.get_data(as_text=True)
+    assert post_form(ada, f"{base}/reopen").status_code == 302
+    db_session.refresh(finding)
+    assert finding.status == "open" and finding.resolved_at is None
+    assert post_form(ada, f"{base}/delete").status_code in (404, 405)
+
+
+def test_schedule_create_edit_and_toggle(ada, world, db_session):
+    base = tenant_url(world.tenant_a, "/schedules")
+    response = post_form(ada, f"{base}/new", {"name": "Hourly", "frequency": "hourly", "retention_days": "7",
+                                              "is_enabled": "y"})
+    assert response.status_code == 302
+    schedule = db_session.scalar(select(BackupSchedule).where(BackupSchedule.name == "Hourly"))
+    assert schedule.tenant_id == world.tenant_a.id and schedule.is_enabled and schedule.next_run_at
+    response = post_form(ada, f"{base}/{schedule.id}/edit", {"name": "Hourly", "frequency": "daily",
+                                                             "retention_days": "90"})
+    db_session.refresh(schedule)
+    assert (schedule.frequency, schedule.retention_days, schedule.is_enabled) == ("daily", 90, False)
+    post_form(ada, f"{base}/{schedule.id}/toggle")
+    db_session.refresh(schedule)
+    assert schedule.is_enabled
+
+
+@pytest.mark.parametrize("form, message", [
+    ({"name": "", "frequency": "daily", "retention_days": "7"}, "This field is required"),
+    ({"name": "X", "frequency": "yearly", "retention_days": "7"}, "Not a valid choice"),
+    ({"name": "X", "frequency": "daily", "retention_days": "0"}, "Number must be between 1 and 3650"),
+    ({"name": "X", "frequency": "daily", "retention_days": "lots"}, "Not a valid integer"),
+    ({"name": "ALPHA nightly", "frequency": "daily", "retention_days": "7"}, "exists already"),
+    ({"name": "X" * 300, "frequency": "daily", "retention_days": "7"}, "at most 200"),
+])
+def test_schedule_form_errors_are_explained(ada, world, form, message):
+    response = post_form(ada, tenant_url(world.tenant_a, "/schedules/new"), form)
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+
+
+def test_readonly_member_sees_schedules_without_controls(client, world, make_user, add_member):
+    viewer = make_user("viewer@example.test")
+    add_member(world.a, viewer, "readonly")
+    sign_in(client, viewer.email)
+    enter(client, world.a)
+    body = page(client, tenant_url(world.tenant_a, "/schedules"))
+    assert "ALPHA nightly" in body and "New schedule" not in body and "Disable" not in body
+    assert client.get(tenant_url(world.tenant_a, "/schedules/new")).status_code == 403
+
+
+def test_backup_set_restore_run_and_inventory_detail(ada, world):
+    ids = world.ids_a
+    assert "ALPHA item" in page(ada, tenant_url(world.tenant_a, f"/backups/{ids['backup_set_id']}"))
+    run = page(ada, tenant_url(world.tenant_a, f"/restore-runs/{ids['restore_run_id']}"))
+    assert "ALPHA item" in run and "restored" in run and "dry run" in run
+    item = page(ada, tenant_url(world.tenant_a, f"/inventory/{ids['item_id']}"))
+    assert "primaryUser" in item and "ALPHA person" in item
+
+
+@pytest.mark.parametrize("path", ["/groups", "/roles", "/permissions", "/audit", "/inventory", "/backups",
+                                  "/restore-runs"])
+def test_lists_accept_search_sort_and_bad_values(ada, world, path):
+    for query in ("?q=ALPHA", "?sort=nonsense&dir=up&page=-1&per_page=1000", "?q=%25_%5C"):
+        assert ada.get(tenant_url(world.tenant_a, path + query)).status_code == 200
+
+
+def test_unknown_child_ids_are_404(ada, world):
+    for path in ("/policies/0", "/policies/99999999", "/backups/123456789", "/restore-runs/5",
+                 "/inventory/999999", "/schedules/424242/edit", "/policies/abc"):
+        assert ada.get(tenant_url(world.tenant_a, path)).status_code == 404, path
+
+
+def test_ids_beyond_bigint_are_404_not_an_overflow(ada, world):
+    for path in ("/policies/99999999999999999999999", "/backups/9223372036854775808", "/inventory/0"):
+        assert ada.get(tenant_url(world.tenant_a, path)).status_code == 404, path

@@ -1,0 +1,119 @@
+"""/admin/workspaces: list, create, rename, members (with the last-owner rule)."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.models import Workspace, WorkspaceMembership
+from tests.conftest import csrf_token, enter, post_form, sign_in
+
+
+def _role(db_session, workspace, user):
+    return db_session.scalar(select(WorkspaceMembership.role).where(
+        WorkspaceMembership.workspace_id == workspace.id, WorkspaceMembership.user_id == user.id))
+
+
+def test_workspace_list_shows_only_my_workspaces_with_tenant_counts(client, world):
+    sign_in(client, world.ada.email)
+    page = client.get("/admin/workspaces").get_data(as_text=True)
+    assert "Alpha MSP" in page and "Bravo MSP" not in page
+    assert '<div class="stat">2</div>' in page  # two active tenants in Alpha
+
+
+def test_creating_a_workspace_makes_me_owner_and_current(client, world, db_session):
+    sign_in(client, world.olivia.email)
+    response = post_form(client, "/admin/workspaces", {"name": "Olivia Ops", "slug": "olivia-ops"})
+    assert response.headers["Location"] == "/admin/w/olivia-ops/managed-tenants"
+    workspace = db_session.scalar(select(Workspace).where(Workspace.slug == "olivia-ops"))
+    assert _role(db_session, workspace, world.olivia) == "owner"
+    assert client.get("/admin").headers["Location"] == "/admin/w/olivia-ops/managed-tenants"
+
+
+def test_creating_a_workspace_with_a_bad_or_taken_slug_explains(client, world):
+    sign_in(client, world.olivia.email)
+    response = post_form(client, "/admin/workspaces", {"name": "X", "slug": "Not Valid!"})
+    assert response.status_code == 400 and "lower-case letters" in response.get_data(as_text=True)
+    response = post_form(client, "/admin/workspaces", {"name": "X", "slug": world.a.slug})
+    assert response.status_code == 400 and "This slug is taken" in response.get_data(as_text=True)
+    response = post_form(client, "/admin/workspaces", {"name": "", "slug": ""})
+    assert response.status_code == 400
+
+
+def test_owner_renames_the_workspace(client, world, db_session):
+    sign_in(client, world.ada.email)
+    assert post_form(client, f"/admin/workspaces/{world.a.slug}/settings", {"name": "Alpha Prime"}).status_code == 302
+    db_session.refresh(world.a)
+    assert world.a.name == "Alpha Prime"
+    assert post_form(client, f"/admin/workspaces/{world.a.slug}/settings", {"name": "x" * 500}).status_code == 400
+
+
+def test_non_member_gets_404_on_management_pages(client, world):
+    sign_in(client, world.olivia.email)
+    for path in ("settings", "members"):
+        assert client.get(f"/admin/workspaces/{world.a.slug}/{path}").status_code == 404
+    assert post_form(client, f"/admin/workspaces/{world.a.slug}/members",
+                     {"email": world.olivia.email, "role": "owner"}).status_code == 404
+
+
+def test_owner_adds_changes_and_removes_a_member(client, world, db_session):
+    sign_in(client, world.ada.email)
+    base = f"/admin/workspaces/{world.a.slug}/members"
+    assert post_form(client, base, {"email": "OLIVIA@example.test", "role": "operator"}).status_code == 302
+    assert _role(db_session, world.a, world.olivia) == "operator"
+    membership_id = db_session.scalar(select(WorkspaceMembership.id).where(
+        WorkspaceMembership.workspace_id == world.a.id, WorkspaceMembership.user_id == world.olivia.id))
+    assert post_form(client, f"{base}/{membership_id}/role", {"role": "manager"}).status_code == 302
+    assert _role(db_session, world.a, world.olivia) == "manager"
+    assert post_form(client, f"{base}/{membership_id}/remove").status_code == 302
+    assert _role(db_session, world.a, world.olivia) is None
+
+
+def test_adding_an_unknown_or_existing_member_explains(client, world):
+    sign_in(client, world.ada.email)
+    base = f"/admin/workspaces/{world.a.slug}/members"
+    response = post_form(client, base, {"email": "nobody@example.test", "role": "operator"})
+    assert response.status_code == 400 and "No user has this email" in response.get_data(as_text=True)
+    response = post_form(client, base, {"email": world.dual.email, "role": "operator"})
+    assert response.status_code == 400 and "already a member" in response.get_data(as_text=True)
+    response = post_form(client, base, {"email": world.olivia.email, "role": "emperor"})
+    assert response.status_code == 400
+
+
+def test_last_owner_cannot_be_demoted_or_removed(client, world, db_session):
+    sign_in(client, world.ada.email)
+    base = f"/admin/workspaces/{world.a.slug}/members"
+    own_id = db_session.scalar(select(WorkspaceMembership.id).where(
+        WorkspaceMembership.workspace_id == world.a.id, WorkspaceMembership.user_id == world.ada.id))
+    response = post_form(client, f"{base}/{own_id}/role", {"role": "readonly"}, follow_redirects=True)
+    assert "The last owner cannot be demoted" in response.get_data(as_text=True)
+    response = post_form(client, f"{base}/{own_id}/remove", follow_redirects=True)
+    assert "The last owner cannot be removed" in response.get_data(as_text=True)
+    assert _role(db_session, world.a, world.ada) == "owner"
+
+
+def test_an_owner_can_step_down_once_there_is_another_owner(client, world, db_session):
+    sign_in(client, world.ada.email)
+    base = f"/admin/workspaces/{world.a.slug}/members"
+    dual_id = db_session.scalar(select(WorkspaceMembership.id).where(
+        WorkspaceMembership.workspace_id == world.a.id, WorkspaceMembership.user_id == world.dual.id))
+    own_id = db_session.scalar(select(WorkspaceMembership.id).where(
+        WorkspaceMembership.workspace_id == world.a.id, WorkspaceMembership.user_id == world.ada.id))
+    post_form(client, f"{base}/{dual_id}/role", {"role": "owner"})
+    post_form(client, f"{base}/{own_id}/role", {"role": "readonly"})
+    assert _role(db_session, world.a, world.ada) == "readonly"
+
+
+def test_membership_of_another_workspace_cannot_be_touched_by_id(client, world, db_session):
+    sign_in(client, world.ada.email)
+    bobs = db_session.scalar(select(WorkspaceMembership.id).where(WorkspaceMembership.user_id == world.bob.id))
+    assert post_form(client, f"/admin/workspaces/{world.a.slug}/members/{bobs}/remove").status_code == 404
+    assert _role(db_session, world.b, world.bob) == "owner"
+
+
+def test_readonly_member_sees_members_but_no_controls(client, world, make_user, add_member):
+    viewer = make_user("viewer@example.test", name="Viewer")
+    add_member(world.a, viewer, "readonly")
+    sign_in(client, viewer.email)
+    page = client.get(f"/admin/workspaces/{world.a.slug}/members").get_data(as_text=True)
+    assert "Ada" in page and "Add a member" not in page and "Remove" not in page
+    enter(client, world.a)
+    assert csrf_token(client)
