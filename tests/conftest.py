@@ -235,60 +235,64 @@ def signed_in_client(client, make_user):
 # --- tenant data and requests as a given user -------------------------------------------
 
 
-@pytest.fixture
-def populate_tenant(db_session):
-    """One of every tenant-owned record for `tenant`; returns their ids by name."""
+def populate_tenant_rows(db_session, tenant: Tenant, *, policies: int = 1, marker: str = "") -> dict[str, int]:
+    """One of every tenant-owned record for `tenant` (N policies with two versions each); their ids by name."""
     from datetime import datetime, timedelta, timezone
 
     from app.models import (BackupItem, BackupSchedule, BackupSet, EntraGroup, EntraRoleDefinition, Finding,
                             InventoryItem, InventoryLink, Policy, PolicyVersion, RestoreRun, TenantPermission)
 
+    now = datetime.now(timezone.utc)
+    label = marker or tenant.name
+    made = [Policy(tenant_id=tenant.id, graph_id=f"g-{uuid.uuid4()}", policy_type="deviceConfiguration",
+                   platform="windows10", display_name=f"{label} policy {i}",
+                   settings={"passwordMinimumLength": 8 + i}, last_modified_at=now)
+            for i in range(policies)]
+    db_session.add_all(made)
+    db_session.flush()
+    policy = made[0]
+    versions = [PolicyVersion(tenant_id=tenant.id, policy_id=p.id, version_number=n, captured_at=now,
+                              snapshot={"settings": {"passwordMinimumLength": 6 + n, "level": f"v{n}"}},
+                              content_hash=f"{n:064d}") for p in made for n in (1, 2)]
+    schedule = BackupSchedule(tenant_id=tenant.id, name=f"{label} nightly", frequency="daily", retention_days=30)
+    db_session.add_all([*versions, schedule])
+    db_session.flush()
+    backup_set = BackupSet(tenant_id=tenant.id, name=f"{label} backup", status="completed",
+                           started_at=now - timedelta(hours=1), finished_at=now, item_count=1,
+                           triggered_by="schedule", schedule_id=schedule.id)
+    item_a = InventoryItem(tenant_id=tenant.id, object_type="device", graph_id=f"d-{uuid.uuid4()}",
+                           display_name=f"{label} laptop")
+    item_b = InventoryItem(tenant_id=tenant.id, object_type="user", graph_id=f"u-{uuid.uuid4()}",
+                           display_name=f"{label} person")
+    db_session.add_all([backup_set, item_a, item_b])
+    db_session.flush()
+    backup_item = BackupItem(tenant_id=tenant.id, backup_set_id=backup_set.id, policy_id=policy.id,
+                             item_type="deviceConfiguration", display_name=f"{label} item", payload={},
+                             content_hash="0" * 64)
+    restore_run = RestoreRun(tenant_id=tenant.id, backup_set_id=backup_set.id, status="succeeded",
+                             is_dry_run=True, results=[{"item": f"{label} item", "status": "restored"}])
+    link = InventoryLink(tenant_id=tenant.id, source_item_id=item_a.id, target_item_id=item_b.id,
+                         link_type="primaryUser")
+    group = EntraGroup(tenant_id=tenant.id, graph_id=f"grp-{uuid.uuid4()}", display_name=f"{label} group",
+                       group_type="security", member_count=3)
+    finding = Finding(tenant_id=tenant.id, kind="drift", severity="high", title=f"{label} drift",
+                      policy_id=policy.id, status="open")
+    role = EntraRoleDefinition(tenant_id=tenant.id, graph_id=f"r-{uuid.uuid4()}",
+                               display_name=f"{label} role", permissions=["a"])
+    permission = TenantPermission(tenant_id=tenant.id, permission_name=f"{label}.Read.All", status="missing")
+    db_session.add_all([backup_item, restore_run, link, group, finding, role, permission])
+    db_session.commit()
+    return {
+        "policy_id": policy.id, "version_a": versions[0].id, "version_b": versions[1].id,
+        "backup_set_id": backup_set.id, "restore_run_id": restore_run.id, "schedule_id": schedule.id,
+        "item_id": item_a.id, "finding_id": finding.id, "backup_item_id": backup_item.id,
+    }
+
+
+@pytest.fixture
+def populate_tenant(db_session):
     def factory(tenant: Tenant, *, policies: int = 1, marker: str = "") -> dict[str, int]:
-        now = datetime.now(timezone.utc)
-        label = marker or tenant.name
-        made = [Policy(tenant_id=tenant.id, graph_id=f"g-{uuid.uuid4()}", policy_type="deviceConfiguration",
-                       platform="windows10", display_name=f"{label} policy {i}",
-                       settings={"passwordMinimumLength": 8 + i}, last_modified_at=now)
-                for i in range(policies)]
-        db_session.add_all(made)
-        db_session.flush()
-        policy = made[0]
-        versions = [PolicyVersion(tenant_id=tenant.id, policy_id=p.id, version_number=n, captured_at=now,
-                                  snapshot={"settings": {"passwordMinimumLength": 6 + n, "level": f"v{n}"}},
-                                  content_hash=f"{n:064d}") for p in made for n in (1, 2)]
-        schedule = BackupSchedule(tenant_id=tenant.id, name=f"{label} nightly", frequency="daily", retention_days=30)
-        db_session.add_all([*versions, schedule])
-        db_session.flush()
-        backup_set = BackupSet(tenant_id=tenant.id, name=f"{label} backup", status="completed",
-                               started_at=now - timedelta(hours=1), finished_at=now, item_count=1,
-                               triggered_by="schedule", schedule_id=schedule.id)
-        item_a = InventoryItem(tenant_id=tenant.id, object_type="device", graph_id=f"d-{uuid.uuid4()}",
-                               display_name=f"{label} laptop")
-        item_b = InventoryItem(tenant_id=tenant.id, object_type="user", graph_id=f"u-{uuid.uuid4()}",
-                               display_name=f"{label} person")
-        db_session.add_all([backup_set, item_a, item_b])
-        db_session.flush()
-        backup_item = BackupItem(tenant_id=tenant.id, backup_set_id=backup_set.id, policy_id=policy.id,
-                                 item_type="deviceConfiguration", display_name=f"{label} item", payload={},
-                                 content_hash="0" * 64)
-        restore_run = RestoreRun(tenant_id=tenant.id, backup_set_id=backup_set.id, status="succeeded",
-                                 is_dry_run=True, results=[{"item": f"{label} item", "status": "restored"}])
-        link = InventoryLink(tenant_id=tenant.id, source_item_id=item_a.id, target_item_id=item_b.id,
-                             link_type="primaryUser")
-        group = EntraGroup(tenant_id=tenant.id, graph_id=f"grp-{uuid.uuid4()}", display_name=f"{label} group",
-                           group_type="security", member_count=3)
-        finding = Finding(tenant_id=tenant.id, kind="drift", severity="high", title=f"{label} drift",
-                          policy_id=policy.id, status="open")
-        role = EntraRoleDefinition(tenant_id=tenant.id, graph_id=f"r-{uuid.uuid4()}",
-                                   display_name=f"{label} role", permissions=["a"])
-        permission = TenantPermission(tenant_id=tenant.id, permission_name=f"{label}.Read.All", status="missing")
-        db_session.add_all([backup_item, restore_run, link, group, finding, role, permission])
-        db_session.commit()
-        return {
-            "policy_id": policy.id, "version_a": versions[0].id, "version_b": versions[1].id,
-            "backup_set_id": backup_set.id, "restore_run_id": restore_run.id, "schedule_id": schedule.id,
-            "item_id": item_a.id, "finding_id": finding.id, "backup_item_id": backup_item.id,
-        }
+        return populate_tenant_rows(db_session, tenant, policies=policies, marker=marker)
 
     return factory
 

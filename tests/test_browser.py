@@ -1,6 +1,7 @@
-"""The real app in headless Chromium: sign in, see the shell, sign out."""
+"""The real app in headless Chromium, as MSP staff use it. Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -10,27 +11,37 @@ from app.extensions import db
 from app.models import Tenant, User, Workspace, WorkspaceMembership
 from app.passwords import hash_password
 from tests.browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LiveServer
-from tests.conftest import TEST_PASSWORD, make_test_app
+from tests.conftest import TEST_PASSWORD, make_test_app, populate_tenant_rows
 
 pytestmark = pytest.mark.browser
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
 
 
 @pytest.fixture(scope="module")
 def live_app(pg_cluster):
+    """Two portfolios; Ada is operator in both. Contoso has 30 tenants, Fabrikam 3."""
     app = make_test_app(pg_cluster.create_database("tenantatlas_browser"))
     with app.app_context():
         upgrade()
-        workspace = Workspace(slug="contoso-msp", name="Contoso Managed Services")
-        user = User(email="ada@example.test", name="Ada Lovelace", password_hash=hash_password(TEST_PASSWORD))
-        db.session.add_all([workspace, user])
+        contoso = Workspace(slug="contoso-msp", name="Contoso Managed Services")
+        fabrikam = Workspace(slug="fabrikam-it", name="Fabrikam IT Partners")
+        ada = User(email="ada@example.test", name="Ada Lovelace", password_hash=hash_password(TEST_PASSWORD))
+        db.session.add_all([contoso, fabrikam, ada])
         db.session.flush()
-        db.session.add(WorkspaceMembership(workspace_id=workspace.id, user_id=user.id, role="owner"))
-        db.session.add_all(
-            Tenant(workspace_id=workspace.id, external_id=uuid.uuid4(), name=f"Customer {i}") for i in range(3)
-        )
+        db.session.add_all([WorkspaceMembership(workspace_id=contoso.id, user_id=ada.id, role="operator"),
+                            WorkspaceMembership(workspace_id=fabrikam.id, user_id=ada.id, role="operator")])
+        tenants = [Tenant(workspace_id=contoso.id, external_id=uuid.uuid4(), name=f"Contoso Customer {i:02d}",
+                          primary_domain=f"contoso{i:02d}.onmicrosoft.com") for i in range(30)]
+        tenants.append(Tenant(workspace_id=contoso.id, external_id=uuid.uuid4(), name="Northwind Pharma",
+                              primary_domain="northwindpharma.onmicrosoft.com"))
+        tenants += [Tenant(workspace_id=fabrikam.id, external_id=uuid.uuid4(), name=f"Fabrikam Client {i}")
+                    for i in range(3)]
+        db.session.add_all(tenants)
         db.session.commit()
+        populate_tenant_rows(db.session, tenants[30], policies=3, marker="Northwind")
+        populate_tenant_rows(db.session, tenants[31], marker="Fabrikam")
     return app
 
 
@@ -42,33 +53,98 @@ def browser():
         browser.close()
 
 
-def test_sign_in_shows_the_shell_and_sign_out_returns_to_sign_in(live_app, browser):
+def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def sign_in(page, server, email="ada@example.test", password=TEST_PASSWORD):
+    page.goto(server.url + "/admin")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+
+
+def test_wrong_password_then_sign_in_and_out(live_app, browser):
     with LiveServer(live_app) as server:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(server.url + "/admin")
-        assert "/login" in page.url
-        page.screenshot(path=str(ARTIFACTS / "01-sign-in.png"))
-
-        page.fill("input[name=email]", "ada@example.test")
-        page.fill("input[name=password]", "wrong password here")
-        page.click("button[type=submit]")
-        assert page.locator(".alert-danger").inner_text().strip() == "Invalid email or password."
-
-        page.fill("input[name=email]", "ada@example.test")
-        page.fill("input[name=password]", TEST_PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(server.url + "/admin/workspaces")
-        assert page.locator("h1").inner_text() == "Your workspaces"
-        assert page.locator(".workspace-card").count() == 1
-        assert "Contoso Managed Services" in page.locator(".workspace-card").inner_text()
-        assert page.locator(".workspace-card .stat").first.inner_text() == "3"
-        page.screenshot(path=str(ARTIFACTS / "02-shell.png"))
-
+        sign_in(page, server, password="wrong password here")
+        expect(page.locator(".alert-danger")).to_have_text("Invalid email or password.")
+        shot(page, "01-sign-in-failed")
+        sign_in(page, server)
+        page.wait_for_url(re.compile(r".*/admin/workspaces$"))
+        expect(page.locator("h1")).to_have_text("Your workspaces")
+        expect(page.locator(".workspace-card")).to_have_count(2)
         page.click(".user-menu")
         page.click("text=Sign out")
-        page.wait_for_url(server.url + "/login")
-        assert "You have been signed out." in page.content()
-        page.goto(server.url + "/admin")
+        page.wait_for_url(re.compile(r".*/login$"))
+        page.goto(server.url + "/admin/workspaces")
         assert "/login" in page.url
+        page.close()
+
+
+def test_staff_journey_through_portfolio_switcher_policy_diff_findings_and_workspaces(live_app, browser):
+    with LiveServer(live_app) as server:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        sign_in(page, server)
+        page.wait_for_url(re.compile(r".*/admin/workspaces$"))
+
+        # Land on the Contoso portfolio.
+        page.click(".workspace-card a:has-text('Contoso Managed Services')")
+        page.wait_for_url(re.compile(r".*/admin/w/contoso-msp/managed-tenants$"))
+        expect(page.locator("tr.tenant-row")).to_have_count(25)  # first page of 31
+        expect(page.locator(".list-footer")).to_contain_text("1–25 of 31")
+        shot(page, "02-portfolio")
+
+        # Search in the tenant switcher (keyboard shortcut) and open a tenant.
+        page.keyboard.press("Control+k")
+        expect(page.locator("#tenant-switcher")).to_be_visible()
+        page.fill("#tenant-switcher-search", "northwind")
+        expect(page.locator(".switcher-result")).to_have_count(1)
+        expect(page.locator(".switcher-result")).to_contain_text("Northwind Pharma")
+        shot(page, "03-switcher-search")
+        page.click(".switcher-result")
+        page.wait_for_url(re.compile(r".*/admin/t/[0-9a-f-]{36}$"))
+        expect(page.locator("h1")).to_have_text("Northwind Pharma")
+        shot(page, "04-tenant-dashboard")
+
+        # Open a policy and diff its two versions.
+        page.click(".sidebar >> text=Policies")
+        page.click("a.policy-link >> text=Northwind policy 0")
+        expect(page.locator("h1")).to_have_text("Northwind policy 0")
+        page.click("text=Compare the two picked versions")
+        expect(page.locator("h1")).to_contain_text("v1 → v2")
+        expect(page.locator("tr.diff-changed")).to_have_count(2)
+        shot(page, "05-policy-diff")
+
+        # Acknowledge a finding.
+        page.click(".sidebar >> text=Findings")
+        row = page.locator("tr.finding-row", has_text="Northwind drift")
+        row.locator("button", has_text="Acknowledge").click()
+        expect(page.locator(".alert-success")).to_contain_text("Finding acknowledged.")
+        page.select_option("select[name=status]", "acknowledged")
+        page.click("button:has-text('Apply')")
+        expect(page.locator("tr.finding-row", has_text="Northwind drift")).to_contain_text("acknowledged")
+        shot(page, "06-finding-acknowledged")
+
+        # The switcher on a tenant section keeps the section, and lists only Contoso tenants.
+        page.keyboard.press("Control+k")
+        page.fill("#tenant-switcher-search", "fabrikam")
+        expect(page.locator("#tenant-switcher-results")).to_contain_text("No active tenant matches.")
+        page.fill("#tenant-switcher-search", "customer 07")
+        expect(page.locator(".switcher-result")).to_have_count(1)
+        assert page.locator(".switcher-result").get_attribute("href").endswith("/findings")
+        page.keyboard.press("Escape")
+
+        # Switch workspace: the switcher now offers Fabrikam's tenants only.
+        page.click(".workspace-switcher > button")
+        page.click(".workspace-switcher button.dropdown-item:has-text('Fabrikam IT Partners')")
+        page.wait_for_url(re.compile(r".*/admin/w/fabrikam-it/managed-tenants$"))
+        expect(page.locator("tr.tenant-row")).to_have_count(3)
+        page.keyboard.press("Control+k")
+        page.fill("#tenant-switcher-search", "client")
+        expect(page.locator(".switcher-result")).to_have_count(3)
+        page.fill("#tenant-switcher-search", "northwind")
+        expect(page.locator("#tenant-switcher-results")).to_contain_text("No active tenant matches.")
+        shot(page, "07-switched-workspace")
         page.close()
