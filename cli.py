@@ -5,6 +5,7 @@ Bad input gets a clear message and exit code 1, never a traceback.
 from __future__ import annotations
 
 import functools
+import sys
 
 import click
 from flask import Flask
@@ -13,7 +14,8 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from app.audit import record_audit
 from app.extensions import db
-from app.models import ROLES, Tenant, User, Workspace, WorkspaceMembership
+from app.isolation import WorkspaceMismatchError
+from app.models import ROLES, AuditLog, Tenant, User, Workspace, WorkspaceMembership
 from app.passwords import hash_password
 from app.validation import (
     ValidationError,
@@ -44,7 +46,7 @@ def database_errors_as_messages(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except ValidationError as error:
+        except (ValidationError, WorkspaceMismatchError) as error:
             db.session.rollback()
             raise click.ClickException(str(error)) from None
         except ProgrammingError as error:
@@ -69,6 +71,8 @@ def _workspace_by_slug(slug: str) -> Workspace:
 
 
 def register_commands(app: Flask) -> None:
+    register_rollout_commands(app)
+
     @app.cli.command("create-user", cls=StrictCommand)
     @click.argument("email")
     @click.option("--name", required=True, help="Display name.")
@@ -165,14 +169,157 @@ def register_commands(app: Flask) -> None:
     @app.cli.command("seed-demo", cls=StrictCommand)
     @click.option("--scale", type=click.IntRange(1, 1000), default=None,
                   help="Multiply tenants and rows for benchmarks (thousands of tenants, millions of rows).")
+    @click.option("--policies-per-tenant", type=click.IntRange(1, 2000), default=None,
+                  help="Policies for each newly created tenant (default: 24-48, varying).")
     @click.option("--if-empty", is_flag=True, help="Do nothing when the database already has users.")
     @database_errors_as_messages
-    def seed_demo(scale: int | None, if_empty: bool):
+    def seed_demo(scale: int | None, policies_per_tenant: int | None, if_empty: bool):
         """Load realistic demo data (idempotent) and print the demo sign-ins."""
-        from app.seed import seed_demo_data
+        from app.seed import DEMO_EMAIL_DOMAIN, echo_demo_sign_ins, seed_demo_data
 
         if if_empty and db.session.scalar(select(User.id).limit(1)) is not None:
             click.echo("The database already has users; demo data not loaded.")
+            if db.session.scalar(select(User.id).where(User.email.endswith("@" + DEMO_EMAIL_DOMAIN)).limit(1)):
+                echo_demo_sign_ins(click.echo)
             return
-        seed_demo_data(scale=scale, echo=click.echo)
+        seed_demo_data(scale=scale, echo=click.echo, policies_per_tenant=policies_per_tenant)
 
+
+
+# --- workspace-isolation rollout and operations ---------------------------------------------
+
+
+def _print_table(rows: list[tuple], headers: tuple) -> None:
+    widths = [max(len(str(value)) for value in column) for column in zip(headers, *rows)]
+    # First column left-aligned (names), the others right-aligned (counts).
+    line = "  ".join(("{:<%d}" if i == 0 else "{:>%d}") % width for i, width in enumerate(widths))
+    click.echo(line.format(*headers))
+    click.echo("  ".join("-" * w for w in widths))
+    for row in rows:
+        click.echo(line.format(*row))
+
+
+def register_rollout_commands(app: Flask) -> None:
+    from app import rollout
+
+    @app.cli.command("backfill-workspace-ids", cls=StrictCommand)
+    @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
+    @click.option("--table", "tables", multiple=True, metavar="TABLE",
+                  help="Only this table (repeatable). Default: all tenant-owned tables and audit_logs.")
+    @click.option("--batch-size", type=click.IntRange(rollout.MIN_BATCH_SIZE, 1_000_000),
+                  default=rollout.DEFAULT_BATCH_SIZE, show_default=True, help="Rows per batch transaction.")
+    @click.option("--sleep", type=click.FloatRange(0, 60), default=0.0, show_default=True,
+                  help="Seconds to pause between batches, to leave the database room on a busy day.")
+    @database_errors_as_messages
+    def backfill_workspace_ids(dry_run: bool, tables: tuple[str, ...], batch_size: int, sleep: float):
+        """Bind every tenant-owned row to its tenant's workspace (rollout phase 2).
+
+        Idempotent and resumable: stop it at any time (Ctrl-C stops after the current
+        batch) and run it again. Exits 0 when every row is bound, 1 when rows whose
+        tenant is gone, or mismatched rows, remain (they are listed, never changed).
+        """
+        unknown = sorted(set(tables) - set(rollout.ALL_TABLES))
+        if unknown:
+            raise click.ClickException(
+                f"Unknown table {', '.join(unknown)}. Choose from: {', '.join(rollout.ALL_TABLES)}.")
+        chosen = [t for t in rollout.ALL_TABLES if not tables or t in tables]
+        engine = db.engine
+        if dry_run:
+            with engine.connect() as connection:
+                reports = rollout.isolation_report(connection, chosen)
+            click.echo("Dry run: nothing was written.")
+            _print_table([(r.table, r.unbound, r.bindable, r.unbindable, r.mismatched) for r in reports],
+                         ("table", "unbound", "would bind", "tenant gone", "mismatched"))
+            return
+
+        interactive = sys.stdout.isatty()
+        bars: dict = {}
+
+        def progress(report, done, total):
+            if interactive:
+                bar = bars.get(report.table)
+                if bar is None:
+                    bar = bars[report.table] = click.progressbar(
+                        length=max(total, 1), label=f"{report.table:<24}", show_pos=True, show_eta=True,
+                        item_show_func=lambda _: None)
+                    bar.__enter__()
+                bar.update(done - bar.pos)
+            elif done == total or done // batch_size % 20 == 0:
+                click.echo(f"{report.table}: {done}/{total} rows scanned, {report.bound_now} bound")
+
+        def retry(table, size, reason):
+            click.echo(f"{table}: batch hit {reason}; retrying with {size} rows", err=True)
+
+        reports = []
+        with rollout.StopRequested() as stop:
+            run = rollout.BackfillRun(engine, batch_size=batch_size, sleep=sleep, on_progress=progress,
+                                      on_retry=retry, stop=stop)
+            for table in chosen:
+                report = run.backfill_table(table)
+                if table in bars:
+                    bars.pop(table).__exit__(None, None, None)
+                reports.append(report)
+                rate = report.bound_now / report.seconds if report.seconds else 0
+                click.echo(f"{table}: bound {report.bound_now} rows in {report.seconds:.1f}s "
+                           f"({rate:,.0f} rows/s, longest batch {report.longest_batch * 1000:.0f} ms)")
+                if stop.requested:
+                    break
+        click.echo("")
+        _print_table([(r.table, r.bound_now, r.unbound, r.unbindable, r.mismatched, r.retries) for r in reports],
+                     ("table", "bound now", "still unbound", "tenant gone", "mismatched", "retries"))
+        with engine.connect() as connection:
+            for report in reports:
+                if report.unbindable:
+                    samples = rollout.unbindable_samples(connection, report.table)
+                    click.echo(f"{report.table}: {report.unbindable} rows whose tenant is gone, e.g. (id, tenant_id) "
+                               f"{samples}")
+        record_audit("rollout.backfill_workspace_ids", details={
+            "interrupted": stop.requested, "batch_size": batch_size,
+            "tables": {r.table: {"bound": r.bound_now, "unbound": r.unbound, "unbindable": r.unbindable,
+                                 "mismatched": r.mismatched} for r in reports}})
+        db.session.commit()
+        if stop.requested:
+            click.echo("Stopped after the current batch. Run the command again to resume.", err=True)
+            raise SystemExit(1)
+        if not all(r.clean for r in reports):
+            click.echo("Some rows could not be bound (listed above). See docs/rollout.md.", err=True)
+            raise SystemExit(1)
+        click.echo("Every row is bound to its tenant's workspace.")
+
+    @app.cli.command("verify-workspace-isolation", cls=StrictCommand)
+    @database_errors_as_messages
+    def verify_workspace_isolation():
+        """Run the rollout's validation queries; exit 0 only when every count is zero."""
+        with db.engine.connect() as connection:
+            reports = rollout.isolation_report(connection)
+        _print_table([(r.table, r.unbound, r.mismatched) for r in reports],
+                     ("table", "unbound", "mismatched"))
+        if all(r.clean for r in reports):
+            click.echo("Workspace isolation verified: every row is bound to its tenant's workspace.")
+            return
+        raise click.ClickException("Workspace isolation is not complete (see the counts above).")
+
+    @app.cli.command("move-tenant", cls=StrictCommand)
+    @click.argument("external_id")
+    @click.argument("target_slug")
+    @database_errors_as_messages
+    def move_tenant(external_id: str, target_slug: str):
+        """Move a tenant and all its rows to another workspace, in one transaction."""
+        tenant_uuid = parse_tenant_external_id(external_id)
+        target = _workspace_by_slug(target_slug)
+        tenant = db.session.scalar(select(Tenant).where(Tenant.external_id == tenant_uuid).with_for_update())
+        if tenant is None:
+            raise click.ClickException(f"No tenant with id {tenant_uuid}.")
+        source = db.session.get(Workspace, tenant.workspace_id)
+        if source.id == target.id:
+            raise click.ClickException(f"{tenant.name} is already in {target.slug}.")
+        moved = rollout.move_tenant(db.session.connection(), tenant.id, target.id)
+        db.session.expire(tenant)
+        details = {"before": {"workspace": source.slug}, "after": {"workspace": target.slug}, "rows": moved}
+        # One entry in each workspace; only the target's names the tenant, which now belongs there.
+        for workspace, tenant_id in ((source, None), (target, tenant.id)):
+            db.session.add(AuditLog(action="tenant.move", workspace_id=workspace.id, tenant_id=tenant_id,
+                                    target_type="tenant", target_id=str(tenant.id), details=details))
+        db.session.commit()
+        click.echo(f"Moved {tenant.name} ({tenant_uuid}) from {source.slug} to {target.slug}: "
+                   f"{sum(moved.values())} rows.")

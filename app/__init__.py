@@ -52,6 +52,7 @@ def create_app(config: dict | None = None) -> Flask:
     # Every <int:...> in a URL is a database id: bounded so that a huge number is a 404, not an overflow.
     app.url_map.converters["int"] = DatabaseIdConverter
 
+    from . import isolation  # noqa: F401  (registers the write-path listener)
     from . import auth, errors, health, legacy, portfolio, shell, tenant_pages, workspaces
 
     auth.init_app(app)

@@ -7,6 +7,7 @@ from werkzeug.exceptions import HTTPException
 from sqlalchemy.exc import DataError, OperationalError
 
 from .extensions import db
+from .isolation import WorkspaceMismatchError
 
 SHOWN_DESCRIPTIONS = {400, 403, 409, 429}
 
@@ -52,6 +53,13 @@ def init_app(app):
         custom = error.description != type(error).description
         message = error.description if custom and error.code in SHOWN_DESCRIPTIONS else None
         return render_error(error.code or 500, message)
+
+    @app.errorhandler(WorkspaceMismatchError)
+    def workspace_mismatch(error):
+        db.session.rollback()
+        app.logger.warning("Refused write on %s %s: %s", request.method, request.path, error)
+        return render_error(400, "This change would put a record in a workspace other than its tenant's, "
+                                 "so it was refused.")
 
     @app.errorhandler(DataError)
     def invalid_value(error):

@@ -64,6 +64,30 @@ def _tenant_id() -> Mapped[int]:
     )
 
 
+class TenantOwned:
+    """A row that belongs to a tenant, and through it to the tenant's workspace.
+
+    `workspace_id` is derived from the tenant on every write (see app.isolation)
+    and checked by the database: the composite key (tenant_id, workspace_id)
+    references tenants(id, workspace_id), ON UPDATE CASCADE, so moving a tenant
+    moves its rows and no row can disagree with its tenant.
+    """
+
+    workspace_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("workspaces.id"), nullable=False
+    )
+
+
+def workspace_binding(table: str) -> tuple:
+    """The constraints and index that bind a tenant-owned table to its workspace."""
+    return (
+        ForeignKeyConstraint(
+            ["tenant_id", "workspace_id"], ["tenants.id", "tenants.workspace_id"], onupdate="CASCADE"
+        ),
+        Index(f"ix_{table}_workspace_id_tenant_id", "workspace_id", "tenant_id"),
+    )
+
+
 class User(UserMixin, db.Model):
     __tablename__ = "users"
     __table_args__ = (
@@ -175,11 +199,12 @@ class Tenant(db.Model):
 # --- tenant-owned tables -------------------------------------------------------
 
 
-class Policy(db.Model):
+class Policy(TenantOwned, db.Model):
     """An Intune policy as read from Microsoft Graph."""
 
     __tablename__ = "policies"
     __table_args__ = (
+        *workspace_binding("policies"),
         UniqueConstraint("tenant_id", "graph_id"),
         UniqueConstraint("id", "tenant_id"),
         Index("ix_policies_tenant_id_display_name", "tenant_id", "display_name"),
@@ -197,7 +222,6 @@ class Policy(db.Model):
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
-    tenant: Mapped[Tenant] = relationship()
     versions: Mapped[list[PolicyVersion]] = relationship(
         back_populates="policy",
         order_by="PolicyVersion.version_number",
@@ -205,9 +229,10 @@ class Policy(db.Model):
     )
 
 
-class PolicyVersion(db.Model):
+class PolicyVersion(TenantOwned, db.Model):
     __tablename__ = "policy_versions"
     __table_args__ = (
+        *workspace_binding("policy_versions"),
         UniqueConstraint("policy_id", "version_number"),
         ForeignKeyConstraint(
             ["policy_id", "tenant_id"], ["policies.id", "policies.tenant_id"], ondelete="CASCADE"
@@ -228,9 +253,10 @@ class PolicyVersion(db.Model):
     policy: Mapped[Policy] = relationship(back_populates="versions")
 
 
-class BackupSchedule(db.Model):
+class BackupSchedule(TenantOwned, db.Model):
     __tablename__ = "backup_schedules"
     __table_args__ = (
+        *workspace_binding("backup_schedules"),
         UniqueConstraint("tenant_id", "name"),
         UniqueConstraint("id", "tenant_id"),
         CheckConstraint(_in("frequency", ("hourly", "daily", "weekly", "monthly")), name="frequency_known"),
@@ -248,9 +274,10 @@ class BackupSchedule(db.Model):
     updated_at: Mapped[datetime] = _updated_at()
 
 
-class BackupSet(db.Model):
+class BackupSet(TenantOwned, db.Model):
     __tablename__ = "backup_sets"
     __table_args__ = (
+        *workspace_binding("backup_sets"),
         UniqueConstraint("id", "tenant_id"),
         ForeignKeyConstraint(
             ["schedule_id", "tenant_id"], ["backup_schedules.id", "backup_schedules.tenant_id"]
@@ -278,9 +305,10 @@ class BackupSet(db.Model):
     created_at: Mapped[datetime] = _created_at()
 
 
-class BackupItem(db.Model):
+class BackupItem(TenantOwned, db.Model):
     __tablename__ = "backup_items"
     __table_args__ = (
+        *workspace_binding("backup_items"),
         ForeignKeyConstraint(
             ["backup_set_id", "tenant_id"], ["backup_sets.id", "backup_sets.tenant_id"], ondelete="CASCADE"
         ),
@@ -298,9 +326,10 @@ class BackupItem(db.Model):
     created_at: Mapped[datetime] = _created_at()
 
 
-class RestoreRun(db.Model):
+class RestoreRun(TenantOwned, db.Model):
     __tablename__ = "restore_runs"
     __table_args__ = (
+        *workspace_binding("restore_runs"),
         ForeignKeyConstraint(["backup_set_id", "tenant_id"], ["backup_sets.id", "backup_sets.tenant_id"]),
         CheckConstraint(
             _in("status", ("queued", "running", "succeeded", "partial", "failed")), name="status_known"
@@ -321,9 +350,10 @@ class RestoreRun(db.Model):
     created_at: Mapped[datetime] = _created_at()
 
 
-class InventoryItem(db.Model):
+class InventoryItem(TenantOwned, db.Model):
     __tablename__ = "inventory_items"
     __table_args__ = (
+        *workspace_binding("inventory_items"),
         UniqueConstraint("tenant_id", "object_type", "graph_id"),
         UniqueConstraint("id", "tenant_id"),
     )
@@ -340,9 +370,10 @@ class InventoryItem(db.Model):
     created_at: Mapped[datetime] = _created_at()
 
 
-class InventoryLink(db.Model):
+class InventoryLink(TenantOwned, db.Model):
     __tablename__ = "inventory_links"
     __table_args__ = (
+        *workspace_binding("inventory_links"),
         UniqueConstraint("source_item_id", "target_item_id", "link_type"),
         ForeignKeyConstraint(
             ["source_item_id", "tenant_id"], ["inventory_items.id", "inventory_items.tenant_id"],
@@ -363,9 +394,10 @@ class InventoryLink(db.Model):
     created_at: Mapped[datetime] = _created_at()
 
 
-class EntraGroup(db.Model):
+class EntraGroup(TenantOwned, db.Model):
     __tablename__ = "entra_groups"
     __table_args__ = (
+        *workspace_binding("entra_groups"),
         UniqueConstraint("tenant_id", "graph_id"),
         CheckConstraint("member_count >= 0", name="member_count_nonnegative"),
     )
@@ -380,9 +412,10 @@ class EntraGroup(db.Model):
     updated_at: Mapped[datetime] = _updated_at()
 
 
-class Finding(db.Model):
+class Finding(TenantOwned, db.Model):
     __tablename__ = "findings"
     __table_args__ = (
+        *workspace_binding("findings"),
         ForeignKeyConstraint(["policy_id", "tenant_id"], ["policies.id", "policies.tenant_id"]),
         CheckConstraint(_in("severity", SEVERITIES), name="severity_known"),
         CheckConstraint(_in("status", FINDING_STATUSES), name="status_known"),
@@ -404,9 +437,12 @@ class Finding(db.Model):
     updated_at: Mapped[datetime] = _updated_at()
 
 
-class EntraRoleDefinition(db.Model):
+class EntraRoleDefinition(TenantOwned, db.Model):
     __tablename__ = "entra_role_definitions"
-    __table_args__ = (UniqueConstraint("tenant_id", "graph_id"),)
+    __table_args__ = (
+        *workspace_binding("entra_role_definitions"),
+        UniqueConstraint("tenant_id", "graph_id"),
+    )
 
     id: Mapped[int] = _pk()
     tenant_id: Mapped[int] = _tenant_id()
@@ -418,11 +454,12 @@ class EntraRoleDefinition(db.Model):
     created_at: Mapped[datetime] = _created_at()
 
 
-class TenantPermission(db.Model):
+class TenantPermission(TenantOwned, db.Model):
     """A Microsoft Graph permission the console needs in the tenant, and whether it is granted."""
 
     __tablename__ = "tenant_permissions"
     __table_args__ = (
+        *workspace_binding("tenant_permissions"),
         UniqueConstraint("tenant_id", "permission_name"),
         CheckConstraint(_in("status", ("granted", "missing")), name="status_known"),
     )
@@ -455,6 +492,8 @@ TENANT_OWNED_MODELS = (
 class AuditLog(db.Model):
     __tablename__ = "audit_logs"
     __table_args__ = (
+        # An entry about a tenant always says which workspace it happened in.
+        CheckConstraint("tenant_id IS NULL OR workspace_id IS NOT NULL", name="tenant_entries_have_workspace"),
         Index("ix_audit_logs_workspace_id_created_at", "workspace_id", "created_at"),
         Index("ix_audit_logs_tenant_id_created_at", "tenant_id", "created_at"),
     )

@@ -8,12 +8,18 @@ themselves, locally.
 """
 import logging
 import os
+import sys
 from logging.config import fileConfig
+from pathlib import Path
 
 from alembic import context
 from flask import current_app
 
 config = context.config
+# Revisions import shared helpers as `migrations.rollout`.
+PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+if PROJECT_ROOT not in sys.path:
+    sys.path.insert(0, PROJECT_ROOT)
 if config.config_file_name:
     # Keep the app's own loggers working when migrations run inside it.
     fileConfig(config.config_file_name, disable_existing_loggers=False)

@@ -57,15 +57,29 @@ def test_the_twelve_tenant_owned_models_are_the_tenant_owned_tables():
     assert {model.__tablename__ for model in TENANT_OWNED_MODELS} == TENANT_OWNED_TABLES
 
 
-def test_baseline_tenant_owned_tables_have_an_indexed_tenant_id_and_no_workspace_id(app):
+def test_tenant_owned_tables_are_bound_to_the_workspace_of_their_tenant(app):
     with app.app_context():
         inspector = inspect(db.engine)
         for table in TENANT_OWNED_TABLES:
-            columns = {column["name"] for column in inspector.get_columns(table)}
-            assert "tenant_id" in columns and "workspace_id" not in columns, table
-            leading = [index["column_names"][0] for index in inspector.get_indexes(table)]
-            assert "tenant_id" in leading, table
-            assert any(fk["referred_table"] == "tenants" for fk in inspector.get_foreign_keys(table)), table
+            columns = {column["name"]: column for column in inspector.get_columns(table)}
+            assert columns["tenant_id"]["nullable"] is False, table
+            assert columns["workspace_id"]["nullable"] is False, table
+            leading = {index["column_names"][0] for index in inspector.get_indexes(table)}
+            assert {"tenant_id", "workspace_id"} <= leading, table
+            keys = {(tuple(fk["constrained_columns"]), fk["referred_table"], tuple(fk["referred_columns"]),
+                     fk["options"].get("onupdate")) for fk in inspector.get_foreign_keys(table)}
+            assert (("tenant_id", "workspace_id"), "tenants", ("id", "workspace_id"), "CASCADE") in keys, table
+            assert (("workspace_id",), "workspaces", ("id",), None) in keys, table
+
+
+def test_the_baseline_revision_has_no_workspace_id_on_tenant_owned_tables(scratch_app):
+    with scratch_app.app_context():
+        downgrade(revision="base")
+        upgrade(revision="0001_baseline")
+        inspector = inspect(db.engine)
+        for table in TENANT_OWNED_TABLES:
+            assert "workspace_id" not in {column["name"] for column in inspector.get_columns(table)}, table
+        upgrade()
 
 
 def _refused(db_session, *objects):

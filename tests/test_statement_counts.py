@@ -9,34 +9,34 @@ from sqlalchemy import text
 from tests.conftest import enter, sign_in
 
 BULK_SQL = [
-    """INSERT INTO policies (tenant_id, graph_id, policy_type, platform, display_name, settings)
-       SELECT :t, 'bulk-' || :p || g, 'deviceConfiguration', 'windows10', 'Bulk policy ' || g, '{"a": 1}'
+    """INSERT INTO policies (tenant_id, workspace_id, graph_id, policy_type, platform, display_name, settings)
+       SELECT :t, :w, 'bulk-' || :p || g, 'deviceConfiguration', 'windows10', 'Bulk policy ' || g, '{"a": 1}'
        FROM generate_series(1, :n) g""",
-    """INSERT INTO policy_versions (tenant_id, policy_id, version_number, snapshot, content_hash)
-       SELECT p.tenant_id, p.id, v, jsonb_build_object('settings', jsonb_build_object('v', v)), repeat('0', 64)
+    """INSERT INTO policy_versions (tenant_id, workspace_id, policy_id, version_number, snapshot, content_hash)
+       SELECT p.tenant_id, p.workspace_id, p.id, v, jsonb_build_object('settings', jsonb_build_object('v', v)), repeat('0', 64)
        FROM policies p CROSS JOIN generate_series(1, 2) v WHERE p.tenant_id = :t AND p.graph_id LIKE 'bulk-' || :p || '%'""",
-    """INSERT INTO backup_sets (tenant_id, name, status, started_at, item_count, triggered_by)
-       SELECT :t, 'Bulk backup ' || g, 'completed', now() - g * interval '1 hour', 1, 'schedule'
+    """INSERT INTO backup_sets (tenant_id, workspace_id, name, status, started_at, item_count, triggered_by)
+       SELECT :t, :w, 'Bulk backup ' || g, 'completed', now() - g * interval '1 hour', 1, 'schedule'
        FROM generate_series(1, :n) g""",
-    """INSERT INTO backup_items (tenant_id, backup_set_id, item_type, display_name, payload, content_hash)
-       SELECT :t, (SELECT min(id) FROM backup_sets WHERE tenant_id = :t), 'deviceConfiguration', 'Bulk item ' || g,
+    """INSERT INTO backup_items (tenant_id, workspace_id, backup_set_id, item_type, display_name, payload, content_hash)
+       SELECT :t, :w, (SELECT min(id) FROM backup_sets WHERE tenant_id = :t), 'deviceConfiguration', 'Bulk item ' || g,
               '{}', repeat('0', 64) FROM generate_series(1, :n) g""",
-    """INSERT INTO restore_runs (tenant_id, backup_set_id, status, results)
-       SELECT :t, (SELECT min(id) FROM backup_sets WHERE tenant_id = :t), 'succeeded', '[]'
+    """INSERT INTO restore_runs (tenant_id, workspace_id, backup_set_id, status, results)
+       SELECT :t, :w, (SELECT min(id) FROM backup_sets WHERE tenant_id = :t), 'succeeded', '[]'
        FROM generate_series(1, :n) g""",
-    """INSERT INTO inventory_items (tenant_id, object_type, graph_id, display_name)
-       SELECT :t, 'device', 'bulk-' || :p || g, 'Bulk device ' || g FROM generate_series(1, :n) g""",
-    """INSERT INTO entra_groups (tenant_id, graph_id, display_name, group_type, member_count)
-       SELECT :t, 'bulk-' || :p || g, 'Bulk group ' || g, 'security', g FROM generate_series(1, :n) g""",
-    """INSERT INTO findings (tenant_id, kind, severity, title, status)
-       SELECT :t, 'drift', (ARRAY['low','medium','high','critical'])[1 + g % 4], 'Bulk finding ' || g, 'open'
+    """INSERT INTO inventory_items (tenant_id, workspace_id, object_type, graph_id, display_name)
+       SELECT :t, :w, 'device', 'bulk-' || :p || g, 'Bulk device ' || g FROM generate_series(1, :n) g""",
+    """INSERT INTO entra_groups (tenant_id, workspace_id, graph_id, display_name, group_type, member_count)
+       SELECT :t, :w, 'bulk-' || :p || g, 'Bulk group ' || g, 'security', g FROM generate_series(1, :n) g""",
+    """INSERT INTO findings (tenant_id, workspace_id, kind, severity, title, status)
+       SELECT :t, :w, 'drift', (ARRAY['low','medium','high','critical'])[1 + g % 4], 'Bulk finding ' || g, 'open'
        FROM generate_series(1, :n) g""",
-    """INSERT INTO entra_role_definitions (tenant_id, graph_id, display_name, permissions)
-       SELECT :t, 'bulk-' || :p || g, 'Bulk role ' || g, '["x"]' FROM generate_series(1, :n) g""",
-    """INSERT INTO tenant_permissions (tenant_id, permission_name, status)
-       SELECT :t, 'Bulk.Permission' || :p || g, 'missing' FROM generate_series(1, :n) g""",
-    """INSERT INTO backup_schedules (tenant_id, name, frequency, retention_days)
-       SELECT :t, 'Bulk schedule ' || :p || g, 'daily', 30 FROM generate_series(1, :n) g""",
+    """INSERT INTO entra_role_definitions (tenant_id, workspace_id, graph_id, display_name, permissions)
+       SELECT :t, :w, 'bulk-' || :p || g, 'Bulk role ' || g, '["x"]' FROM generate_series(1, :n) g""",
+    """INSERT INTO tenant_permissions (tenant_id, workspace_id, permission_name, status)
+       SELECT :t, :w, 'Bulk.Permission' || :p || g, 'missing' FROM generate_series(1, :n) g""",
+    """INSERT INTO backup_schedules (tenant_id, workspace_id, name, frequency, retention_days)
+       SELECT :t, :w, 'Bulk schedule ' || :p || g, 'daily', 30 FROM generate_series(1, :n) g""",
     """INSERT INTO audit_logs (workspace_id, tenant_id, action, details)
        SELECT :w, :t, 'bulk.action', '{}' FROM generate_series(1, :n) g""",
 ]
@@ -63,10 +63,10 @@ def add_tenants(db_session, workspace, n: int) -> None:
            FROM generate_series(1, :n) g"""), params)
     tenant_ids = "SELECT id FROM tenants WHERE workspace_id = :w AND name LIKE :b"
     db_session.execute(text(
-        f"""INSERT INTO policies (tenant_id, graph_id, policy_type, platform, display_name)
-            SELECT id, 'p', 'deviceConfiguration', 'ios', 'P' FROM ({tenant_ids}) t"""), params)
+        f"""INSERT INTO policies (tenant_id, workspace_id, graph_id, policy_type, platform, display_name)
+            SELECT id, :w, 'p', 'deviceConfiguration', 'ios', 'P' FROM ({tenant_ids}) t"""), params)
     db_session.execute(text(
-        f"""INSERT INTO findings (tenant_id, kind, severity, title) SELECT id, 'drift', 'low', 'F'
+        f"""INSERT INTO findings (tenant_id, workspace_id, kind, severity, title) SELECT id, :w, 'drift', 'low', 'F'
             FROM ({tenant_ids}) t"""), params)
     db_session.commit()
 

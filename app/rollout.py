@@ -1,0 +1,201 @@
+"""Workspace-isolation rollout, phase 2 and operations: backfill, verification, moving a tenant.
+
+The backfill binds unbound tenant-owned rows to their tenant's workspace in
+keyset batches by primary key, one short transaction per batch, set-based
+(UPDATE ... FROM tenants): rows never travel to Python, memory stays flat, and a
+batch that meets its lock or statement timeout is retried smaller. It is
+idempotent (only rows still NULL are touched) and so resumable at any point.
+"""
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from psycopg import errors as pg_errors
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+TENANT_OWNED_TABLES = (
+    "policies", "policy_versions", "backup_sets", "backup_items", "restore_runs", "backup_schedules",
+    "inventory_items", "inventory_links", "entra_groups", "findings", "entra_role_definitions",
+    "tenant_permissions",
+)
+AUDIT_TABLE = "audit_logs"
+ALL_TABLES = TENANT_OWNED_TABLES + (AUDIT_TABLE,)
+
+# Measured with bench/backfill.py (docs/benchmarks.md): large enough that per-batch
+# overhead is small, small enough that one batch transaction stays well under 250 ms.
+DEFAULT_BATCH_SIZE = 5000
+MIN_BATCH_SIZE = 100
+BATCH_LOCK_TIMEOUT = "2s"
+BATCH_STATEMENT_TIMEOUT = "30s"
+MAX_RETRIES_PER_BATCH = 8
+
+# Which rows of a table the backfill binds.
+_UNBOUND = {table: "workspace_id IS NULL" for table in TENANT_OWNED_TABLES}
+_UNBOUND[AUDIT_TABLE] = "workspace_id IS NULL AND tenant_id IS NOT NULL"
+
+
+@dataclass
+class TableReport:
+    table: str
+    unbound: int = 0       # rows without workspace_id (audit: with a tenant but no workspace)
+    bindable: int = 0      # of those, rows whose tenant exists
+    unbindable: int = 0    # of those, rows whose tenant is gone
+    mismatched: int = 0    # rows whose workspace_id disagrees with their tenant's
+    bound_now: int = 0     # rows this run bound
+    seconds: float = 0.0
+    longest_batch: float = 0.0
+    retries: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return self.unbound == 0 and self.mismatched == 0
+
+
+def table_report(connection: Connection, table: str) -> TableReport:
+    """Counts for one table, in one statement (read-only)."""
+    mismatch = "t.workspace_id IS NOT NULL AND tn.id IS NOT NULL AND t.workspace_id <> tn.workspace_id"
+    if table == AUDIT_TABLE:
+        mismatch = "false"  # an entry keeps the workspace it happened in, even after its tenant moved
+    unbound = " AND ".join(f"t.{part.strip()}" for part in _UNBOUND[table].split(" AND "))
+    row = connection.execute(text(
+        f"SELECT count(*) FILTER (WHERE {unbound}),"
+        f"       count(*) FILTER (WHERE {unbound} AND tn.id IS NOT NULL),"
+        f"       count(*) FILTER (WHERE {mismatch})"
+        f"  FROM {table} t LEFT JOIN tenants tn ON tn.id = t.tenant_id"
+    )).one()
+    return TableReport(table=table, unbound=row[0], bindable=row[1], unbindable=row[0] - row[1],
+                       mismatched=row[2])
+
+
+def isolation_report(connection: Connection, tables=ALL_TABLES) -> list[TableReport]:
+    return [table_report(connection, table) for table in tables]
+
+
+def unbindable_samples(connection: Connection, table: str, limit: int = 10) -> list[tuple[int, int]]:
+    """(id, tenant_id) of some rows whose tenant is gone, for the operator to look at."""
+    return [tuple(row) for row in connection.execute(text(
+        f"SELECT t.id, t.tenant_id FROM {table} t WHERE {_UNBOUND[table]} "
+        f"AND NOT EXISTS (SELECT 1 FROM tenants tn WHERE tn.id = t.tenant_id) ORDER BY t.id LIMIT :limit"
+    ), {"limit": limit})]
+
+
+def _batch_statement(table: str):
+    # One round trip per batch: pick the next keyset range by primary key, bind the
+    # unbound rows in it from their tenant, report the range's end and the rows bound.
+    return text(
+        f"WITH batch AS (SELECT id FROM {table} WHERE id > :after ORDER BY id LIMIT :size), "
+        f"bound AS (UPDATE {table} t SET workspace_id = tn.workspace_id FROM tenants tn "
+        f"           WHERE t.id IN (SELECT id FROM batch) AND t.{_UNBOUND[table].replace(' AND ', ' AND t.')} "
+        f"             AND tn.id = t.tenant_id RETURNING 1) "
+        f"SELECT (SELECT max(id) FROM batch), (SELECT count(*) FROM batch), (SELECT count(*) FROM bound)"
+    )
+
+
+class StopRequested:
+    """Ctrl-C (SIGINT) or SIGTERM asks the run to stop after the current batch."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread (tests): no handler, nothing to restore
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _is_timeout(error: DBAPIError) -> bool:
+    return isinstance(error.orig, (pg_errors.LockNotAvailable, pg_errors.QueryCanceled))
+
+
+@dataclass
+class BackfillRun:
+    engine: Engine
+    batch_size: int = DEFAULT_BATCH_SIZE
+    sleep: float = 0.0
+    on_progress: Callable[[TableReport, int, int], None] = lambda report, done, total: None
+    on_retry: Callable[[str, int, str], None] = lambda table, size, reason: None
+    stop: StopRequested = field(default_factory=StopRequested)
+
+    def backfill_table(self, table: str) -> TableReport:
+        with self.engine.connect() as connection:
+            report = table_report(connection, table)
+            total = connection.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+            connection.rollback()
+        started = time.monotonic()
+        statement = _batch_statement(table)
+        after, size, scanned, consecutive_failures = 0, self.batch_size, 0, 0
+        while not self.stop.requested:
+            batch_started = time.monotonic()
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(text(f"SET LOCAL lock_timeout = '{BATCH_LOCK_TIMEOUT}'"))
+                    connection.execute(text(f"SET LOCAL statement_timeout = '{BATCH_STATEMENT_TIMEOUT}'"))
+                    last_id, in_batch, bound = connection.execute(statement, {"after": after, "size": size}).one()
+            except DBAPIError as error:
+                if not _is_timeout(error) or consecutive_failures >= MAX_RETRIES_PER_BATCH:
+                    raise
+                consecutive_failures += 1
+                report.retries += 1
+                size = max(MIN_BATCH_SIZE, size // 2)
+                self.on_retry(table, size, type(error.orig).__name__)
+                time.sleep(min(5.0, 0.2 * consecutive_failures))
+                continue
+            consecutive_failures = 0
+            report.longest_batch = max(report.longest_batch, time.monotonic() - batch_started)
+            if last_id is None:
+                break
+            after = last_id
+            scanned += in_batch
+            report.bound_now += bound
+            self.on_progress(report, scanned, total)
+            if size < self.batch_size:  # the pressure passed: grow back towards the chosen size
+                size = min(self.batch_size, size * 2)
+            if self.sleep:
+                time.sleep(self.sleep)
+        report.seconds = time.monotonic() - started
+        if not self.stop.requested:
+            with self.engine.connect() as connection:
+                # Fresh statistics now, so that phase 3 and the planner do not wait for autovacuum.
+                connection.execution_options(isolation_level="AUTOCOMMIT").execute(text(f"ANALYZE {table}"))
+        with self.engine.connect() as connection:
+            after_run = table_report(connection, table)
+        report.unbound, report.bindable = after_run.unbound, after_run.bindable
+        report.unbindable, report.mismatched = after_run.unbindable, after_run.mismatched
+        return report
+
+
+def move_tenant(connection: Connection, tenant_id: int, target_workspace_id: int) -> dict[str, int]:
+    """Move a tenant and every row of it to another workspace, in the caller's transaction.
+
+    The composite keys cascade the tenant's new workspace to its bound rows
+    (ON UPDATE CASCADE); the explicit updates after it bind rows a partial
+    rollout left unbound, so the move is complete at any phase.
+    """
+    connection.execute(text("UPDATE tenants SET workspace_id = :w, updated_at = now() WHERE id = :t"),
+                       {"w": target_workspace_id, "t": tenant_id})
+    moved = {}
+    for table in TENANT_OWNED_TABLES:
+        moved[table] = connection.execute(text(
+            f"SELECT count(*) FROM {table} WHERE tenant_id = :t"), {"t": tenant_id}).scalar()
+        connection.execute(text(
+            f"UPDATE {table} SET workspace_id = :w WHERE tenant_id = :t AND workspace_id IS DISTINCT FROM :w"),
+            {"w": target_workspace_id, "t": tenant_id})
+    return moved

@@ -1,0 +1,1729 @@
+"""Demo data: `flask seed-demo [--scale N] [--policies-per-tenant P]`.
+
+One set-based generator serves both the everyday demo (scale 1: three
+workspaces, ~60 tenants) and benchmarks (scale N: N x 60 tenants, millions of
+rows). Every tenant-owned row is produced by an `INSERT ... SELECT` over
+`generate_series` and joins; plausible names and settings come from the
+catalogs below, passed as bound parameters and indexed by modulo arithmetic on
+the series values, so no row is ever built or loaded in Python.
+
+Idempotency: tenant `i` (1..N*60) has the external id uuid5(namespace, "tenant-i").
+Tenants are inserted with ON CONFLICT (external_id) DO NOTHING and only the
+tenants that this run actually inserted get child rows, so a rerun adds nothing
+and `--scale 3` after a plain seed adds just the extra tenants.
+
+Tenants are processed in chunks, one transaction per chunk (tenants and all of
+their rows together), so a huge scale never builds one enormous transaction and
+an interrupted run leaves no half-filled tenant behind.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from sqlalchemy import text
+
+from .extensions import db
+from .passwords import hash_password
+
+DEMO_PASSWORD = "atlas-demo-2026"
+DEMO_EMAIL_DOMAIN = "tenantatlas.demo"
+TENANTS_PER_SCALE = 60
+
+# Fixed namespace of demo tenant ids: the same tenant key always gives the same GUID.
+DEMO_TENANT_NAMESPACE = uuid.UUID("5e3c1f0a-7d2b-4c8e-9a41-6f0b2d8e7c15")
+
+# Bounds on one chunk's transaction: at most this many tenants, and about this many policies.
+MAX_TENANTS_PER_CHUNK = 500
+TARGET_POLICIES_PER_CHUNK = 100_000
+
+MAX_VERSIONS_PER_POLICY = 5
+
+
+def tenant_external_id(tenant_key: int) -> uuid.UUID:
+    """The Entra tenant id of demo tenant number `tenant_key` (1-based)."""
+    return uuid.uuid5(DEMO_TENANT_NAMESPACE, f"tenant-{tenant_key}")
+
+
+# --- workspaces and people -------------------------------------------------------------
+
+# (slug, name); tenant keys are spread 3:2:1 over them, so the first holds half.
+DEMO_WORKSPACES = (
+    ("atlas-managed-services", "Atlas Managed Services"),
+    ("blue-harbor-it", "Blue Harbor IT"),
+    ("summit-cloud-partners", "Summit Cloud Partners"),
+)
+
+# (email, name, {workspace slug: role}); every workspace has one member of each role.
+DEMO_USERS = (
+    (f"olivia.chen@{DEMO_EMAIL_DOMAIN}", "Olivia Chen",
+     {"atlas-managed-services": "owner", "blue-harbor-it": "manager"}),
+    (f"marcus.webb@{DEMO_EMAIL_DOMAIN}", "Marcus Webb", {"atlas-managed-services": "manager"}),
+    (f"priya.nair@{DEMO_EMAIL_DOMAIN}", "Priya Nair",
+     {"atlas-managed-services": "operator", "summit-cloud-partners": "readonly"}),
+    (f"tom.keller@{DEMO_EMAIL_DOMAIN}", "Tom Keller", {"atlas-managed-services": "readonly"}),
+    (f"sofia.martins@{DEMO_EMAIL_DOMAIN}", "Sofia Martins", {"blue-harbor-it": "owner"}),
+    (f"daniel.okafor@{DEMO_EMAIL_DOMAIN}", "Daniel Okafor",
+     {"blue-harbor-it": "operator", "summit-cloud-partners": "manager"}),
+    (f"emma.lindqvist@{DEMO_EMAIL_DOMAIN}", "Emma Lindqvist", {"summit-cloud-partners": "owner"}),
+    (f"liam.brooks@{DEMO_EMAIL_DOMAIN}", "Liam Brooks",
+     {"blue-harbor-it": "readonly", "summit-cloud-partners": "operator"}),
+)
+
+# --- catalogs the SQL picks from ---------------------------------------------------------
+
+# Company name = prefix + suffix (+ region beyond 400 tenants). The two lengths are
+# coprime, so keys 1..400 give 400 distinct names (Chinese remainder theorem).
+TENANT_NAME_PREFIXES = (
+    "Contoso", "Fabrikam", "Northwind", "Adventure Works", "Tailspin", "Wingtip", "Litware",
+    "Proseware", "Woodgrove", "Lamna", "Relecloud", "Coho", "Lucerne", "Humongous", "VanArsdel",
+    "Datum", "Alpine", "Blue Yonder", "Bellows", "Southridge", "Tailwind", "Wide World", "Cronus",
+    "Trey", "Lakeshore",
+)
+TENANT_NAME_SUFFIXES = (
+    "Pharma", "Logistics", "Health", "Legal", "Manufacturing", "Retail", "Energy", "Finance",
+    "Foods", "Engineering", "Insurance", "Media", "Construction", "Hospitality", "Education", "Labs",
+)
+TENANT_NAME_REGIONS = (
+    "Nordics", "Benelux", "DACH", "Iberia", "UK", "France", "Italia", "APAC", "LATAM", "Canada",
+)
+
+FIRST_NAMES = (
+    "Megan", "Adele", "Alex", "Diego", "Grady", "Henrietta", "Isaiah", "Johanna", "Joni", "Lee",
+    "Lidia", "Lynne", "Miriam", "Nestor", "Patti", "Pradeep", "Ravi", "Sakura", "Wilhelm", "Yusuf",
+)
+LAST_NAMES = (  # 23 names: coprime with 20 first names, so names repeat only after 460 people
+    "Bowen", "Vance", "Wilber", "Siciliani", "Archie", "Cantrell", "Mendez", "Lauer", "Sherman",
+    "Gu", "Holloway", "Robbins", "Graham", "Wilke", "Fernandez", "Gupta", "Okafor", "Tanaka",
+    "Schmidt", "Kaya", "Novak", "Dubois", "Rossi",
+)
+DEPARTMENTS = ("Finance", "Sales", "Operations", "Engineering", "HR", "Legal", "IT", "Marketing")
+JOB_TITLES = ("Analyst", "Manager", "Specialist", "Director", "Coordinator", "Engineer", "Consultant")
+
+# A policy beyond the first pass over the templates gets a variant suffix.
+POLICY_VARIANTS = (
+    "Pilot", "Finance", "Kiosk", "Executives", "Shared Devices", "Ring 2", "Contractors",
+    "Frontline", "Legacy", "Test",
+)
+
+_EDGE = "device_vendor_msft_policy_config_microsoft_edge~policy~microsoft_edge"
+_DEFENDER = "device_vendor_msft_policy_config_defender_"
+_ONEDRIVE = "device_vendor_msft_policy_config_onedrivengscv2~policy~onedrivengsc_"
+_FIREWALL = "vendor_msft_firewall_mdmstore_"
+_ASR = "device_vendor_msft_policy_config_defender_attacksurfacereductionrules_"
+_LAPS = "device_vendor_msft_laps_policies_"
+_EDR = "device_vendor_msft_windowsadvancedthreatprotection_"
+_MAU = "com.apple.managedclient.preferences_"
+_MDE_MAC = "com.apple.managedclient.preferences_"
+
+
+def _policy(policy_type, platform, odata_type, display_name, description, settings, changes):
+    """A policy template: version 1 is `settings`; version v+1 applies changes[v-1] on top."""
+    return {
+        "policy_type": policy_type, "platform": platform, "odata_type": odata_type,
+        "display_name": display_name, "description": description,
+        "settings": settings, "changes": changes,
+    }
+
+
+def _conditional_access(platform, graph_platform, display_name, grant_controls, changes):
+    return _policy(
+        "conditionalAccessPolicy", platform, "#microsoft.graph.conditionalAccessPolicy", display_name,
+        f"Conditional Access for {graph_platform} sign-ins to Microsoft 365.",
+        {
+            "state": "enabledForReportingButNotEnforced",
+            "conditions.users.includeUsers": ["All"],
+            "conditions.users.excludeGroups": ["SG-CA-Exclude-BreakGlass"],
+            "conditions.applications.includeApplications": ["Office365"],
+            "conditions.platforms.includePlatforms": [graph_platform],
+            "conditions.clientAppTypes": ["browser", "mobileAppsAndDesktopClients"],
+            "grantControls.operator": "OR",
+            "grantControls.builtInControls": grant_controls,
+        },
+        changes,
+    )
+
+
+POLICY_TEMPLATES = (
+    _policy(
+        "deviceConfiguration", "windows10", "#microsoft.graph.windows10EndpointProtectionConfiguration",
+        "WIN - BitLocker - Baseline",
+        "Full-disk encryption for corporate Windows devices; recovery keys escrowed to Entra ID.",
+        {
+            "bitLockerEncryptDevice": True,
+            "bitLockerSystemDrivePolicy.encryptionMethod": "xtsAes128",
+            "bitLockerSystemDrivePolicy.startupAuthenticationRequired": True,
+            "bitLockerSystemDrivePolicy.startupAuthenticationTpmPinUsage": "blocked",
+            "bitLockerRecoveryPasswordRotation": "notConfigured",
+            "bitLockerAllowStandardUserEncryption": False,
+            "bitLockerDisableWarningForOtherDiskEncryption": True,
+            "bitLockerFixedDrivePolicy.requireEncryptionForWriteAccess": False,
+        },
+        [
+            {"bitLockerRecoveryPasswordRotation": "enabledForAzureAd"},
+            {"bitLockerSystemDrivePolicy.encryptionMethod": "xtsAes256", "bitLockerAllowStandardUserEncryption": True},
+            {"bitLockerFixedDrivePolicy.requireEncryptionForWriteAccess": True},
+            {"bitLockerSystemDrivePolicy.startupAuthenticationTpmPinUsage": "allowed",
+             "bitLockerRecoveryPasswordRotation": "enabledForAzureAdAndHybrid"},
+        ],
+    ),
+    _policy(
+        "deviceCompliancePolicy", "windows10", "#microsoft.graph.windows10CompliancePolicy",
+        "WIN - Compliance - Baseline",
+        "Minimum OS build, BitLocker, Secure Boot and Defender for corporate Windows devices.",
+        {
+            "passwordRequired": True, "passwordMinimumLength": 8, "osMinimumVersion": "10.0.19045",
+            "bitLockerEnabled": True, "secureBootEnabled": True, "codeIntegrityEnabled": True,
+            "defenderEnabled": True, "rtpEnabled": True, "deviceThreatProtectionEnabled": False,
+            "deviceThreatProtectionRequiredSecurityLevel": "unavailable",
+        },
+        [
+            {"osMinimumVersion": "10.0.22631"},
+            {"deviceThreatProtectionEnabled": True, "deviceThreatProtectionRequiredSecurityLevel": "medium"},
+            {"passwordMinimumLength": 12},
+            {"osMinimumVersion": "10.0.26100", "deviceThreatProtectionRequiredSecurityLevel": "low"},
+        ],
+    ),
+    _policy(
+        "configurationPolicy", "windows10", "#microsoft.graph.deviceManagementConfigurationPolicy",
+        "WIN - Settings Catalog - Microsoft Edge Security",
+        "SmartScreen, password manager and tracking prevention for Microsoft Edge.",
+        {
+            f"{_EDGE}~smartscreen_smartscreenenabled": "enabled",
+            f"{_EDGE}~smartscreen_smartscreenpuaenabled": "disabled",
+            f"{_EDGE}~passwordmanager_passwordmanagerenabled": "enabled",
+            f"{_EDGE}_sslerroroverrideallowed": "enabled",
+            f"{_EDGE}_trackingprevention": "balanced",
+        },
+        [
+            {f"{_EDGE}~smartscreen_smartscreenpuaenabled": "enabled"},
+            {f"{_EDGE}_sslerroroverrideallowed": "disabled"},
+            {f"{_EDGE}_trackingprevention": "strict"},
+            {f"{_EDGE}~passwordmanager_passwordmanagerenabled": "disabled",
+             f"{_EDGE}_trackingprevention": "balanced"},
+        ],
+    ),
+    _policy(
+        "windowsUpdateForBusinessConfiguration", "windows10",
+        "#microsoft.graph.windowsUpdateForBusinessConfiguration",
+        "WIN - Update Ring - Pilot",
+        "Quality and feature updates for the IT pilot ring, without deferral.",
+        {
+            "qualityUpdatesDeferralPeriodInDays": 0, "featureUpdatesDeferralPeriodInDays": 0,
+            "automaticUpdateMode": "autoInstallAtMaintenanceTime", "deadlineForQualityUpdatesInDays": 3,
+            "deadlineForFeatureUpdatesInDays": 7, "deadlineGracePeriodInDays": 2,
+            "businessReadyUpdatesOnly": "all", "microsoftUpdateServiceAllowed": True,
+            "driversExcluded": False, "userPauseAccess": "enabled",
+        },
+        [
+            {"deadlineForQualityUpdatesInDays": 2},
+            {"driversExcluded": True},
+            {"userPauseAccess": "disabled", "deadlineGracePeriodInDays": 1},
+            {"automaticUpdateMode": "autoInstallAndRebootAtMaintenanceTime"},
+        ],
+    ),
+    _policy(
+        "appProtectionPolicy", "iOS", "#microsoft.graph.iosManagedAppProtection",
+        "iOS - App Protection - Microsoft 365 Apps",
+        "Keeps company data inside managed Microsoft 365 apps on iPhone and iPad.",
+        {
+            "pinRequired": True, "minimumPinLength": 4, "simplePinBlocked": False, "dataBackupBlocked": True,
+            "allowedOutboundDataTransferDestinations": "managedApps",
+            "allowedOutboundClipboardSharingLevel": "managedAppsWithPasteIn",
+            "periodOfflineBeforeAccessCheck": "PT12H", "periodOfflineBeforeWipeIsEnforced": "P90D",
+            "printBlocked": False, "saveAsBlocked": True,
+        },
+        [
+            {"minimumPinLength": 6},
+            {"simplePinBlocked": True, "printBlocked": True},
+            {"periodOfflineBeforeWipeIsEnforced": "P60D"},
+            {"allowedOutboundClipboardSharingLevel": "managedApps", "periodOfflineBeforeAccessCheck": "PT8H"},
+        ],
+    ),
+    _conditional_access(
+        "windows10", "windows", "CA - Require compliant device - Windows", ["compliantDevice", "domainJoinedDevice"],
+        [
+            {"state": "enabled"},
+            {"conditions.users.excludeRoles": ["Directory Synchronization Accounts"]},
+            {"sessionControls.signInFrequency": {"value": 12, "type": "hours", "isEnabled": True}},
+            {"grantControls.builtInControls": ["compliantDevice"]},
+        ],
+    ),
+    _policy(
+        "endpointSecurity", "windows10", "#microsoft.graph.deviceManagementConfigurationPolicy",
+        "WIN - Endpoint Security - Firewall",
+        "Windows Defender Firewall on for every profile; inbound blocked on public networks.",
+        {
+            "templateFamily": "endpointSecurityFirewall",
+            f"{_FIREWALL}domainprofile_enablefirewall": True,
+            f"{_FIREWALL}privateprofile_enablefirewall": True,
+            f"{_FIREWALL}publicprofile_enablefirewall": True,
+            f"{_FIREWALL}publicprofile_defaultinboundaction": "block",
+            f"{_FIREWALL}publicprofile_disableinboundnotifications": False,
+            f"{_FIREWALL}global_crlcheck": "none",
+        },
+        [
+            {f"{_FIREWALL}privateprofile_defaultinboundaction": "block"},
+            {f"{_FIREWALL}publicprofile_disableinboundnotifications": True},
+            {f"{_FIREWALL}global_crlcheck": "attempt"},
+            {f"{_FIREWALL}domainprofile_allowlocalpolicymerge": False},
+        ],
+    ),
+    _policy(
+        "deviceConfiguration", "iOS", "#microsoft.graph.iosGeneralDeviceConfiguration",
+        "iOS - Device Restrictions - Corporate",
+        "Passcode, backup and sharing restrictions for supervised corporate iPhones.",
+        {
+            "passcodeRequired": True, "passcodeMinimumLength": 6, "passcodeMinutesOfInactivityBeforeLock": 5,
+            "passcodeBlockSimple": True, "iCloudBlockBackup": False, "airDropBlocked": False,
+            "appStoreBlockInAppPurchases": False, "cameraBlocked": False,
+        },
+        [
+            {"iCloudBlockBackup": True},
+            {"airDropBlocked": True, "passcodeMinutesOfInactivityBeforeLock": 2},
+            {"appStoreBlockInAppPurchases": True},
+            {"passcodeMinimumLength": 8},
+        ],
+    ),
+    _policy(
+        "deviceCompliancePolicy", "android", "#microsoft.graph.androidWorkProfileCompliancePolicy",
+        "AND - Compliance - Work Profile",
+        "Minimum Android version, security patch level and Play Integrity for work profiles.",
+        {
+            "osMinimumVersion": "11.0", "securityBlockJailbrokenDevices": True, "passwordRequired": True,
+            "passwordMinimumLength": 6, "securityRequireSafetyNetAttestationBasicIntegrity": True,
+            "securityRequireSafetyNetAttestationCertifiedDevice": False,
+            "minAndroidSecurityPatchLevel": "2024-01-01",
+        },
+        [
+            {"osMinimumVersion": "12.0"},
+            {"minAndroidSecurityPatchLevel": "2024-07-01"},
+            {"securityRequireSafetyNetAttestationCertifiedDevice": True},
+            {"osMinimumVersion": "13.0", "minAndroidSecurityPatchLevel": "2025-01-01"},
+        ],
+    ),
+    _policy(
+        "deviceConfiguration", "macOS", "#microsoft.graph.macOSEndpointProtectionConfiguration",
+        "MAC - FileVault - Baseline",
+        "FileVault with a rotating personal recovery key, Gatekeeper and the macOS firewall.",
+        {
+            "fileVaultEnabled": True, "fileVaultSelectedRecoveryKeyTypes": "personalRecoveryKey",
+            "fileVaultAllowDeferralUntilSignOut": True, "fileVaultNumberOfTimesUserCanIgnore": 5,
+            "fileVaultPersonalRecoveryKeyRotationInMonths": 12,
+            "gatekeeperAllowedAppSource": "macAppStoreAndIdentifiedDevelopers",
+            "firewallEnabled": True, "firewallEnableStealthMode": False,
+        },
+        [
+            {"fileVaultNumberOfTimesUserCanIgnore": 3},
+            {"firewallEnableStealthMode": True},
+            {"fileVaultPersonalRecoveryKeyRotationInMonths": 6},
+            {"fileVaultNumberOfTimesUserCanIgnore": 1, "gatekeeperAllowedAppSource": "macAppStore"},
+        ],
+    ),
+    _policy(
+        "deviceConfiguration", "windows10", "#microsoft.graph.windows10GeneralConfiguration",
+        "WIN - Device Restrictions - Corporate",
+        "Password, lock screen and removable storage restrictions for corporate PCs.",
+        {
+            "passwordRequired": True, "passwordMinimumLength": 8, "passwordRequiredType": "alphanumeric",
+            "passwordMinutesOfInactivityBeforeScreenTimeout": 15, "passwordPreviousPasswordBlockCount": 5,
+            "storageBlockRemovableStorage": False, "cameraBlocked": False,
+            "lockScreenBlockToastNotifications": False, "smartScreenEnableAppInstallControl": False,
+        },
+        [
+            {"passwordMinimumLength": 12},
+            {"passwordMinutesOfInactivityBeforeScreenTimeout": 10, "lockScreenBlockToastNotifications": True},
+            {"storageBlockRemovableStorage": True},
+            {"smartScreenEnableAppInstallControl": True, "passwordPreviousPasswordBlockCount": 10},
+        ],
+    ),
+    _policy(
+        "configurationPolicy", "windows10", "#microsoft.graph.deviceManagementConfigurationPolicy",
+        "WIN - Settings Catalog - Defender Antivirus",
+        "Real-time and cloud-delivered protection with a weekly full scan.",
+        {
+            f"{_DEFENDER}allowrealtimemonitoring": 1, f"{_DEFENDER}allowcloudprotection": 1,
+            f"{_DEFENDER}cloudblocklevel": 2, f"{_DEFENDER}puaprotection": 1,
+            f"{_DEFENDER}submitsamplesconsent": 1, f"{_DEFENDER}scanparameter": 1,
+            f"{_DEFENDER}schedulescanday": 0, f"{_DEFENDER}avgcpuloadfactor": 50,
+        },
+        [
+            {f"{_DEFENDER}cloudblocklevel": 4},
+            {f"{_DEFENDER}puaprotection": 2, f"{_DEFENDER}submitsamplesconsent": 3},
+            {f"{_DEFENDER}avgcpuloadfactor": 30},
+            {f"{_DEFENDER}scanparameter": 2, f"{_DEFENDER}schedulescanday": 3},
+        ],
+    ),
+    _policy(
+        "appProtectionPolicy", "android", "#microsoft.graph.androidManagedAppProtection",
+        "AND - App Protection - Microsoft 365 Apps",
+        "Keeps company data inside managed Microsoft 365 apps on Android.",
+        {
+            "pinRequired": True, "minimumPinLength": 4, "fingerprintBlocked": False,
+            "screenCaptureBlocked": False, "dataBackupBlocked": True,
+            "allowedOutboundDataTransferDestinations": "managedApps",
+            "allowedOutboundClipboardSharingLevel": "managedAppsWithPasteIn",
+            "periodOfflineBeforeAccessCheck": "PT12H", "periodOfflineBeforeWipeIsEnforced": "P90D",
+            "encryptAppData": True,
+        },
+        [
+            {"screenCaptureBlocked": True},
+            {"minimumPinLength": 6},
+            {"periodOfflineBeforeWipeIsEnforced": "P30D", "allowedOutboundClipboardSharingLevel": "managedApps"},
+            {"fingerprintBlocked": True},
+        ],
+    ),
+    _conditional_access(
+        "iOS", "iOS", "CA - Require app protection - iOS", ["approvedApplication", "compliantApplication"],
+        [
+            {"state": "enabled"},
+            {"conditions.clientAppTypes": ["mobileAppsAndDesktopClients"]},
+            {"grantControls.builtInControls": ["compliantApplication"]},
+            {"sessionControls.applicationEnforcedRestrictions": {"isEnabled": True}},
+        ],
+    ),
+    _policy(
+        "windowsUpdateForBusinessConfiguration", "windows10",
+        "#microsoft.graph.windowsUpdateForBusinessConfiguration",
+        "WIN - Update Ring - Broad",
+        "Quality and feature updates for all staff, deferred behind the pilot ring.",
+        {
+            "qualityUpdatesDeferralPeriodInDays": 7, "featureUpdatesDeferralPeriodInDays": 30,
+            "automaticUpdateMode": "autoInstallAtMaintenanceTime", "deadlineForQualityUpdatesInDays": 7,
+            "deadlineForFeatureUpdatesInDays": 14, "deadlineGracePeriodInDays": 3,
+            "businessReadyUpdatesOnly": "businessReadyOnly", "microsoftUpdateServiceAllowed": True,
+            "driversExcluded": True, "userPauseAccess": "disabled",
+        },
+        [
+            {"qualityUpdatesDeferralPeriodInDays": 5},
+            {"featureUpdatesDeferralPeriodInDays": 60, "deadlineForFeatureUpdatesInDays": 21},
+            {"deadlineGracePeriodInDays": 2},
+            {"qualityUpdatesDeferralPeriodInDays": 3, "driversExcluded": False},
+        ],
+    ),
+    _policy(
+        "endpointSecurity", "windows10", "#microsoft.graph.deviceManagementConfigurationPolicy",
+        "WIN - Endpoint Security - Attack Surface Reduction",
+        "Attack surface reduction rules, moving from audit to block as they prove safe.",
+        {
+            "templateFamily": "endpointSecurityAttackSurfaceReduction",
+            f"{_ASR}blockexecutablecontentfromemailclientandwebmail": "block",
+            f"{_ASR}blockofficeapplicationsfromcreatingexecutablecontent": "audit",
+            f"{_ASR}blockcredentialstealingfromwindowslocalsecurityauthoritysubsystem": "block",
+            f"{_ASR}blockadobereaderfromcreatingchildprocesses": "audit",
+            f"{_ASR}blockpersistencethroughwmieventsubscription": "audit",
+            f"{_ASR}useadvancedprotectionagainstransomware": "off",
+        },
+        [
+            {f"{_ASR}blockofficeapplicationsfromcreatingexecutablecontent": "block"},
+            {f"{_ASR}blockadobereaderfromcreatingchildprocesses": "block"},
+            {f"{_ASR}useadvancedprotectionagainstransomware": "audit"},
+            {f"{_ASR}blockpersistencethroughwmieventsubscription": "block",
+             f"{_ASR}useadvancedprotectionagainstransomware": "block"},
+        ],
+    ),
+    _policy(
+        "deviceCompliancePolicy", "iOS", "#microsoft.graph.iosCompliancePolicy",
+        "iOS - Compliance - Baseline",
+        "Minimum iOS version, passcode and jailbreak detection.",
+        {
+            "osMinimumVersion": "16.0", "passcodeRequired": True, "passcodeMinimumLength": 6,
+            "securityBlockJailbrokenDevices": True, "deviceThreatProtectionEnabled": False,
+            "managedEmailProfileRequired": False,
+        },
+        [
+            {"osMinimumVersion": "17.0"},
+            {"deviceThreatProtectionEnabled": True, "deviceThreatProtectionRequiredSecurityLevel": "low"},
+            {"osMinimumVersion": "17.5"},
+            {"managedEmailProfileRequired": True, "osMinimumVersion": "18.0"},
+        ],
+    ),
+    _policy(
+        "deviceConfiguration", "android", "#microsoft.graph.androidWorkProfileGeneralDeviceConfiguration",
+        "AND - Work Profile - Restrictions",
+        "Separates work and personal data on personally owned Android devices.",
+        {
+            "workProfileBlockCamera": False, "workProfileBlockCrossProfileCopyPaste": True,
+            "workProfileDataSharingType": "preventAny", "workProfilePasswordRequiredType": "numericComplex",
+            "workProfilePasswordMinimumLength": 6, "workProfileBlockScreenCapture": False,
+            "securityRequireVerifyApps": True,
+        },
+        [
+            {"workProfileBlockScreenCapture": True},
+            {"workProfilePasswordMinimumLength": 8},
+            {"workProfileDataSharingType": "allowPersonalToWork"},
+            {"workProfilePasswordRequiredType": "alphanumeric", "workProfileBlockCamera": True},
+        ],
+    ),
+    _policy(
+        "deviceCompliancePolicy", "macOS", "#microsoft.graph.macOSCompliancePolicy",
+        "MAC - Compliance - Baseline",
+        "Minimum macOS version, System Integrity Protection, FileVault and firewall.",
+        {
+            "osMinimumVersion": "13.0", "systemIntegrityProtectionEnabled": True, "storageRequireEncryption": True,
+            "firewallEnabled": True, "passwordRequired": True, "passwordMinimumLength": 8,
+            "gatekeeperAllowedAppSource": "macAppStoreAndIdentifiedDevelopers",
+        },
+        [
+            {"osMinimumVersion": "14.0"},
+            {"passwordMinimumLength": 10},
+            {"firewallBlockAllIncoming": False, "firewallEnableStealthMode": True},
+            {"osMinimumVersion": "15.0"},
+        ],
+    ),
+    _policy(
+        "endpointSecurity", "windows10", "#microsoft.graph.deviceManagementConfigurationPolicy",
+        "WIN - Endpoint Security - Windows LAPS",
+        "Rotating local administrator passwords, backed up to Entra ID.",
+        {
+            "templateFamily": "endpointSecurityAccountProtection",
+            f"{_LAPS}backupdirectory": "azureAd", f"{_LAPS}passwordagedays": 30,
+            f"{_LAPS}passwordcomplexity": 4, f"{_LAPS}passwordlength": 14,
+            f"{_LAPS}postauthenticationactions": 1, f"{_LAPS}postauthenticationresetdelay": 24,
+        },
+        [
+            {f"{_LAPS}passwordagedays": 14},
+            {f"{_LAPS}passwordlength": 20},
+            {f"{_LAPS}postauthenticationactions": 3},
+            {f"{_LAPS}postauthenticationresetdelay": 8, f"{_LAPS}passwordagedays": 7},
+        ],
+    ),
+    _conditional_access(
+        "android", "android", "CA - Require app protection - Android", ["approvedApplication", "compliantApplication"],
+        [
+            {"state": "enabled"},
+            {"conditions.users.excludeGroups": ["SG-CA-Exclude-BreakGlass", "SG-Frontline-Shared-Devices"]},
+            {"grantControls.builtInControls": ["compliantApplication"]},
+            {"sessionControls.signInFrequency": {"value": 7, "type": "days", "isEnabled": True}},
+        ],
+    ),
+    _policy(
+        "configurationPolicy", "windows10", "#microsoft.graph.deviceManagementConfigurationPolicy",
+        "WIN - Settings Catalog - OneDrive Known Folder Move",
+        "Silently moves Desktop, Documents and Pictures into OneDrive.",
+        {
+            f"{_ONEDRIVE}kfmsilentoptin": "enabled", f"{_ONEDRIVE}silentaccountconfig": "enabled",
+            f"{_ONEDRIVE}filesondemandenabled": "enabled", f"{_ONEDRIVE}kfmblockoptout": "disabled",
+            f"{_ONEDRIVE}automountteamsites": "disabled",
+        },
+        [
+            {f"{_ONEDRIVE}kfmblockoptout": "enabled"},
+            {f"{_ONEDRIVE}automountteamsites": "enabled"},
+            {f"{_ONEDRIVE}diskspacecheckthresholdmb": 5120},
+            {f"{_ONEDRIVE}diskspacecheckthresholdmb": 10240, f"{_ONEDRIVE}kfmsilentoptinwithnotification": "enabled"},
+        ],
+    ),
+    _policy(
+        "configurationPolicy", "macOS", "#microsoft.graph.deviceManagementConfigurationPolicy",
+        "MAC - Settings Catalog - Microsoft AutoUpdate",
+        "Keeps Microsoft 365 apps on macOS current through Microsoft AutoUpdate.",
+        {
+            f"{_MAU}howtocheck": "AutomaticDownload", f"{_MAU}channelname": "Current",
+            f"{_MAU}updatedeadline.daysbeforeforcedquit": 7, f"{_MAU}enablecheckforupdatesbutton": True,
+            f"{_MAU}startdaemononapplaunch": True,
+        },
+        [
+            {f"{_MAU}updatedeadline.daysbeforeforcedquit": 5},
+            {f"{_MAU}channelname": "MonthlyEnterprise"},
+            {f"{_MAU}enablecheckforupdatesbutton": False},
+            {f"{_MAU}updatedeadline.daysbeforeforcedquit": 3, f"{_MAU}howtocheck": "AutomaticCheck"},
+        ],
+    ),
+    _policy(
+        "endpointSecurity", "windows10", "#microsoft.graph.deviceManagementConfigurationPolicy",
+        "WIN - Endpoint Security - Defender for Endpoint EDR",
+        "Onboards devices to Microsoft Defender for Endpoint.",
+        {
+            "templateFamily": "endpointSecurityEndpointDetectionAndResponse",
+            f"{_EDR}configurationtype": "onboard", f"{_EDR}configuration_samplesharing": 1,
+            f"{_EDR}configuration_telemetryreportingfrequency": "normal",
+        },
+        [
+            {f"{_EDR}configuration_telemetryreportingfrequency": "expedited"},
+            {f"{_EDR}configuration_samplesharing": 0},
+            {f"{_EDR}devicetagging_group": "MSP-managed"},
+            {f"{_EDR}configuration_samplesharing": 1},
+        ],
+    ),
+    _conditional_access(
+        "macOS", "macOS", "CA - Require compliant device - macOS", ["compliantDevice"],
+        [
+            {"state": "enabled"},
+            {"conditions.clientAppTypes": ["all"]},
+            {"sessionControls.persistentBrowser": {"mode": "never", "isEnabled": True}},
+            {"grantControls.operator": "AND", "grantControls.builtInControls": ["compliantDevice", "mfa"]},
+        ],
+    ),
+    _policy(
+        "windowsFeatureUpdateProfile", "windows10", "#microsoft.graph.windowsFeatureUpdateProfile",
+        "WIN - Feature Update - Windows 11",
+        "Pins the Windows 11 feature update that devices are offered.",
+        {
+            "featureUpdateVersion": "Windows 11, version 22H2",
+            "installLatestWindows10OnWindows11IneligibleDevice": True,
+            "installFeatureUpdatesOptional": False,
+            "rolloutSettings.offerIntervalInDays": 7,
+        },
+        [
+            {"featureUpdateVersion": "Windows 11, version 23H2"},
+            {"rolloutSettings.offerIntervalInDays": 3},
+            {"featureUpdateVersion": "Windows 11, version 24H2"},
+            {"installLatestWindows10OnWindows11IneligibleDevice": False},
+        ],
+    ),
+    _policy(
+        "endpointSecurity", "macOS", "#microsoft.graph.deviceManagementConfigurationPolicy",
+        "MAC - Endpoint Security - Defender Antivirus",
+        "Microsoft Defender for Endpoint antivirus on macOS.",
+        {
+            "templateFamily": "endpointSecurityAntivirus",
+            f"{_MDE_MAC}antivirusengine_enforcementlevel": "real_time",
+            f"{_MDE_MAC}antivirusengine_scanarchives": True,
+            f"{_MDE_MAC}cloudservice_enabled": True,
+            f"{_MDE_MAC}cloudservice_automaticsamplesubmissionconsent": "safe",
+            f"{_MDE_MAC}cloudservice_diagnosticlevel": "optional",
+        },
+        [
+            {f"{_MDE_MAC}cloudservice_diagnosticlevel": "required"},
+            {f"{_MDE_MAC}antivirusengine_scanhistorymaximumitems": 10000},
+            {f"{_MDE_MAC}cloudservice_automaticsamplesubmissionconsent": "all"},
+            {f"{_MDE_MAC}antivirusengine_enforcementlevel": "on_demand"},
+        ],
+    ),
+    _policy(
+        "deviceConfiguration", "iOS", "#microsoft.graph.iosEnterpriseWiFiConfiguration",
+        "iOS - Wi-Fi - HQ Corporate",
+        "Certificate-based Wi-Fi for iPhones at head-office sites.",
+        {
+            "ssid": "CORP-HQ", "networkName": "CORP-HQ", "wiFiSecurityType": "wpaEnterprise",
+            "connectAutomatically": True, "connectWhenNetworkNameIsHidden": False,
+            "eapType": "eapTls", "disableMacAddressRandomization": False, "proxySettings": "none",
+        },
+        [
+            {"connectWhenNetworkNameIsHidden": True},
+            {"proxySettings": "automatic", "proxyAutomaticConfigurationUrl": "http://wpad.corp.example/wpad.dat"},
+            {"disableMacAddressRandomization": True},
+            {"ssid": "CORP-HQ-5G", "networkName": "CORP-HQ-5G"},
+        ],
+    ),
+    _policy(
+        "deviceConfiguration", "windows10", "#microsoft.graph.windowsWifiEnterpriseEAPConfiguration",
+        "WIN - Wi-Fi - HQ Corporate",
+        "Certificate-based 802.1X Wi-Fi for head-office sites.",
+        {
+            "ssid": "CORP-HQ", "networkName": "CORP-HQ", "wifiSecurityType": "wpa2Enterprise",
+            "connectAutomatically": True, "connectWhenNetworkNameIsHidden": False, "eapType": "eapTls",
+            "authenticationMethod": "certificate", "proxySetting": "none",
+        },
+        [
+            {"connectWhenNetworkNameIsHidden": True},
+            {"proxySetting": "automatic", "proxyAutomaticConfigurationUrl": "http://wpad.corp.example/wpad.dat"},
+            {"authenticationRetryDelayPeriodInSeconds": 20},
+            {"ssid": "CORP-HQ-5G", "networkName": "CORP-HQ-5G"},
+        ],
+    ),
+)
+
+# (name, frequency, retention_days); a tenant has the first 2-4.
+BACKUP_SCHEDULES = (
+    {"name": "Nightly policy backup", "frequency": "daily", "retention_days": 30},
+    {"name": "Weekly full backup", "frequency": "weekly", "retention_days": 90},
+    {"name": "Monthly compliance archive", "frequency": "monthly", "retention_days": 365},
+    {"name": "Hourly change capture", "frequency": "hourly", "retention_days": 7},
+)
+BACKUP_SETS_PER_TENANT = 6
+MAX_ITEMS_PER_BACKUP_SET = 25
+
+# Device model by (device number % 10): six Windows PCs, a Mac, two iPhones, an Android phone.
+DEVICE_MODELS = (
+    {"os": "Windows", "os_version": "10.0.22631.4602", "manufacturer": "Dell Inc.", "model": "Latitude 7440", "tag": "LT"},
+    {"os": "Windows", "os_version": "10.0.26100.2605", "manufacturer": "LENOVO", "model": "ThinkPad T14 Gen 4", "tag": "LT"},
+    {"os": "Windows", "os_version": "10.0.22631.4460", "manufacturer": "HP", "model": "EliteBook 840 G10", "tag": "LT"},
+    {"os": "Windows", "os_version": "10.0.19045.5247", "manufacturer": "Microsoft Corporation", "model": "Surface Laptop 5", "tag": "LT"},
+    {"os": "Windows", "os_version": "10.0.26100.2605", "manufacturer": "Dell Inc.", "model": "OptiPlex 7010", "tag": "DT"},
+    {"os": "Windows", "os_version": "10.0.22631.4602", "manufacturer": "LENOVO", "model": "ThinkCentre M70q", "tag": "DT"},
+    {"os": "macOS", "os_version": "15.2", "manufacturer": "Apple", "model": "MacBook Pro (14-inch, M3)", "tag": "MAC"},
+    {"os": "iOS", "os_version": "18.2", "manufacturer": "Apple", "model": "iPhone 15", "tag": "IPH"},
+    {"os": "iOS", "os_version": "17.7.2", "manufacturer": "Apple", "model": "iPhone 14", "tag": "IPH"},
+    {"os": "Android", "os_version": "14", "manufacturer": "samsung", "model": "Galaxy S24", "tag": "AND"},
+)
+APPS = (
+    {"name": "Microsoft 365 Apps for enterprise", "publisher": "Microsoft", "type": "#microsoft.graph.officeSuiteApp", "version": "16.0.18129"},
+    {"name": "Microsoft Teams", "publisher": "Microsoft", "type": "#microsoft.graph.winGetApp", "version": "24295.605"},
+    {"name": "Company Portal", "publisher": "Microsoft", "type": "#microsoft.graph.winGetApp", "version": "11.2.1002"},
+    {"name": "Google Chrome", "publisher": "Google LLC", "type": "#microsoft.graph.win32LobApp", "version": "131.0.6778.205"},
+    {"name": "Adobe Acrobat Reader", "publisher": "Adobe", "type": "#microsoft.graph.win32LobApp", "version": "24.005.20320"},
+    {"name": "7-Zip", "publisher": "Igor Pavlov", "type": "#microsoft.graph.win32LobApp", "version": "24.09"},
+    {"name": "Zoom Workplace", "publisher": "Zoom", "type": "#microsoft.graph.win32LobApp", "version": "6.3.1"},
+    {"name": "Microsoft Authenticator", "publisher": "Microsoft", "type": "#microsoft.graph.iosStoreApp", "version": "6.8.19"},
+    {"name": "Microsoft Outlook", "publisher": "Microsoft", "type": "#microsoft.graph.iosStoreApp", "version": "4.2450.0"},
+    {"name": "Microsoft Outlook", "publisher": "Microsoft", "type": "#microsoft.graph.androidManagedStoreApp", "version": "4.2448.1"},
+    {"name": "Cisco Secure Client", "publisher": "Cisco", "type": "#microsoft.graph.win32LobApp", "version": "5.1.6.103"},
+    {"name": "Notepad++", "publisher": "Notepad++ Team", "type": "#microsoft.graph.winGetApp", "version": "8.7.4"},
+    {"name": "Slack", "publisher": "Slack Technologies", "type": "#microsoft.graph.macOSLobApp", "version": "4.41.105"},
+    {"name": "Power BI Desktop", "publisher": "Microsoft", "type": "#microsoft.graph.winGetApp", "version": "2.139.1054"},
+    {"name": "Visual Studio Code", "publisher": "Microsoft", "type": "#microsoft.graph.winGetApp", "version": "1.96.2"},
+    {"name": "Microsoft Defender", "publisher": "Microsoft", "type": "#microsoft.graph.iosStoreApp", "version": "1.1.59"},
+    {"name": "Microsoft Edge", "publisher": "Microsoft", "type": "#microsoft.graph.macOSMicrosoftEdgeApp", "version": "131.0.2903.112"},
+)
+CONFIGURATION_OBJECTS = (
+    {"kind": "assignmentFilter", "name": "Filter - Corporate Windows devices",
+     "data": {"platform": "windows10AndLater", "rule": "(device.deviceOwnership -eq \"Corporate\")"}},
+    {"kind": "roleScopeTag", "name": "Scope tag - Service desk", "data": {"isBuiltIn": False}},
+    {"kind": "windowsAutopilotDeploymentProfile", "name": "Autopilot - User-driven - Entra joined",
+     "data": {"deviceNameTemplate": "%SERIAL%", "outOfBoxExperienceSettings.hideEULA": True}},
+    {"kind": "assignmentFilter", "name": "Filter - Personal iOS devices",
+     "data": {"platform": "iOS", "rule": "(device.deviceOwnership -eq \"Personal\")"}},
+    {"kind": "notificationMessageTemplate", "name": "Noncompliance notice - Standard",
+     "data": {"defaultLocale": "en-US", "brandingOptions": "includeCompanyLogo"}},
+    {"kind": "deviceEnrollmentConfiguration", "name": "Enrollment Status Page - Default",
+     "data": {"showInstallationProgress": True, "installProgressTimeoutInMinutes": 60}},
+    {"kind": "termsAndConditions", "name": "Acceptable use policy v3",
+     "data": {"acceptanceStatement": "I accept the acceptable use policy.", "version": 3}},
+    {"kind": "deviceCategory", "name": "Category - Kiosk", "data": {"description": "Shared kiosk devices"}},
+)
+
+ENTRA_GROUPS = (  # (name, group type, typical member count); a tenant has the first 10-14
+    {"name": "All Employees", "type": "microsoft365", "members": 240},
+    {"name": "All Company Devices", "type": "dynamic", "members": 310},
+    {"name": "SG-Intune-Windows-Pilot", "type": "security", "members": 12},
+    {"name": "SG-Intune-Windows-Broad", "type": "security", "members": 180},
+    {"name": "SG-Intune-iOS-Corporate", "type": "security", "members": 45},
+    {"name": "SG-Intune-Android-WorkProfile", "type": "security", "members": 30},
+    {"name": "SG-Intune-macOS", "type": "security", "members": 18},
+    {"name": "SG-Autopilot-Devices", "type": "dynamic", "members": 150},
+    {"name": "SG-CA-Exclude-BreakGlass", "type": "security", "members": 2},
+    {"name": "SG-Admins-Tier0", "type": "security", "members": 4},
+    {"name": "Finance Team", "type": "microsoft365", "members": 22},
+    {"name": "Sales Team", "type": "microsoft365", "members": 38},
+    {"name": "IT Helpdesk", "type": "security", "members": 6},
+    {"name": "DL-All-Staff", "type": "distribution", "members": 236},
+)
+
+# Built-in role ids are Entra's real role template ids (the same in every tenant).
+ENTRA_ROLES = (
+    {"id": "62e90394-69f5-4237-9190-012177145e10", "name": "Global Administrator", "built_in": True,
+     "description": "Can manage all aspects of Microsoft Entra ID and Microsoft services that use Microsoft Entra identities.",
+     "actions": ["microsoft.directory/allEntities/allProperties/allTasks"]},
+    {"id": "3a2c62db-5318-420d-8d74-23affee5d9d5", "name": "Intune Administrator", "built_in": True,
+     "description": "Can manage all aspects of the Intune product.",
+     "actions": ["microsoft.intune/allEntities/allTasks", "microsoft.directory/groups/hiddenMembers/read"]},
+    {"id": "194ae4cb-b126-40b2-bd5b-6091b380977d", "name": "Security Administrator", "built_in": True,
+     "description": "Can read security information and reports, and manage configuration in Microsoft Entra ID and Office 365.",
+     "actions": ["microsoft.directory/conditionalAccessPolicies/standard/read", "microsoft.directory/identityProtection/allProperties/allTasks"]},
+    {"id": "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9", "name": "Conditional Access Administrator", "built_in": True,
+     "description": "Can manage Conditional Access capabilities.",
+     "actions": ["microsoft.directory/conditionalAccessPolicies/create", "microsoft.directory/conditionalAccessPolicies/basic/update"]},
+    {"id": "f2ef992c-3afb-46b9-b7cf-a126ee74c451", "name": "Global Reader", "built_in": True,
+     "description": "Can read everything that a Global Administrator can, but not update anything.",
+     "actions": ["microsoft.directory/allEntities/allProperties/read"]},
+    {"id": "729827e3-9c14-49f7-bb1b-9608f156bbb8", "name": "Helpdesk Administrator", "built_in": True,
+     "description": "Can reset passwords for non-administrators and Helpdesk Administrators.",
+     "actions": ["microsoft.directory/users/password/update", "microsoft.directory/users/invalidateAllRefreshTokens"]},
+    {"id": "fe930be7-5e62-47db-91af-98c3a49a38b1", "name": "User Administrator", "built_in": True,
+     "description": "Can manage all aspects of users and groups, including resetting passwords for limited admins.",
+     "actions": ["microsoft.directory/users/create", "microsoft.directory/groups/create"]},
+    {"id": "7698a772-787b-4ac8-901f-60d6b08affd2", "name": "Cloud Device Administrator", "built_in": True,
+     "description": "Limited access to manage devices in Microsoft Entra ID.",
+     "actions": ["microsoft.directory/devices/disable", "microsoft.directory/deviceLocalCredentials/password/read"]},
+    {"id": "5d6b6bb7-de71-4623-b4af-96380a352509", "name": "Security Reader", "built_in": True,
+     "description": "Can read security information and reports in Microsoft Entra ID and Office 365.",
+     "actions": ["microsoft.directory/auditLogs/allProperties/read", "microsoft.directory/signInReports/allProperties/read"]},
+    {"id": "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3", "name": "Application Administrator", "built_in": True,
+     "description": "Can create and manage all aspects of app registrations and enterprise apps.",
+     "actions": ["microsoft.directory/applications/create", "microsoft.directory/servicePrincipals/create"]},
+    {"id": None, "name": "MSP Tier 1 Service Desk", "built_in": False,
+     "description": "Custom: password resets and device lookups for the MSP's first-line desk.",
+     "actions": ["microsoft.directory/users/password/update", "microsoft.directory/devices/standard/read"]},
+    {"id": None, "name": "MSP Policy Reviewer", "built_in": False,
+     "description": "Custom: read-only access to Conditional Access and Intune policy for change reviews.",
+     "actions": ["microsoft.directory/conditionalAccessPolicies/standard/read", "microsoft.intune/deviceConfigurations/read"]},
+)
+
+GRAPH_PERMISSIONS = (
+    "DeviceManagementConfiguration.ReadWrite.All",
+    "DeviceManagementApps.ReadWrite.All",
+    "DeviceManagementManagedDevices.Read.All",
+    "DeviceManagementServiceConfig.ReadWrite.All",
+    "DeviceManagementRBAC.ReadWrite.All",
+    "Policy.Read.All",
+    "Policy.ReadWrite.ConditionalAccess",
+    "Group.Read.All",
+    "Directory.Read.All",
+    "RoleManagement.Read.Directory",
+    "User.Read.All",
+    "AuditLog.Read.All",
+)
+
+# Twelve templates, three of each severity; a tenant gets 6-10 of them (12 is coprime with
+# the stride 5 used to pick them, so a tenant never gets the same one twice).
+FINDINGS = (
+    {"kind": "drift", "severity": "high", "title": "Policy changed outside an approved change window",
+     "detail": {"changedBy": "Global Administrator (Intune admin center)", "changedKeys": 3}, "on_policy": True},
+    {"kind": "configuration", "severity": "critical", "title": "Legacy authentication is not blocked by Conditional Access",
+     "detail": {"signInsLast30Days": 412, "protocols": ["IMAP", "SMTP AUTH"]}, "on_policy": False},
+    {"kind": "backup", "severity": "medium", "title": "No successful backup in the last 7 days",
+     "detail": {"lastSuccessfulBackupDaysAgo": 9}, "on_policy": False},
+    {"kind": "compliance", "severity": "low", "title": "Compliance policy has no assignment",
+     "detail": {"assignments": 0}, "on_policy": True},
+    {"kind": "identity", "severity": "critical", "title": "More than five permanent Global Administrators",
+     "detail": {"permanentGlobalAdmins": 7, "recommendedMaximum": 5}, "on_policy": False},
+    {"kind": "drift", "severity": "medium", "title": "Policy settings differ from the workspace baseline",
+     "detail": {"baseline": "MSP Standard v4", "differingSettings": 2}, "on_policy": True},
+    {"kind": "permission", "severity": "high", "title": "A required Microsoft Graph permission is not granted",
+     "detail": {"permission": "DeviceManagementConfiguration.ReadWrite.All"}, "on_policy": False},
+    {"kind": "configuration", "severity": "low", "title": "Update ring defers quality updates for more than 14 days",
+     "detail": {"qualityUpdatesDeferralPeriodInDays": 21}, "on_policy": True},
+    {"kind": "configuration", "severity": "critical", "title": "Conditional Access policy is still in report-only mode",
+     "detail": {"reportOnlySinceDays": 45}, "on_policy": True},
+    {"kind": "compliance", "severity": "medium", "title": "Devices noncompliant for more than 30 days",
+     "detail": {"noncompliantDevices": 14}, "on_policy": False},
+    {"kind": "backup", "severity": "low", "title": "A backup schedule is disabled",
+     "detail": {"schedule": "Weekly full backup"}, "on_policy": False},
+    {"kind": "configuration", "severity": "high", "title": "BitLocker recovery keys are not escrowed to Entra ID",
+     "detail": {"devicesWithoutEscrowedKey": 6}, "on_policy": True},
+)
+
+# Tenant history, oldest first; actor "member" is a non-readonly member of the workspace.
+AUDIT_EVENTS = (
+    {"action": "tenant.create", "target_type": "tenant", "actor": "member", "details": {"source": "onboarding"}},
+    {"action": "tenant.permissions_check", "target_type": "tenant", "actor": "member", "details": {"checked": 12}},
+    {"action": "policy.sync", "target_type": "tenant", "actor": None, "details": {"trigger": "schedule"}},
+    {"action": "backup.run", "target_type": "tenant", "actor": "member", "details": {"trigger": "user"}},
+    {"action": "restore.dry_run", "target_type": "tenant", "actor": "member", "details": {"dryRun": True}},
+    {"action": "restore.run", "target_type": "tenant", "actor": "member", "details": {"dryRun": False}},
+    {"action": "finding.acknowledge", "target_type": "tenant", "actor": "member", "details": {"note": "Planned for next change window"}},
+    {"action": "backup_schedule.update", "target_type": "tenant", "actor": "member", "details": {"field": "retention_days"}},
+)
+
+
+def _catalog_parameters() -> dict[str, Any]:
+    """The catalogs as bound parameters: text arrays for names, JSON (and its length) for records."""
+    records = {
+        "policy_templates": POLICY_TEMPLATES,
+        "backup_schedules": BACKUP_SCHEDULES,
+        "device_models": DEVICE_MODELS,
+        "apps": APPS,
+        "configuration_objects": CONFIGURATION_OBJECTS,
+        "entra_groups": ENTRA_GROUPS,
+        "entra_roles": ENTRA_ROLES,
+        "findings": FINDINGS,
+        "audit_events": AUDIT_EVENTS,
+    }
+    return {
+        **{name: json.dumps(catalog) for name, catalog in records.items()},
+        **{f"{name}_count": len(catalog) for name, catalog in records.items()},
+        "name_prefixes": list(TENANT_NAME_PREFIXES),
+        "name_suffixes": list(TENANT_NAME_SUFFIXES),
+        "name_regions": list(TENANT_NAME_REGIONS),
+        "first_names": list(FIRST_NAMES),
+        "last_names": list(LAST_NAMES),
+        "departments": list(DEPARTMENTS),
+        "job_titles": list(JOB_TITLES),
+        "policy_variants": list(POLICY_VARIANTS),
+        "graph_permissions": list(GRAPH_PERMISSIONS),
+    }
+
+
+# --- SQL building blocks -----------------------------------------------------------------
+
+
+def _graph_id(*parts: str) -> str:
+    """SQL for a GUID string derived from `parts`: stable, and unique within a tenant."""
+    return f"CAST(CAST(md5(concat_ws('/', {', '.join(parts)})) AS uuid) AS text)"
+
+
+def _pick(array_parameter: str, index_sql: str) -> str:
+    """SQL for element `index_sql` (0-based, wrapping around) of a text-array parameter."""
+    array = f"CAST(:{array_parameter} AS text[])"
+    return f"({array})[1 + ({index_sql}) % cardinality({array})]"
+
+
+def _person_name(tenant_key: str, person_no: str, separator: str = "' '") -> str:
+    return (
+        f"{_pick('first_names', f'{tenant_key} + {person_no}')} || {separator} || "
+        f"{_pick('last_names', f'{tenant_key} * 3 + {person_no}')}"
+    )
+
+
+def _user_principal_name(tenant_key: str, person_no: str, domain: str) -> str:
+    return f"lower({_person_name(tenant_key, person_no, chr(39) + '.' + chr(39))}) || '@' || {domain}"
+
+
+def _settings_at_version(template: str, version: str) -> str:
+    """SQL for a template's settings at `version`: version 1 plus the changes up to it."""
+    terms = [f"{template}.entry -> 'settings'"] + [
+        f"CASE WHEN {version} > {step} THEN {template}.entry -> 'changes' -> {step - 1} ELSE '{{}}'::jsonb END"
+        for step in range(1, MAX_VERSIONS_PER_POLICY)
+    ]
+    return " || ".join(terms)
+
+
+def _in_chunk(alias: str) -> str:
+    """Restricts a parent table to the chunk's tenants: an index range, never a full scan."""
+    return f"{alias}.tenant_id = ANY(CAST(:tenant_ids AS bigint[]))"
+
+
+def _sha256_hex(jsonb_sql: str) -> str:
+    # PostgreSQL's canonical jsonb text, so equal documents always hash alike.
+    return f"encode(sha256(convert_to(CAST({jsonb_sql} AS text), 'UTF8')), 'hex')"
+
+
+def _jsonb_catalog(name: str, parameter: str) -> str:
+    """A CTE numbering the records of a JSON-array parameter 1..n (n is the parameter `<name>_count`)."""
+    return f"""{name} AS MATERIALIZED (
+    SELECT CAST(entry.ordinality AS integer) AS entry_no,
+           entry.value AS entry
+    FROM jsonb_array_elements(CAST(:{parameter} AS jsonb)) WITH ORDINALITY AS entry(value, ordinality)
+)"""
+
+
+# Common table expressions, each with the ones it reads; a statement lists what it uses
+# and gets those, each after its dependencies.
+_SHARED_CTES: dict[str, tuple[tuple[str, ...], str]] = {
+    "chunk": ((), """chunk AS MATERIALIZED (
+    -- The tenants this run created in this chunk, and how many rows of each kind they get.
+    SELECT tenant.id AS tenant_id,
+           tenant.workspace_id,
+           tenant.name AS tenant_name,
+           tenant.primary_domain AS tenant_domain,
+           tenant.status AS tenant_status,
+           tenant.created_at AS tenant_created_at,
+           planned.tenant_key,
+           COALESCE(CAST(:policies_per_tenant AS integer), 24 + planned.tenant_key * 7 % 25) AS policy_count,
+           20 + planned.tenant_key * 5 % 13 AS device_count,
+           12 + planned.tenant_key % 6 AS app_count,
+           16 + planned.tenant_key * 3 % 9 AS user_count,
+           6 + planned.tenant_key % 3 AS configuration_count,
+           2 + planned.tenant_key % 3 AS schedule_count,
+           10 + planned.tenant_key % 5 AS group_count,
+           6 + planned.tenant_key % 5 AS finding_count,
+           2 + planned.tenant_key % 2 AS restore_count
+    FROM unnest(CAST(:tenant_ids AS bigint[]), CAST(:tenant_keys AS integer[])) AS planned(tenant_id, tenant_key)
+    JOIN tenants AS tenant ON tenant.id = planned.tenant_id
+)"""),
+    "actor": (("chunk",), """actor AS MATERIALIZED (
+    -- Members who act on tenants (readonly members do not), numbered per workspace.
+    SELECT membership.workspace_id,
+           membership.user_id,
+           CAST(row_number() OVER (PARTITION BY membership.workspace_id ORDER BY membership.user_id) - 1 AS integer)
+               AS actor_no,
+           CAST(count(*) OVER (PARTITION BY membership.workspace_id) AS integer) AS actor_count
+    FROM workspace_memberships AS membership
+    WHERE membership.role <> 'readonly'
+      AND membership.workspace_id IN (SELECT workspace_id FROM chunk)
+)"""),
+    "policy_template": ((), _jsonb_catalog("policy_template", "policy_templates")),
+    "template_version": (("policy_template",), f"""template_version AS MATERIALIZED (
+    -- Each template's settings at each version, merged once here rather than once per policy row.
+    SELECT template.entry_no AS template_no,
+           version.n AS version_number,
+           {_settings_at_version('template', 'version.n')} AS settings
+    FROM policy_template AS template
+    CROSS JOIN generate_series(1, {MAX_VERSIONS_PER_POLICY}) AS version(n)
+)"""),
+    "policy_plan": (("chunk", "policy_template"), f"""policy_plan AS (
+    -- Policy n of a tenant uses template (n-1) mod T; later passes over the templates get a variant suffix.
+    SELECT chunk.tenant_id,
+           chunk.workspace_id,
+           chunk.tenant_key,
+           chunk.policy_count,
+           policy.policy_no,
+           template.entry ->> 'policy_type' AS policy_type,
+           template.entry ->> 'platform' AS platform,
+           template.entry ->> 'odata_type' AS odata_type,
+           template.entry ->> 'description' AS description,
+           template.entry_no AS template_no,
+           {_graph_id('chunk.tenant_key', "'policy'", 'policy.policy_no')} AS graph_id,
+           (template.entry ->> 'display_name') || CASE
+               WHEN policy.pass_no = 0 THEN ''
+               ELSE ' - ' || {_pick('policy_variants', 'policy.pass_no - 1')}
+                    || CASE WHEN policy.pass_no > cardinality(CAST(:policy_variants AS text[]))
+                            THEN ' ' || (1 + (policy.pass_no - 1) / cardinality(CAST(:policy_variants AS text[])))
+                            ELSE '' END
+           END AS display_name,
+           2 + (chunk.tenant_key * 7 + policy.policy_no * 3) % {MAX_VERSIONS_PER_POLICY - 1} AS version_count,
+           now() - make_interval(days => (chunk.tenant_key + policy.policy_no) % 20,
+                                 hours => policy.policy_no % 24) AS last_changed_at
+    FROM chunk
+    CROSS JOIN LATERAL (
+        SELECT series.n AS policy_no,
+               (series.n - 1) / :policy_templates_count AS pass_no
+        FROM generate_series(1, chunk.policy_count) AS series(n)
+    ) AS policy
+    JOIN policy_template AS template
+      ON template.entry_no = 1 + (policy.policy_no - 1) % :policy_templates_count
+)"""),
+    "schedule_template": ((), _jsonb_catalog("schedule_template", "backup_schedules")),
+    "backup_set_plan": (("chunk", "schedule_template"), f"""backup_set_plan AS (
+    -- Six backups per tenant, oldest first; sets 2 and 5 were started by hand, the rest by a schedule.
+    SELECT backup.*,
+           CASE WHEN backup.is_manual
+                THEN 'Manual backup before change CHG' || (10000 + backup.tenant_key * 13 + backup.set_no)
+                ELSE (schedule.entry ->> 'name') || ' #' || (100 + backup.tenant_key % 37 * 3 + backup.set_no)
+           END AS name,
+           schedule.entry ->> 'name' AS schedule_name,
+           CASE backup.status
+               WHEN 'completed' THEN least(backup.policy_count, {MAX_ITEMS_PER_BACKUP_SET})
+               WHEN 'partial' THEN least(backup.policy_count, {MAX_ITEMS_PER_BACKUP_SET}) * 2 / 3
+               WHEN 'running' THEN least(backup.policy_count, {MAX_ITEMS_PER_BACKUP_SET}) / 3
+               ELSE 0
+           END AS item_count
+    FROM (
+        SELECT chunk.tenant_id, chunk.workspace_id, chunk.tenant_key, chunk.policy_count,
+               backup_no.set_no,
+               backup_no.set_no IN (2, 5) AS is_manual,
+               1 + backup_no.set_no % chunk.schedule_count AS schedule_no,
+               CASE
+                   WHEN backup_no.set_no = {BACKUP_SETS_PER_TENANT} AND chunk.tenant_key % 13 = 0 THEN 'pending'
+                   WHEN backup_no.set_no = {BACKUP_SETS_PER_TENANT} AND chunk.tenant_key % 9 = 0 THEN 'running'
+                   WHEN (chunk.tenant_key + backup_no.set_no) % 10 = 0 THEN 'failed'
+                   WHEN (chunk.tenant_key + backup_no.set_no) % 10 = 3 THEN 'partial'
+                   ELSE 'completed'
+               END AS status,
+               now() - make_interval(days => ({BACKUP_SETS_PER_TENANT} - backup_no.set_no) * 2,
+                                     hours => 2 + chunk.tenant_key % 5) AS planned_start
+        FROM chunk
+        CROSS JOIN generate_series(1, {BACKUP_SETS_PER_TENANT}) AS backup_no(set_no)
+    ) AS backup
+    JOIN schedule_template AS schedule ON schedule.entry_no = backup.schedule_no
+)"""),
+    "restore_plan": (("chunk",), """restore_plan AS (
+    -- A dry run and a real restore of backup 5; some tenants also dry-ran backup 3. The newest run of
+    -- every eleventh tenant is still queued.
+    SELECT chunk.tenant_id, chunk.workspace_id, chunk.tenant_key,
+           run.run_no,
+           CASE WHEN run.run_no = 3 THEN 3 ELSE 5 END AS set_no,
+           run.run_no <> 2 AS is_dry_run,
+           run.run_no = chunk.restore_count AND chunk.tenant_key % 11 = 0 AS is_queued
+    FROM chunk
+    CROSS JOIN LATERAL generate_series(1, chunk.restore_count) AS run(run_no)
+)"""),
+    "inventory_plan": (("chunk",), f"""inventory_plan AS (
+    SELECT chunk.tenant_id, chunk.workspace_id, chunk.tenant_key, chunk.tenant_name, chunk.tenant_domain,
+           chunk.user_count,
+           kind.object_type,
+           item.item_no,
+           {_graph_id('chunk.tenant_key', 'kind.object_type', 'item.item_no')} AS graph_id
+    FROM chunk
+    CROSS JOIN LATERAL (VALUES ('device', chunk.device_count), ('app', chunk.app_count),
+                               ('user', chunk.user_count), ('configuration', chunk.configuration_count))
+        AS kind(object_type, item_count)
+    CROSS JOIN LATERAL generate_series(1, kind.item_count) AS item(item_no)
+)"""),
+    "link_plan": (("chunk",), """link_plan AS (
+    -- Every device has a primary user and three installed apps (distinct: app_count >= 12 > 2 * 5);
+    -- every configuration object is assigned to four consecutive devices (device_count >= 20).
+    SELECT chunk.tenant_id, chunk.workspace_id, chunk.tenant_key,
+           'device' AS source_type, device.n AS source_no,
+           'user' AS target_type, 1 + (device.n - 1) % chunk.user_count AS target_no,
+           'primaryUser' AS link_type
+    FROM chunk CROSS JOIN LATERAL generate_series(1, chunk.device_count) AS device(n)
+    UNION ALL
+    SELECT chunk.tenant_id, chunk.workspace_id, chunk.tenant_key,
+           'app', 1 + (device.n + slot.n * 5) % chunk.app_count,
+           'device', device.n,
+           'installedOn'
+    FROM chunk
+    CROSS JOIN LATERAL generate_series(1, chunk.device_count) AS device(n)
+    CROSS JOIN generate_series(0, 2) AS slot(n)
+    UNION ALL
+    SELECT chunk.tenant_id, chunk.workspace_id, chunk.tenant_key,
+           'configuration', configuration.n,
+           'device', 1 + (configuration.n * 3 + slot.n) % chunk.device_count,
+           'assignedTo'
+    FROM chunk
+    CROSS JOIN LATERAL generate_series(1, chunk.configuration_count) AS configuration(n)
+    CROSS JOIN generate_series(0, 3) AS slot(n)
+)"""),
+    "device_model": ((), _jsonb_catalog("device_model", "device_models")),
+    "app_template": ((), _jsonb_catalog("app_template", "apps")),
+    "configuration_template": ((), _jsonb_catalog("configuration_template", "configuration_objects")),
+    "group_template": ((), _jsonb_catalog("group_template", "entra_groups")),
+    "role_template": ((), _jsonb_catalog("role_template", "entra_roles")),
+    "finding_template": ((), _jsonb_catalog("finding_template", "findings")),
+    "audit_template": ((), _jsonb_catalog("audit_template", "audit_events")),
+}
+
+
+def _with_clause(names: tuple[str, ...]) -> str:
+    ordered: list[str] = []
+
+    def visit(name: str) -> None:
+        dependencies, _ = _SHARED_CTES[name]
+        for dependency in dependencies:
+            visit(dependency)
+        if name not in ordered:
+            ordered.append(name)
+
+    for name in names:
+        visit(name)
+    return "WITH " + ",\n".join(_SHARED_CTES[name][1] for name in ordered)
+
+
+@dataclass(frozen=True)
+class TenantRowsInsert:
+    """One set-based INSERT ... SELECT filling a table for every tenant of a chunk.
+
+    `columns` maps each column to its SQL expression, so adding a column is a
+    one-line edit. Every row carries its tenant's `workspace_id` (the plan CTEs
+    all pass it through from `chunk`); the composite key (tenant_id, workspace_id)
+    -> tenants makes the database refuse any other value.
+    """
+
+    table: str
+    columns: dict[str, str]
+    source: str  # FROM ... over the shared CTEs
+    uses: tuple[str, ...] = ()
+    order_by: str | None = None  # for small tables whose ids should follow time
+
+    def sql(self) -> str:
+        column_list = ", ".join(self.columns)
+        select_list = ",\n       ".join(self.columns.values())
+        return (
+            f"{_with_clause(('chunk', *self.uses))}\n"
+            f"INSERT INTO {self.table} ({column_list})\n"
+            f"SELECT {select_list}\n{self.source}"
+            + (f"\nORDER BY {self.order_by}" if self.order_by else "")
+        )
+
+
+# --- the twelve tenant-owned tables (and the tenants' audit history), in insert order ------
+
+POLICIES = TenantRowsInsert(
+    table="policies",
+    columns={
+        "tenant_id": "plan.tenant_id",
+        "workspace_id": "plan.workspace_id",
+        "graph_id": "plan.graph_id",
+        "policy_type": "plan.policy_type",
+        "platform": "plan.platform",
+        "display_name": "plan.display_name",
+        "description": "plan.description",
+        "settings": "latest.settings",
+        "last_modified_at": "plan.last_changed_at",
+        "created_at": "plan.last_changed_at - make_interval(days => 11 * plan.version_count)",
+        "updated_at": "plan.last_changed_at",
+    },
+    source="""FROM policy_plan AS plan
+JOIN template_version AS latest
+  ON latest.template_no = plan.template_no AND latest.version_number = plan.version_count""",
+    uses=("policy_plan", "template_version"),
+)
+
+POLICY_VERSIONS = TenantRowsInsert(
+    table="policy_versions",
+    columns={
+        "tenant_id": "policy.tenant_id",
+        "workspace_id": "plan.workspace_id",
+        "policy_id": "policy.id",
+        "version_number": "version.version_number",
+        "captured_at": "version.captured_at",
+        "snapshot": "version.snapshot",
+        "content_hash": _sha256_hex("version.snapshot"),
+    },
+    source=f"""FROM policy_plan AS plan
+JOIN policies AS policy
+  ON {_in_chunk('policy')} AND policy.tenant_id = plan.tenant_id AND policy.graph_id = plan.graph_id
+CROSS JOIN LATERAL generate_series(1, plan.version_count) AS series(n)
+JOIN template_version ON template_version.template_no = plan.template_no AND template_version.version_number = series.n
+CROSS JOIN LATERAL (
+    SELECT series.n AS version_number,
+           timed.captured_at,
+           jsonb_build_object(
+               '@odata.type', plan.odata_type,
+               'id', plan.graph_id,
+               'displayName', plan.display_name,
+               'description', plan.description,
+               'version', series.n,
+               'roleScopeTagIds', jsonb_build_array('0'),
+               'lastModifiedDateTime', to_char(timed.captured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+           ) || template_version.settings AS snapshot
+    FROM (SELECT plan.last_changed_at - make_interval(days => 11 * (plan.version_count - series.n)) AS captured_at)
+        AS timed
+    OFFSET 0  -- a fence: build each snapshot once, not once for the column and again for its hash
+) AS version""",
+    uses=("policy_plan", "template_version"),
+)
+
+BACKUP_SCHEDULES_INSERT = TenantRowsInsert(
+    table="backup_schedules",
+    columns={
+        "tenant_id": "chunk.tenant_id",
+        "workspace_id": "chunk.workspace_id",
+        "name": "schedule.entry ->> 'name'",
+        "frequency": "schedule.entry ->> 'frequency'",
+        "is_enabled": "planned.is_enabled",
+        "next_run_at": """CASE WHEN NOT planned.is_enabled THEN NULL
+                WHEN schedule.entry ->> 'frequency' = 'hourly' THEN date_trunc('hour', now()) + interval '1 hour'
+                WHEN schedule.entry ->> 'frequency' = 'daily' THEN date_trunc('day', now()) + interval '1 day 2 hours'
+                WHEN schedule.entry ->> 'frequency' = 'weekly'
+                    THEN date_trunc('day', now()) + make_interval(days => 1 + chunk.tenant_key % 7, hours => 2)
+                ELSE date_trunc('month', now()) + interval '1 month 2 hours' END""",
+        "retention_days": "CAST(schedule.entry ->> 'retention_days' AS integer)",
+    },
+    source="""FROM chunk
+JOIN schedule_template AS schedule ON schedule.entry_no <= chunk.schedule_count
+CROSS JOIN LATERAL (
+    -- Archived tenants keep their schedules switched off; a few active ones have one paused too.
+    SELECT chunk.tenant_status = 'active' AND (chunk.tenant_key + schedule.entry_no) % 5 <> 0 AS is_enabled
+) AS planned""",
+    uses=("schedule_template",),
+)
+
+BACKUP_SETS = TenantRowsInsert(
+    table="backup_sets",
+    columns={
+        "tenant_id": "plan.tenant_id",
+        "workspace_id": "plan.workspace_id",
+        "name": "plan.name",
+        "status": "plan.status",
+        "started_at": "CASE WHEN plan.status = 'pending' THEN NULL ELSE plan.planned_start END",
+        "finished_at": """CASE WHEN plan.status IN ('pending', 'running') THEN NULL
+                ELSE plan.planned_start + make_interval(mins => 2 + plan.item_count / 4, secs => plan.tenant_key % 60) END""",
+        "item_count": "plan.item_count",
+        "triggered_by": "CASE WHEN plan.is_manual THEN 'user' ELSE 'schedule' END",
+        "triggered_by_user_id": "actor.user_id",
+        "schedule_id": "CASE WHEN plan.is_manual THEN NULL ELSE schedule.id END",
+        "created_at": "plan.planned_start",
+    },
+    source=f"""FROM backup_set_plan AS plan
+JOIN backup_schedules AS schedule
+  ON {_in_chunk('schedule')} AND schedule.tenant_id = plan.tenant_id AND schedule.name = plan.schedule_name
+LEFT JOIN actor ON plan.is_manual AND actor.workspace_id = plan.workspace_id
+               AND actor.actor_no = (plan.tenant_key + plan.set_no) % actor.actor_count""",
+    uses=("backup_set_plan", "actor"),
+    order_by="plan.tenant_id, plan.set_no",
+)
+
+BACKUP_ITEMS = TenantRowsInsert(
+    table="backup_items",
+    columns={
+        "tenant_id": "backup_set.tenant_id",
+        "workspace_id": "plan.workspace_id",
+        "backup_set_id": "backup_set.id",
+        "policy_id": "policy.id",
+        "item_type": "policy.policy_type",
+        "display_name": "policy.display_name",
+        "payload": "item.payload",
+        "content_hash": _sha256_hex("item.payload"),
+        "created_at": "coalesce(backup_set.started_at, now())",
+    },
+    source=f"""FROM backup_set_plan AS plan
+JOIN backup_sets AS backup_set
+  ON {_in_chunk('backup_set')} AND backup_set.tenant_id = plan.tenant_id AND backup_set.name = plan.name
+CROSS JOIN LATERAL (
+    -- Item n of set s is policy 1 + (n - 1 + 3s) mod P: distinct within a set.
+    SELECT {_graph_id('plan.tenant_key', "'policy'", '1 + (series.n - 1 + plan.set_no * 3) % plan.policy_count')}
+               AS policy_graph_id
+    FROM generate_series(1, plan.item_count) AS series(n)
+    OFFSET 0  -- a fence: the id is a column, so policies are found by an index lookup, not a filter
+) AS picked
+JOIN policies AS policy
+  ON {_in_chunk('policy')} AND policy.tenant_id = plan.tenant_id AND policy.graph_id = picked.policy_graph_id
+CROSS JOIN LATERAL (
+    SELECT jsonb_build_object(
+               'id', policy.graph_id,
+               'displayName', policy.display_name,
+               'description', policy.description,
+               'policyType', policy.policy_type,
+               'platform', policy.platform
+           ) || policy.settings AS payload
+    OFFSET 0  -- a fence: build each payload once, not once for the column and again for its hash
+) AS item""",
+    uses=("backup_set_plan",),
+)
+
+RESTORE_RUNS = TenantRowsInsert(
+    table="restore_runs",
+    columns={
+        "tenant_id": "backup_set.tenant_id",
+        "workspace_id": "plan.workspace_id",
+        "backup_set_id": "backup_set.id",
+        "requested_by_user_id": "actor.user_id",
+        "status": """CASE WHEN plan.is_queued THEN 'queued'
+                WHEN outcome.item_total = 0 THEN 'failed'
+                WHEN outcome.failed_total > 0 THEN 'partial'
+                ELSE 'succeeded' END""",
+        "is_dry_run": "plan.is_dry_run",
+        "started_at": "CASE WHEN plan.is_queued THEN NULL ELSE timed.started_at END",
+        "finished_at": """CASE WHEN plan.is_queued THEN NULL
+                ELSE timed.started_at + make_interval(mins => 1 + CAST(outcome.item_total AS integer) / 5) END""",
+        "results": """CASE WHEN NOT plan.is_queued AND outcome.item_total = 0
+                THEN jsonb_build_array(jsonb_build_object(
+                    'item', backup_set.name, 'status', 'failed',
+                    'message', 'The backup set has no items to restore.'))
+                ELSE outcome.results END""",
+        "created_at": "timed.started_at",
+    },
+    source=f"""FROM restore_plan AS plan
+JOIN backup_set_plan AS set_plan ON set_plan.tenant_id = plan.tenant_id AND set_plan.set_no = plan.set_no
+JOIN backup_sets AS backup_set
+  ON {_in_chunk('backup_set')} AND backup_set.tenant_id = plan.tenant_id AND backup_set.name = set_plan.name
+LEFT JOIN actor ON actor.workspace_id = plan.workspace_id
+               AND actor.actor_no = (plan.tenant_key + plan.run_no) % actor.actor_count
+CROSS JOIN LATERAL (
+    SELECT coalesce(backup_set.finished_at, set_plan.planned_start) + make_interval(hours => 3 * plan.run_no)
+        AS started_at
+) AS timed
+CROSS JOIN LATERAL (
+    -- Per-item results: most restored, some skipped as unchanged, an occasional failure.
+    SELECT count(*) AS item_total,
+           count(*) FILTER (WHERE item_result.status = 'failed') AS failed_total,
+           coalesce(jsonb_agg(jsonb_build_object(
+               'item', item.display_name, 'status', item_result.status, 'message', item_result.message
+           ) ORDER BY item.id), '[]'::jsonb) AS results
+    FROM backup_items AS item
+    CROSS JOIN LATERAL (
+        -- Only every third run meets a failure; the others restore or skip every item.
+        SELECT CASE WHEN (plan.tenant_key + plan.run_no) % 3 = 0 AND (item.id + plan.run_no) % 12 = 0
+                    THEN 0 ELSE 1 + (item.id + plan.run_no) % 12 END AS bucket
+    ) AS roll
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN roll.bucket = 0 THEN 'failed' WHEN roll.bucket <= 2 THEN 'skipped' ELSE 'restored' END
+                   AS status,
+               CASE
+                   WHEN roll.bucket = 0 AND plan.is_dry_run
+                       THEN 'Validation failed: a setting in the backup is not supported by this tenant.'
+                   WHEN roll.bucket = 0
+                       THEN 'Graph returned 400 BadRequest: the policy is assigned to a group that no longer exists.'
+                   WHEN roll.bucket <= 2 THEN 'Identical to the current policy; nothing to restore.'
+                   WHEN plan.is_dry_run THEN 'Would be restored: differs from the current policy.'
+                   ELSE 'Restored.'
+               END AS message
+    ) AS item_result
+    WHERE item.backup_set_id = backup_set.id AND item.tenant_id = backup_set.tenant_id AND NOT plan.is_queued
+) AS outcome""",
+    uses=("restore_plan", "backup_set_plan", "actor"),
+    order_by="plan.tenant_id, plan.run_no",
+)
+
+INVENTORY_ITEMS = TenantRowsInsert(
+    table="inventory_items",
+    columns={
+        "tenant_id": "plan.tenant_id",
+        "workspace_id": "plan.workspace_id",
+        "object_type": "plan.object_type",
+        "graph_id": "plan.graph_id",
+        "display_name": f"""CASE plan.object_type
+                WHEN 'device' THEN upper(left(regexp_replace(plan.tenant_name, '[^A-Za-z]', '', 'g'), 6))
+                                   || '-' || (device.entry ->> 'tag') || '-' || lpad(CAST(plan.item_no AS text), 4, '0')
+                WHEN 'app' THEN app.entry ->> 'name'
+                WHEN 'user' THEN {_person_name('plan.tenant_key', 'plan.item_no')}
+                ELSE configuration.entry ->> 'name' END""",
+        "data": f"""CASE plan.object_type
+                WHEN 'device' THEN jsonb_build_object(
+                    'operatingSystem', device.entry ->> 'os',
+                    'osVersion', device.entry ->> 'os_version',
+                    'manufacturer', device.entry ->> 'manufacturer',
+                    'model', device.entry ->> 'model',
+                    'serialNumber', upper(left(md5(plan.graph_id), 12)),
+                    'managementAgent', 'mdm',
+                    'complianceState', CASE plan.item_no % 9 WHEN 0 THEN 'noncompliant'
+                                            WHEN 4 THEN 'inGracePeriod' ELSE 'compliant' END,
+                    'userPrincipalName',
+                        {_user_principal_name('plan.tenant_key', '1 + (plan.item_no - 1) % plan.user_count', 'plan.tenant_domain')},
+                    'lastSyncDateTime', to_char((now() - make_interval(hours => plan.item_no * 7 % 96))
+                                                AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+                WHEN 'app' THEN jsonb_build_object(
+                    '@odata.type', app.entry ->> 'type',
+                    'publisher', app.entry ->> 'publisher',
+                    'displayVersion', app.entry ->> 'version',
+                    'isAssigned', plan.item_no % 5 <> 0)
+                WHEN 'user' THEN jsonb_build_object(
+                    'userPrincipalName', {_user_principal_name('plan.tenant_key', 'plan.item_no', 'plan.tenant_domain')},
+                    'department', {_pick('departments', 'plan.tenant_key + plan.item_no')},
+                    'jobTitle', {_pick('job_titles', 'plan.item_no * 3')},
+                    'accountEnabled', plan.item_no % 17 <> 0,
+                    'usageLocation', 'US')
+                ELSE jsonb_build_object('kind', configuration.entry ->> 'kind') || (configuration.entry -> 'data') END""",
+        "last_seen_at": "now() - make_interval(hours => plan.item_no * 5 % 72)",
+    },
+    source="""FROM inventory_plan AS plan
+LEFT JOIN device_model AS device
+       ON plan.object_type = 'device' AND device.entry_no = 1 + plan.item_no % :device_models_count
+LEFT JOIN app_template AS app
+       ON plan.object_type = 'app' AND app.entry_no = 1 + (plan.item_no - 1) % :apps_count
+LEFT JOIN configuration_template AS configuration
+       ON plan.object_type = 'configuration'
+      AND configuration.entry_no = 1 + (plan.item_no - 1) % :configuration_objects_count""",
+    uses=("inventory_plan", "device_model", "app_template", "configuration_template"),
+)
+
+INVENTORY_LINKS = TenantRowsInsert(
+    table="inventory_links",
+    columns={
+        "tenant_id": "link.tenant_id",
+        "workspace_id": "link.workspace_id",
+        "source_item_id": "source_item.id",
+        "target_item_id": "target_item.id",
+        "link_type": "link.link_type",
+    },
+    source=f"""FROM link_plan AS link
+JOIN inventory_items AS source_item
+  ON {_in_chunk('source_item')} AND source_item.tenant_id = link.tenant_id AND source_item.object_type = link.source_type
+ AND source_item.graph_id = {_graph_id('link.tenant_key', 'link.source_type', 'link.source_no')}
+JOIN inventory_items AS target_item
+  ON {_in_chunk('target_item')} AND target_item.tenant_id = link.tenant_id AND target_item.object_type = link.target_type
+ AND target_item.graph_id = {_graph_id('link.tenant_key', 'link.target_type', 'link.target_no')}""",
+    uses=("link_plan",),
+)
+
+ENTRA_GROUPS_INSERT = TenantRowsInsert(
+    table="entra_groups",
+    columns={
+        "tenant_id": "chunk.tenant_id",
+        "workspace_id": "chunk.workspace_id",
+        "graph_id": _graph_id("chunk.tenant_key", "'group'", "grp.entry_no"),
+        "display_name": "grp.entry ->> 'name'",
+        "group_type": "grp.entry ->> 'type'",
+        "member_count": "CAST(grp.entry ->> 'members' AS integer) + (chunk.tenant_key * 13 + grp.entry_no * 7) % 40",
+    },
+    source="FROM chunk JOIN group_template AS grp ON grp.entry_no <= chunk.group_count",
+    uses=("group_template",),
+)
+
+FINDINGS_INSERT = TenantRowsInsert(
+    table="findings",
+    columns={
+        "tenant_id": "chunk.tenant_id",
+        "workspace_id": "chunk.workspace_id",
+        "kind": "template.entry ->> 'kind'",
+        "severity": "template.entry ->> 'severity'",
+        "title": "template.entry ->> 'title'",
+        "detail": "template.entry -> 'detail' || jsonb_build_object('tenantDomain', chunk.tenant_domain)",
+        "policy_id": "policy.id",
+        "status": "planned.status",
+        "detected_at": "planned.detected_at",
+        "resolved_at": "CASE WHEN planned.status = 'resolved' THEN planned.detected_at + interval '2 days' END",
+        "updated_at": """CASE planned.status WHEN 'resolved' THEN planned.detected_at + interval '2 days'
+                WHEN 'acknowledged' THEN planned.detected_at + interval '5 hours'
+                ELSE planned.detected_at END""",
+    },
+    source=f"""FROM chunk
+CROSS JOIN LATERAL generate_series(1, chunk.finding_count) AS series(n)
+CROSS JOIN LATERAL (
+    SELECT (ARRAY['open', 'acknowledged', 'resolved'])[1 + (chunk.tenant_key + series.n) % 3] AS status,
+           now() - make_interval(days => 3 + series.n * 4 + chunk.tenant_key % 5, hours => series.n) AS detected_at,
+           1 + (chunk.tenant_key * 3 + series.n * 7) % chunk.policy_count AS policy_no
+) AS planned
+JOIN finding_template AS template
+  ON template.entry_no = 1 + (chunk.tenant_key + series.n * 5) % :findings_count
+LEFT JOIN policies AS policy
+  ON CAST(template.entry ->> 'on_policy' AS boolean)
+ AND {_in_chunk('policy')}
+ AND policy.tenant_id = chunk.tenant_id
+ AND policy.graph_id = {_graph_id('chunk.tenant_key', "'policy'", 'planned.policy_no')}""",
+    uses=("finding_template",),
+    order_by="planned.detected_at",
+)
+
+ENTRA_ROLE_DEFINITIONS = TenantRowsInsert(
+    table="entra_role_definitions",
+    columns={
+        "tenant_id": "chunk.tenant_id",
+        "workspace_id": "chunk.workspace_id",
+        "graph_id": f"coalesce(role.entry ->> 'id', {_graph_id('chunk.tenant_key', repr('role'), 'role.entry_no')})",
+        "display_name": "role.entry ->> 'name'",
+        "description": "role.entry ->> 'description'",
+        "is_built_in": "CAST(role.entry ->> 'built_in' AS boolean)",
+        "permissions": "jsonb_build_array(jsonb_build_object('allowedResourceActions', role.entry -> 'actions'))",
+    },
+    source="""FROM chunk
+JOIN role_template AS role
+  -- Every tenant has the built-in roles; every third one also has the MSP's custom roles.
+  ON CAST(role.entry ->> 'built_in' AS boolean) OR chunk.tenant_key % 3 = 0""",
+    uses=("role_template",),
+)
+
+TENANT_PERMISSIONS = TenantRowsInsert(
+    table="tenant_permissions",
+    columns={
+        "tenant_id": "chunk.tenant_id",
+        "workspace_id": "chunk.workspace_id",
+        "permission_name": "permission.name",
+        "status": "CASE WHEN (chunk.tenant_key * 7 + permission.no * 5) % 17 = 0 THEN 'missing' ELSE 'granted' END",
+        "checked_at": "now() - make_interval(hours => chunk.tenant_key % 48)",
+    },
+    source="""FROM chunk
+CROSS JOIN unnest(CAST(:graph_permissions AS text[])) WITH ORDINALITY AS permission(name, no)""",
+)
+
+TENANT_AUDIT_LOGS = TenantRowsInsert(
+    table="audit_logs",
+    columns={
+        # A tenant's entry always carries the tenant's workspace too.
+        "workspace_id": "chunk.workspace_id",
+        "tenant_id": "chunk.tenant_id",
+        "actor_user_id": "actor.user_id",
+        "action": "event.entry ->> 'action'",
+        "target_type": "event.entry ->> 'target_type'",
+        "target_id": "CAST(chunk.tenant_id AS text)",
+        "details": "event.entry -> 'details' || jsonb_build_object('tenant', chunk.tenant_name)",
+        "ip_address": """CASE WHEN actor.user_id IS NULL THEN NULL
+                ELSE CAST('198.51.100.' || (1 + (chunk.tenant_key + event.entry_no) % 254) AS inet) END""",
+        "created_at": """CASE WHEN event.entry_no = 1 THEN chunk.tenant_created_at
+                ELSE now() - make_interval(days => (:audit_events_count - event.entry_no) * 3 + 1,
+                                           hours => chunk.tenant_key % 24) END""",
+    },
+    source="""FROM chunk
+CROSS JOIN audit_template AS event
+LEFT JOIN actor ON event.entry ->> 'actor' = 'member' AND actor.workspace_id = chunk.workspace_id
+               AND actor.actor_no = (chunk.tenant_key + event.entry_no) % actor.actor_count""",
+    uses=("audit_template", "actor"),
+    order_by="chunk.tenant_id, event.entry_no",
+)
+
+# Parents before children: later statements find their parents by natural key.
+TENANT_ROW_INSERTS = (
+    POLICIES,
+    POLICY_VERSIONS,
+    BACKUP_SCHEDULES_INSERT,
+    BACKUP_SETS,
+    BACKUP_ITEMS,
+    RESTORE_RUNS,
+    INVENTORY_ITEMS,
+    INVENTORY_LINKS,
+    ENTRA_GROUPS_INSERT,
+    FINDINGS_INSERT,
+    ENTRA_ROLE_DEFINITIONS,
+    TENANT_PERMISSIONS,
+    TENANT_AUDIT_LOGS,
+)
+
+INSERT_TENANTS = """
+WITH planned AS (
+    SELECT requested.tenant_key,
+           requested.external_id,
+           (requested.tenant_key - 1) % 6 AS workspace_slot,
+           {prefix} || ' ' || {suffix}
+               || CASE WHEN requested.tenant_key <= :distinct_names THEN ''
+                       ELSE ' ' || {region}
+                            || CASE WHEN requested.tenant_key <= :distinct_names * (1 + cardinality(CAST(:name_regions AS text[])))
+                                    THEN '' ELSE ' ' || requested.tenant_key END
+                  END AS name
+    FROM unnest(CAST(:tenant_keys AS integer[]), CAST(:external_ids AS uuid[])) AS requested(tenant_key, external_id)
+), inserted AS (
+    INSERT INTO tenants (workspace_id, external_id, name, primary_domain, status, created_at, updated_at)
+    SELECT (CAST(:workspace_ids AS bigint[]))[CASE WHEN planned.workspace_slot < 3 THEN 1
+                                                  WHEN planned.workspace_slot < 5 THEN 2 ELSE 3 END],
+           planned.external_id,
+           planned.name,
+           lower(regexp_replace(planned.name, '[^A-Za-z0-9]', '', 'g')) || '.onmicrosoft.com',
+           CASE WHEN planned.tenant_key % 19 = 17 THEN 'archived' ELSE 'active' END,  -- 17, 36, 55: one per workspace
+           now() - make_interval(days => 90 + planned.tenant_key % 60),
+           now() - make_interval(days => planned.tenant_key % 9)
+    FROM planned
+    ORDER BY planned.tenant_key
+    ON CONFLICT (external_id) DO NOTHING
+    RETURNING id, external_id
+)
+SELECT inserted.id, planned.tenant_key
+FROM inserted JOIN planned USING (external_id)
+ORDER BY planned.tenant_key
+""".format(
+    prefix=_pick("name_prefixes", "requested.tenant_key - 1"),
+    suffix=_pick("name_suffixes", "requested.tenant_key - 1"),
+    region=_pick("name_regions", "(requested.tenant_key - 1) / :distinct_names - 1"),
+)
+
+INSERT_WORKSPACES = """
+WITH inserted AS (
+    INSERT INTO workspaces (slug, name)
+    SELECT workspace.slug, workspace.name
+    FROM unnest(CAST(:slugs AS text[]), CAST(:names AS text[])) AS workspace(slug, name)
+    ON CONFLICT (slug) DO NOTHING
+    RETURNING id, slug, name
+), audited AS (
+    INSERT INTO audit_logs (workspace_id, action, target_type, target_id, details)
+    SELECT id, 'workspace.create', 'workspace', CAST(id AS text),
+           jsonb_build_object('slug', slug, 'name', name)
+    FROM inserted
+)
+SELECT count(*) FROM inserted
+"""
+
+INSERT_USERS = """
+WITH inserted AS (
+    INSERT INTO users (email, name, password_hash, last_workspace_id)
+    SELECT person.email, person.name, :password_hash, workspace.id
+    FROM unnest(CAST(:emails AS text[]), CAST(:names AS text[]), CAST(:first_slugs AS text[]))
+        AS person(email, name, slug)
+    JOIN workspaces AS workspace ON workspace.slug = person.slug
+    ON CONFLICT (email) DO NOTHING
+    RETURNING id, email
+), audited AS (
+    INSERT INTO audit_logs (action, target_type, target_id, details)
+    SELECT 'user.create', 'user', CAST(id AS text), jsonb_build_object('email', email)
+    FROM inserted
+)
+SELECT count(*) FROM inserted
+"""
+
+INSERT_MEMBERSHIPS = """
+WITH inserted AS (
+    INSERT INTO workspace_memberships (workspace_id, user_id, role)
+    SELECT workspace.id, person.id, membership.role
+    FROM unnest(CAST(:emails AS text[]), CAST(:slugs AS text[]), CAST(:roles AS text[]))
+        AS membership(email, slug, role)
+    JOIN users AS person ON person.email = membership.email
+    JOIN workspaces AS workspace ON workspace.slug = membership.slug
+    ON CONFLICT (workspace_id, user_id) DO NOTHING
+    RETURNING workspace_id, user_id, role
+)
+INSERT INTO audit_logs (workspace_id, action, target_type, target_id, details)
+SELECT workspace_id, 'membership.add', 'user', CAST(user_id AS text),
+       jsonb_build_object('before', CAST(NULL AS text), 'after', role)
+FROM inserted
+"""
+
+SELECT_DEMO_SIGN_INS = """
+SELECT person.email, workspace.name AS workspace_name, membership.role
+FROM users AS person
+JOIN workspace_memberships AS membership ON membership.user_id = person.id
+JOIN workspaces AS workspace ON workspace.id = membership.workspace_id
+WHERE person.email = ANY(CAST(:emails AS text[]))
+ORDER BY array_position(CAST(:emails AS text[]), CAST(person.email AS text)),
+         array_position(CAST(:slugs AS text[]), CAST(workspace.slug AS text))
+"""
+
+
+# --- the command's work ----------------------------------------------------------------------
+
+
+def seed_demo_data(
+    scale: int | None = None,
+    echo: Callable[[str], Any] = print,
+    policies_per_tenant: int | None = None,
+) -> None:
+    """Load the demo (idempotent) and print the demo sign-ins.
+
+    scale: N x 60 tenants in the same three workspaces (default 1).
+    policies_per_tenant: policies per newly created tenant (default 24-48, varying).
+    Commits as it goes: once for workspaces and people, then once per chunk of tenants.
+    """
+    scale = 1 if scale is None else scale
+    if scale < 1:
+        raise ValueError("scale must be at least 1")
+    if policies_per_tenant is not None and policies_per_tenant < 1:
+        raise ValueError("policies_per_tenant must be at least 1")
+    started = time.perf_counter()
+
+    workspace_ids = _ensure_workspaces_and_people()
+    db.session.commit()
+
+    tenant_total = scale * TENANTS_PER_SCALE
+    policies_per_tenant_at_most = policies_per_tenant or 48  # the default is 24 + (7k mod 25)
+    tenants_per_chunk = max(1, min(MAX_TENANTS_PER_CHUNK, TARGET_POLICIES_PER_CHUNK // policies_per_tenant_at_most))
+    chunk_count = math.ceil(tenant_total / tenants_per_chunk)
+    catalog = _catalog_parameters()
+    inserted_rows: Counter[str] = Counter()
+
+    for chunk_no, first_key in enumerate(range(1, tenant_total + 1, tenants_per_chunk), start=1):
+        chunk_started = time.perf_counter()
+        tenant_keys = list(range(first_key, min(first_key + tenants_per_chunk, tenant_total + 1)))
+        # These statements look expensive enough to the planner to be JIT-compiled, which
+        # costs about half a second each and saves nothing here.
+        db.session.execute(text("SET LOCAL jit = off"))
+        new_tenants = db.session.execute(
+            text(INSERT_TENANTS),
+            {
+                **catalog,
+                "tenant_keys": tenant_keys,
+                "external_ids": [tenant_external_id(key) for key in tenant_keys],
+                "workspace_ids": workspace_ids,
+                "distinct_names": len(TENANT_NAME_PREFIXES) * len(TENANT_NAME_SUFFIXES),
+            },
+        ).all()
+        chunk_rows: Counter[str] = Counter(tenants=len(new_tenants))
+        if new_tenants:
+            parameters = {
+                **catalog,
+                "tenant_ids": [tenant_id for tenant_id, _ in new_tenants],
+                "tenant_keys": [tenant_key for _, tenant_key in new_tenants],
+                "policies_per_tenant": policies_per_tenant,
+            }
+            for insert in TENANT_ROW_INSERTS:
+                chunk_rows[insert.table] += db.session.execute(text(insert.sql()), parameters).rowcount
+        db.session.commit()
+        inserted_rows.update(chunk_rows)
+        if chunk_count > 1:
+            echo(
+                f"  chunk {chunk_no}/{chunk_count}: tenants {tenant_keys[0]}-{tenant_keys[-1]}, "
+                f"{len(new_tenants)} new, {sum(chunk_rows.values()):,} rows "
+                f"in {time.perf_counter() - chunk_started:.1f}s"
+            )
+
+    elapsed = time.perf_counter() - started
+    total_rows = sum(inserted_rows.values())
+    echo(
+        f"Demo data: {inserted_rows['tenants']:,} new tenants (of {tenant_total:,}), "
+        f"{total_rows:,} rows in {elapsed:.1f}s ({total_rows / max(elapsed, 1e-9):,.0f} rows/s)."
+    )
+    if total_rows:
+        echo("  " + ", ".join(f"{table} {count:,}" for table, count in inserted_rows.items() if count))
+    echo_demo_sign_ins(echo)
+
+
+def _ensure_workspaces_and_people() -> list[int]:
+    """The demo workspaces, users and memberships (existing ones are left as they are)."""
+    slugs = [slug for slug, _ in DEMO_WORKSPACES]
+    db.session.execute(text(INSERT_WORKSPACES), {"slugs": slugs, "names": [name for _, name in DEMO_WORKSPACES]})
+    workspace_id_by_slug = dict(
+        db.session.execute(
+            text("SELECT slug, id FROM workspaces WHERE slug = ANY(CAST(:slugs AS text[]))"), {"slugs": slugs}
+        ).all()
+    )
+
+    emails = [email for email, _, _ in DEMO_USERS]
+    existing = set(
+        db.session.scalars(
+            text("SELECT email FROM users WHERE email = ANY(CAST(:emails AS text[]))"), {"emails": emails}
+        )
+    )
+    if existing != set(emails):
+        # Hashed once for all new demo users: Argon2id is slow on purpose. Existing users keep theirs.
+        db.session.execute(
+            text(INSERT_USERS),
+            {
+                "emails": emails,
+                "names": [name for _, name, _ in DEMO_USERS],
+                "first_slugs": [next(iter(roles)) for _, _, roles in DEMO_USERS],
+                "password_hash": hash_password(DEMO_PASSWORD),
+            },
+        )
+
+    memberships = [(email, slug, role) for email, _, roles in DEMO_USERS for slug, role in roles.items()]
+    db.session.execute(
+        text(INSERT_MEMBERSHIPS),
+        {
+            "emails": [email for email, _, _ in memberships],
+            "slugs": [slug for _, slug, _ in memberships],
+            "roles": [role for _, _, role in memberships],
+        },
+    )
+    return [workspace_id_by_slug[slug] for slug in slugs]
+
+
+def echo_demo_sign_ins(echo: Callable[[str], Any]) -> None:
+    rows = db.session.execute(
+        text(SELECT_DEMO_SIGN_INS),
+        {"emails": [email for email, _, _ in DEMO_USERS], "slugs": [slug for slug, _ in DEMO_WORKSPACES]},
+    ).all()
+    workspaces_by_email: dict[str, list[str]] = {email: [] for email, _, _ in DEMO_USERS}
+    for email, workspace_name, role in rows:
+        workspaces_by_email[email].append(f"{workspace_name} ({role})")
+
+    email_width = max(len("Email"), *(len(email) for email in workspaces_by_email))
+    password_width = max(len("Password"), len(DEMO_PASSWORD))
+    echo("")
+    echo("Demo sign-ins (one shared password; users who already existed keep their own):")
+    echo(f"  {'Email':<{email_width}}  {'Password':<{password_width}}  Workspaces (role)")
+    echo(f"  {'-' * email_width}  {'-' * password_width}  {'-' * 40}")
+    for email, workspaces in workspaces_by_email.items():
+        echo(f"  {email:<{email_width}}  {DEMO_PASSWORD:<{password_width}}  {', '.join(workspaces) or '-'}")
