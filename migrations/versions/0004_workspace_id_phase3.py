@@ -84,7 +84,7 @@ def upgrade():
         validate_constraint(table, not_null_check)
         run_outside_transaction(
             f"ALTER TABLE {table} ALTER COLUMN workspace_id SET NOT NULL",
-            f"ALTER TABLE {table} DROP CONSTRAINT {not_null_check}",
+            f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {not_null_check}",
         )
     add_constraint_not_valid("audit_logs", AUDIT_CHECK, "CHECK (tenant_id IS NULL OR workspace_id IS NOT NULL)")
     validate_constraint("audit_logs", AUDIT_CHECK)
