@@ -240,9 +240,9 @@ def test_backfill_rejects_an_unknown_table_and_can_do_one_table(cluster):
     assert entry["tables"]["entra_groups"]["bound"] == 10
 
 
-def test_backfill_killed_mid_table_then_rerun_equals_an_uninterrupted_run(pg_cluster):
-    interrupted, _ = legacy_database(pg_cluster, "tenantatlas_killed", rows_per_table=4000)
-    reference, _ = legacy_database(pg_cluster, "tenantatlas_reference", rows_per_table=4000)
+def test_backfill_killed_mid_table_then_rerun_equals_an_uninterrupted_run(cluster):
+    interrupted, _ = legacy_database(cluster, "tenantatlas_killed", rows_per_table=4000)
+    reference, _ = legacy_database(cluster, "tenantatlas_reference", rows_per_table=4000)
     for app in (interrupted, reference):
         with app.app_context():
             upgrade(revision="0003_workspace_id_phase1")
@@ -280,8 +280,8 @@ def _same_bindings(a, b) -> bool:
     return raw(a, audit).scalar() == raw(b, audit).scalar()
 
 
-def test_move_tenant_moves_every_row_and_isolation_stays_verified(pg_cluster):
-    app, ids = legacy_database(pg_cluster, "tenantatlas_move")
+def test_move_tenant_moves_every_row_and_isolation_stays_verified(cluster):
+    app, ids = legacy_database(cluster, "tenantatlas_move")
     raw(app, "DELETE FROM policies WHERE tenant_id = 987654321")
     raw(app, "DELETE FROM findings WHERE tenant_id = 987654321")
     with app.app_context():
@@ -303,3 +303,38 @@ def test_move_tenant_moves_every_row_and_isolation_stays_verified(pg_cluster):
     assert cli(app, "move-tenant", str(external_id), "w-two").exit_code == 1  # already there
     assert cli(app, "move-tenant", "nope", "w-two").exit_code == 1
     assert cli(app, "move-tenant", str(uuid.uuid4()), "w-two").exit_code == 1
+
+
+def test_a_mismatched_write_in_the_web_app_is_a_400_page(app, world, db_session):
+    """The write path refuses it before the database does, with a page that says why."""
+    web = make_test_app(app.config["SQLALCHEMY_DATABASE_URI"])
+
+    @web.post("/test-only/mismatch")
+    def write_into_the_wrong_workspace():
+        db.session.add(Policy(tenant_id=world.tenant_a.id, workspace_id=world.b.id, graph_id="x",
+                              policy_type="t", platform="ios", display_name="Wrong"))
+        db.session.commit()
+        return "written"
+
+    web.config["WTF_CSRF_ENABLED"] = False
+    response = web.test_client().post("/test-only/mismatch")
+    assert response.status_code == 400
+    assert "in a workspace other than its tenant" in response.get_data(as_text=True)
+    assert db_session.scalar(text("SELECT count(*) FROM policies WHERE display_name = 'Wrong'")) == 0
+
+
+def test_a_mismatched_write_in_a_command_is_a_message_and_exit_1(app, world, db_session):
+    import click
+
+    from cli import database_errors_as_messages
+
+    @click.command()
+    @database_errors_as_messages
+    def write_into_the_wrong_workspace():
+        db.session.add(Policy(tenant_id=world.tenant_a.id, workspace_id=world.b.id, graph_id="x",
+                              policy_type="t", platform="ios", display_name="Wrong"))
+        db.session.commit()
+
+    result = app.test_cli_runner().invoke(write_into_the_wrong_workspace)
+    assert result.exit_code == 1
+    assert "its tenant belongs to workspace" in result.output
