@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, IntegerField, SelectField, StringField
 from wtforms.fields import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError as FormError
+from wtforms.validators import DataRequired, InputRequired, NumberRange, Optional, ValidationError as FormError
 
 from .models import ROLES
 from . import validation
@@ -27,12 +27,12 @@ class ActionForm(FlaskForm):
 
 
 class WorkspaceCreateForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=200), _check(validation.validate_name)])
-    slug = StringField("Slug", validators=[DataRequired(), Length(max=63), _check(validation.validate_slug)])
+    name = StringField("Name", validators=[DataRequired(), _check(validation.validate_name)])
+    slug = StringField("Slug", validators=[DataRequired(), _check(validation.validate_slug)])
 
 
 class WorkspaceRenameForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=200), _check(validation.validate_name)])
+    name = StringField("Name", validators=[DataRequired(), _check(validation.validate_name)])
 
 
 class WorkspaceSwitchForm(FlaskForm):
@@ -40,7 +40,7 @@ class WorkspaceSwitchForm(FlaskForm):
 
 
 class MemberAddForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254), _check(validation.validate_email)])
+    email = EmailField("Email", validators=[DataRequired(), _check(validation.validate_email)])
     role = SelectField("Role", choices=[SelectChoice(role, role.title()) for role in ROLES], default="readonly")
 
 
@@ -50,14 +50,13 @@ class MemberRoleForm(FlaskForm):
 
 class TenantRegisterForm(FlaskForm):
     external_id = StringField("Entra tenant id", validators=[
-        DataRequired(), Length(max=64), _check(lambda v: str(validation.parse_tenant_external_id(v)))])
-    name = StringField("Name", validators=[DataRequired(), Length(max=200), _check(validation.validate_name)])
-    primary_domain = StringField("Primary domain", validators=[
-        Optional(), Length(max=253), _check(validation.validate_domain)])
+        DataRequired(), _check(lambda v: str(validation.parse_tenant_external_id(v)))])
+    name = StringField("Name", validators=[DataRequired(), _check(validation.validate_name)])
+    primary_domain = StringField("Primary domain", validators=[Optional(), _check(validation.validate_domain)])
 
 
 class BackupScheduleForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=200), _check(validation.validate_name)])
+    name = StringField("Name", validators=[DataRequired(), _check(validation.validate_name)])
     frequency = SelectField("Frequency", choices=[SelectChoice(f, f.title()) for f in ("hourly", "daily", "weekly", "monthly")])
     retention_days = IntegerField("Retention (days)", default=30,
                                   validators=[InputRequired(), NumberRange(min=1, max=3650)])

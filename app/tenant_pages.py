@@ -6,7 +6,7 @@ child record of another tenant is simply not found (404).
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -92,6 +92,10 @@ def add_tenant_ext(endpoint, values):
 def require_access():
     """The hard rule, for every tenant page (see app.access)."""
     access = require_tenant_access(g.tenant_ext)
+    canonical = str(access.tenant.external_id)
+    if request.method == "GET" and g.tenant_ext != canonical:
+        # One address per tenant page (an upper-case GUID, say, goes to the lower-case one).
+        return redirect(request.full_path.replace(g.tenant_ext, canonical, 1).rstrip("?"), 301)
     if request.method == "GET":
         record_visit(current_user.id, access.tenant)
         db.session.commit()
@@ -153,11 +157,14 @@ def dashboard():
 @bp.post("/pin")
 def pin():
     tenant = _tenant()
-    if not is_pinned(current_user.id, tenant.id):
+    if tenant.status == "archived":
+        flash(f"{tenant.name} is archived; the switcher lists active tenants only, so it cannot be pinned.", "warning")
+    elif not is_pinned(current_user.id, tenant.id):
         db.session.add(TenantPin(user_id=current_user.id, tenant_id=tenant.id, workspace_id=tenant.workspace_id))
         record_audit("tenant.pin", actor=current_user, tenant=tenant, target_type="tenant", target_id=tenant.id,
                      details={"before": {"pinned": False}, "after": {"pinned": True}})
         db.session.commit()
+        flash(f"{tenant.name} is pinned to your tenant switcher.", "success")
     return redirect(url_for(".dashboard"))
 
 
@@ -171,6 +178,7 @@ def unpin():
         record_audit("tenant.unpin", actor=current_user, tenant=tenant, target_type="tenant", target_id=tenant.id,
                      details={"before": {"pinned": True}, "after": {"pinned": False}})
         db.session.commit()
+        flash(f"{tenant.name} is no longer pinned.", "success")
     return redirect(url_for(".dashboard"))
 
 
@@ -225,6 +233,8 @@ def policy_diff(policy_id: int):
     if "a" not in request.args or "b" not in request.args:
         abort(400, "Choose two versions to compare.")
     left, right = _version_of(policy, request.args["a"]), _version_of(policy, request.args["b"])
+    if left.id == right.id:
+        abort(400, "Choose two different versions to compare.")
     if left.version_number > right.version_number:
         left, right = right, left
     rows = settings_diff(left.snapshot.get("settings", left.snapshot), right.snapshot.get("settings", right.snapshot))
@@ -307,6 +317,25 @@ def schedules():
     return render_template("tenant/schedules.html", schedules=rows, action_form=ActionForm())
 
 
+BACKUP_HOUR_UTC = 2  # scheduled backups run in the quiet hours
+
+
+def next_run_after(moment: datetime, frequency: str) -> datetime:
+    """The next slot of a schedule: the next full hour, or 02:00 UTC tomorrow, next Monday, next month's 1st."""
+    if frequency == "hourly":
+        return moment.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    slot = moment.replace(hour=BACKUP_HOUR_UTC, minute=0, second=0, microsecond=0)
+    if frequency == "daily":
+        return slot if slot > moment else slot + timedelta(days=1)
+    if frequency == "weekly":
+        slot += timedelta(days=(7 - slot.weekday()) % 7)
+        return slot if slot > moment else slot + timedelta(days=7)
+    slot = slot.replace(day=1)  # monthly
+    if slot > moment:
+        return slot
+    return slot.replace(year=slot.year + 1, month=1) if slot.month == 12 else slot.replace(month=slot.month + 1)
+
+
 def _schedule_snapshot(schedule: BackupSchedule) -> dict:
     return {"name": schedule.name, "frequency": schedule.frequency, "retention_days": schedule.retention_days,
             "is_enabled": schedule.is_enabled}
@@ -330,8 +359,8 @@ def schedule_new():
         else:
             tenant = _tenant()
             schedule = BackupSchedule(tenant_id=tenant.id, name=form.name.data, frequency=form.frequency.data,
-                                      retention_days=form.retention_days.data, is_enabled=form.is_enabled.data,
-                                      next_run_at=datetime.now(timezone.utc) if form.is_enabled.data else None)
+                                      retention_days=form.retention_days.data, is_enabled=form.is_enabled.data)
+            schedule.next_run_at = next_run_after(datetime.now(timezone.utc), schedule.frequency)
             db.session.add(schedule)
             db.session.flush()
             record_audit("schedule.create", actor=current_user, tenant=tenant, target_type="backup_schedule",
@@ -354,6 +383,8 @@ def schedule_edit(schedule_id: int):
         else:
             before = _schedule_snapshot(schedule)
             form.populate_obj(schedule)
+            if schedule.frequency != before["frequency"] or schedule.next_run_at is None:
+                schedule.next_run_at = next_run_after(datetime.now(timezone.utc), schedule.frequency)
             record_audit("schedule.update", actor=current_user, tenant=_tenant(), target_type="backup_schedule",
                          target_id=schedule.id, details={"before": before, "after": _schedule_snapshot(schedule)})
             db.session.commit()
@@ -369,8 +400,9 @@ def schedule_toggle(schedule_id: int):
     require_role("operator", "enable or disable backup schedules")
     before = _schedule_snapshot(schedule)
     schedule.is_enabled = not schedule.is_enabled
-    if schedule.is_enabled and schedule.next_run_at is None:
-        schedule.next_run_at = datetime.now(timezone.utc)
+    now = datetime.now(timezone.utc)
+    if schedule.is_enabled and (schedule.next_run_at is None or schedule.next_run_at < now):
+        schedule.next_run_at = next_run_after(now, schedule.frequency)
     record_audit("schedule.enable" if schedule.is_enabled else "schedule.disable", actor=current_user,
                  tenant=_tenant(), target_type="backup_schedule", target_id=schedule.id,
                  details={"before": before, "after": _schedule_snapshot(schedule)})
@@ -482,10 +514,10 @@ def findings():
 
 
 FINDING_TRANSITIONS = {
-    # action: (allowed from, to)
-    "acknowledge": (("open",), "acknowledged"),
-    "resolve": (("open", "acknowledged"), "resolved"),
-    "reopen": (("acknowledged", "resolved"), "open"),
+    # action: (allowed from, to, past tense for messages)
+    "acknowledge": (("open",), "acknowledged", "acknowledged"),
+    "resolve": (("open", "acknowledged"), "resolved", "resolved"),
+    "reopen": (("acknowledged", "resolved"), "open", "reopened"),
 }
 
 
@@ -493,9 +525,9 @@ FINDING_TRANSITIONS = {
 def finding_transition(finding_id: int, action: str):
     finding = _one_or_404(Finding, finding_id)
     require_role("operator", "triage findings")
-    allowed_from, target = FINDING_TRANSITIONS[action]
+    allowed_from, target, done = FINDING_TRANSITIONS[action]
     if finding.status not in allowed_from:
-        flash(f"This finding is {finding.status}; it cannot be {target} from there.", "warning")
+        flash(f"“{finding.title}” is {finding.status}; it cannot be {done} from there.", "warning")
     else:
         before = finding.status
         finding.status = target
@@ -503,7 +535,7 @@ def finding_transition(finding_id: int, action: str):
         record_audit(f"finding.{action}", actor=current_user, tenant=_tenant(), target_type="finding",
                      target_id=finding.id, details={"before": {"status": before}, "after": {"status": target}})
         db.session.commit()
-        flash(f"Finding {target}.", "success")
+        flash(f"Finding “{finding.title}” {done}.", "success")
     back = request.form.get("next", "")
     return redirect(back if back.startswith(url_for(".findings")) else url_for(".findings"))
 

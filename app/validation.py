@@ -57,10 +57,13 @@ def validate_domain(domain: str) -> str:
 
 
 def parse_tenant_external_id(value: str) -> uuid.UUID:
-    """An Entra tenant id: a GUID in its canonical 8-4-4-4-12 form."""
+    """An Entra tenant id: a GUID in its 8-4-4-4-12 form (braces, as some tools copy it, are allowed)."""
     value = (value or "").strip()
-    if not GUID_RE.match(value):
+    bare = value[1:-1] if value.startswith("{") and value.endswith("}") else value
+    if not GUID_RE.match(bare):
         raise ValidationError(
             f"{value[:60]!r} is not an Entra tenant id (a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47)."
         )
-    return uuid.UUID(value)
+    if uuid.UUID(bare).int == 0:
+        raise ValidationError("The all-zero GUID is not a tenant id.")
+    return uuid.UUID(bare)

@@ -115,12 +115,15 @@ def settings(slug: str):
         require_role("owner", "rename this workspace")
         if form.validate_on_submit():
             before = access.workspace.name
+            if before == form.name.data:
+                flash("Nothing changed.", "info")
+                return redirect(url_for(".settings", slug=slug))
             access.workspace.name = form.name.data
             record_audit("workspace.rename", actor=current_user, workspace=access.workspace,
                          target_type="workspace", target_id=access.workspace.id,
                          details={"before": {"name": before}, "after": {"name": form.name.data}})
             db.session.commit()
-            flash("Workspace renamed.", "success")
+            flash(f"Workspace renamed from {before} to {form.name.data}.", "success")
             return redirect(url_for(".settings", slug=slug))
         return render_template("workspaces/settings.html", form=form), 400
     return render_template("workspaces/settings.html", form=form)
@@ -206,7 +209,7 @@ def change_role(slug: str, membership_id: int):
                      target_type="user", target_id=membership.user_id,
                      details={"before": {"role": before}, "after": {"role": form.role.data}})
         db.session.commit()
-        flash("Role changed.", "success")
+        flash(f"{membership.user.name} is now {form.role.data}.", "success")
     return redirect(url_for(".members", slug=slug))
 
 
@@ -222,7 +225,8 @@ def remove_member(slug: str, membership_id: int):
         return redirect(url_for(".members", slug=slug))
     record_audit("membership.remove", actor=current_user, workspace=access.workspace, target_type="user",
                  target_id=membership.user_id, details={"before": {"role": membership.role}, "after": None})
+    name = membership.user.name
     db.session.delete(membership)
     db.session.commit()
-    flash("Member removed.", "success")
+    flash(f"{name} was removed from {access.workspace.name}.", "success")
     return redirect(url_for(".members", slug=slug))

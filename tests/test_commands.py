@@ -142,12 +142,21 @@ def test_create_tenant(cli_runner, db_session, make_workspace):
 
 @pytest.mark.parametrize(
     "external_id",
-    ["not-a-guid", "72f988bf86f141af91ab2d7cd011db47", "{72f988bf-86f1-41af-91ab-2d7cd011db47}",
+    ["not-a-guid", "72f988bf86f141af91ab2d7cd011db47", "{72f988bf-86f1-41af-91ab-2d7cd011db47",
      "72f988bf-86f1-41af-91ab-2d7cd011db4", "g2f988bf-86f1-41af-91ab-2d7cd011db47", ""],
 )
 def test_create_tenant_rejects_an_id_that_is_not_a_guid(cli_runner, make_workspace, external_id):
     make_workspace("ws-g")
     assert_refused(run(cli_runner, "create-tenant", "ws-g", external_id, "--name", "X"), "is not an Entra tenant id")
+
+
+def test_create_tenant_rejects_the_nil_guid_and_accepts_braces(cli_runner, db_session, make_workspace):
+    make_workspace("ws-n")
+    assert_refused(run(cli_runner, "create-tenant", "ws-n", "00000000-0000-0000-0000-000000000000", "--name", "X"),
+                   "all-zero GUID")
+    result = run(cli_runner, "create-tenant", "ws-n", "{" + GUID + "}", "--name", "Braced")
+    assert result.exit_code == 0, result.output
+    assert db_session.scalar(select(Tenant.name).where(Tenant.external_id == uuid.UUID(GUID))) == "Braced"
 
 
 def test_create_tenant_refuses_an_id_already_managed_without_saying_where(cli_runner, make_workspace, make_tenant):

@@ -155,3 +155,59 @@ def test_unknown_child_ids_are_404(ada, world):
 def test_ids_beyond_bigint_are_404_not_an_overflow(ada, world):
     for path in ("/policies/99999999999999999999999", "/backups/9223372036854775808", "/inventory/0"):
         assert ada.get(tenant_url(world.tenant_a, path)).status_code == 404, path
+
+
+def test_archived_tenant_cannot_be_pinned(ada, world, db_session):
+    from app.models import TenantPin
+
+    world.tenant_a.status = "archived"
+    db_session.commit()
+    response = post_form(ada, tenant_url(world.tenant_a, "/pin"), follow_redirects=True)
+    assert "cannot be pinned" in response.get_data(as_text=True)
+    assert db_session.scalar(select(TenantPin.id)) is None
+
+
+def test_pin_and_unpin_say_what_happened(ada, world):
+    body = post_form(ada, tenant_url(world.tenant_a, "/pin"), follow_redirects=True).get_data(as_text=True)
+    assert "is pinned to your tenant switcher" in body and "Unpin from switcher" in body
+    body = post_form(ada, tenant_url(world.tenant_a, "/unpin"), follow_redirects=True).get_data(as_text=True)
+    assert "is no longer pinned" in body and "Pin to switcher" in body
+
+
+def test_diff_of_a_version_with_itself_is_refused(ada, world):
+    ids = world.ids_a
+    response = ada.get(tenant_url(world.tenant_a, f"/policies/{ids['policy_id']}/diff?a={ids['version_a']}&b={ids['version_a']}"))
+    assert response.status_code == 400
+    assert "two different versions" in response.get_data(as_text=True)
+
+
+def test_upper_case_tenant_id_redirects_to_the_canonical_address(ada, world):
+    upper = str(world.tenant_a.external_id).upper()
+    response = ada.get(f"/admin/t/{upper}/findings?status=all")
+    assert response.status_code == 301
+    assert response.headers["Location"] == f"/admin/t/{world.tenant_a.external_id}/findings?status=all"
+
+
+def test_reopen_message(ada, world):
+    base = tenant_url(world.tenant_a, f"/findings/{world.ids_a['finding_id']}")
+    post_form(ada, f"{base}/resolve")
+    body = post_form(ada, f"{base}/reopen", follow_redirects=True).get_data(as_text=True)
+    assert "ALPHA drift” reopened." in body
+
+
+@pytest.mark.parametrize("moment, frequency, expected", [
+    ("2026-11-24T02:56:00", "hourly", "2026-11-24T03:00:00"),
+    ("2026-11-24T01:00:00", "daily", "2026-11-24T02:00:00"),
+    ("2026-11-24T02:56:00", "daily", "2026-11-25T02:00:00"),
+    ("2026-11-24T02:56:00", "weekly", "2026-11-30T02:00:00"),  # a Tuesday: next Monday
+    ("2026-11-30T01:00:00", "weekly", "2026-11-30T02:00:00"),
+    ("2026-11-24T02:56:00", "monthly", "2026-12-01T02:00:00"),
+    ("2026-12-05T00:00:00", "monthly", "2027-01-01T02:00:00"),
+])
+def test_next_run_is_the_next_slot_of_the_frequency(moment, frequency, expected):
+    from datetime import datetime, timezone
+
+    from app.tenant_pages import next_run_after
+
+    start = datetime.fromisoformat(moment).replace(tzinfo=timezone.utc)
+    assert next_run_after(start, frequency) == datetime.fromisoformat(expected).replace(tzinfo=timezone.utc)
