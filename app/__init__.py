@@ -53,10 +53,11 @@ def create_app(config: dict | None = None) -> Flask:
     app.url_map.converters["int"] = DatabaseIdConverter
 
     from . import isolation  # noqa: F401  (registers the write-path listener)
-    from . import auth, errors, health, legacy, portfolio, shell, tenant_pages, workspaces
+    from . import auth, errors, health, legacy, portfolio, security, shell, tenant_pages, workspaces
 
     auth.init_app(app)
     errors.init_app(app)
+    security.init_app(app)
     for blueprint in (health.bp, auth.bp, shell.bp, workspaces.bp, portfolio.bp, tenant_pages.bp, legacy.bp):
         app.register_blueprint(blueprint)
 

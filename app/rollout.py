@@ -29,6 +29,9 @@ ALL_TABLES = TENANT_OWNED_TABLES + (AUDIT_TABLE,)
 # Measured with bench/backfill.py (docs/benchmarks.md): large enough that per-batch
 # overhead is small, small enough that one batch transaction stays well under 250 ms.
 DEFAULT_BATCH_SIZE = 5000
+# A batch slower than this (wide rows, a checkpoint, a busy disk) makes the next ones
+# smaller, so that row locks are held only briefly; fast batches grow back to the size asked for.
+TARGET_BATCH_SECONDS = 0.15
 MIN_BATCH_SIZE = 100
 BATCH_LOCK_TIMEOUT = "2s"
 BATCH_STATEMENT_TIMEOUT = "30s"
@@ -178,7 +181,8 @@ class BackfillRun:
                 time.sleep(min(5.0, 0.2 * consecutive_failures))
                 continue
             consecutive_failures = 0
-            report.longest_batch = max(report.longest_batch, time.monotonic() - batch_started)
+            elapsed = time.monotonic() - batch_started
+            report.longest_batch = max(report.longest_batch, elapsed)
             if last_id is None:
                 break
             after = last_id
@@ -187,7 +191,9 @@ class BackfillRun:
             report.unbindable += unbindable
             report.mismatched += mismatched
             self.on_progress(report, scanned, total)
-            if size < self.batch_size:  # the pressure passed: grow back towards the chosen size
+            if elapsed > TARGET_BATCH_SECONDS:
+                size = max(MIN_BATCH_SIZE, int(size * TARGET_BATCH_SECONDS / elapsed))
+            elif elapsed < TARGET_BATCH_SECONDS / 2 and size < self.batch_size:
                 size = min(self.batch_size, size * 2)
             if self.sleep:
                 time.sleep(self.sleep)

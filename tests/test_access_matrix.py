@@ -46,8 +46,8 @@ def sample_query(endpoint: str, world) -> str:
     return ""
 
 
-def build_url(rule, world) -> str:
-    samples = sample_arguments(world)
+def build_url(rule, world, **extra) -> str:
+    samples = {**sample_arguments(world), **extra}
     missing = rule.arguments - samples.keys()
     assert not missing, f"{rule.rule}: add a sample value for {sorted(missing)} to this test"
     path = rule.rule

@@ -121,7 +121,7 @@ def test_staff_journey_through_portfolio_switcher_policy_diff_findings_and_works
         page.click(".sidebar >> text=Findings")
         row = page.locator("tr.finding-row", has_text="Northwind drift")
         row.locator("button", has_text="Acknowledge").click()
-        expect(page.locator(".alert-success")).to_contain_text("Finding acknowledged.")
+        expect(page.locator(".alert-success")).to_contain_text("Northwind drift” acknowledged.")
         page.select_option("select[name=status]", "acknowledged")
         page.click("button:has-text('Apply')")
         expect(page.locator("tr.finding-row", has_text="Northwind drift")).to_contain_text("acknowledged")
