@@ -261,7 +261,9 @@ def register_rollout_commands(app: Flask) -> None:
                 reports.append(report)
                 rate = report.bound_now / report.seconds if report.seconds else 0
                 click.echo(f"{table}: bound {report.bound_now} rows in {report.seconds:.1f}s "
-                           f"({rate:,.0f} rows/s, longest batch {report.longest_batch * 1000:.0f} ms)")
+                           f"({rate:,.0f} rows/s, {report.batches} batches, longest batch "
+                           f"{report.longest_batch * 1000:.0f} ms, {report.slow_batches} over "
+                           f"{rollout.SLOW_BATCH_SECONDS * 1000:.0f} ms)")
                 if stop.requested:
                     break
         click.echo("")

@@ -60,6 +60,7 @@ def create_app(config: dict | None = None) -> Flask:
     security.init_app(app)
     for blueprint in (health.bp, auth.bp, shell.bp, workspaces.bp, portfolio.bp, tenant_pages.bp, legacy.bp):
         app.register_blueprint(blueprint)
+    auth.init_rate_limits(app)
 
     from cli import register_commands
 

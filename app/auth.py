@@ -1,11 +1,14 @@
 """Sign-in and sign-out."""
 from __future__ import annotations
 
+import hmac
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import EmailField, PasswordField
@@ -14,6 +17,7 @@ from wtforms.validators import DataRequired, Length
 from .access import restore_workspace_at_sign_in
 from .audit import record_audit
 from .extensions import db, login_manager
+from .forms import PasswordChangeForm
 from .models import User
 from .passwords import hash_password, verify_password
 
@@ -44,6 +48,19 @@ def safe_next_url(target: str | None) -> str | None:
     return target
 
 
+def init_rate_limits(app):
+    """Limit sign-in attempts; called once the blueprint is registered.
+
+    One limiter per app, so that its storage and switch come from this app's config
+    (RATELIMIT_STORAGE_URI: memory by default, Redis when given; RATELIMIT_ENABLED).
+    """
+    limiter = Limiter(key_func=get_remote_address, headers_enabled=True, app=app)
+    per_address = limiter.limit(SIGN_IN_LIMIT_PER_ADDRESS, methods=["POST"])
+    per_email = limiter.limit(SIGN_IN_LIMIT_PER_EMAIL, methods=["POST"], key_func=_attempted_email)
+    app.view_functions["auth.login"] = per_address(per_email(login))
+    app.extensions["sign_in_limiter"] = limiter  # the decorators hold it weakly; the app keeps it
+
+
 def init_app(app):
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Sign in to continue."
@@ -53,10 +70,25 @@ def init_app(app):
     login_manager.session_protection = "basic"
 
     @login_manager.user_loader
-    def load_user(user_id: str):
-        if not user_id.isdigit():
+    def load_user(session_identity: str):
+        """The user of a session cookie, only while the cookie carries their current session token."""
+        user_id, _, token = session_identity.partition(":")
+        if not user_id.isdigit() or len(user_id) > 18 or not token:
             return None
-        return db.session.get(User, int(user_id))
+        user = db.session.get(User, int(user_id))
+        if user is None or not hmac.compare_digest(user.session_token, token):
+            return None
+        return user
+
+
+# Limits on sign-in attempts: per address (one machine trying many accounts) and per
+# account (many machines trying one account).
+SIGN_IN_LIMIT_PER_ADDRESS = "20 per minute;200 per hour"
+SIGN_IN_LIMIT_PER_EMAIL = "5 per minute;30 per hour"
+
+
+def _attempted_email() -> str:
+    return "email:" + normalize_email(request.form.get("email", ""))[:254]
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -96,9 +128,32 @@ def login():
 @bp.post("/logout")
 def logout():
     if current_user.is_authenticated:
+        # Every cookie of this user issued so far stops working, copies included.
+        current_user.rotate_session_token()
         record_audit("auth.sign_out", actor=current_user)
         db.session.commit()
     logout_user()
     session.clear()
     flash("You have been signed out.", "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/admin/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    """A new password; every other session of the user ends, this one goes on."""
+    form = PasswordChangeForm()
+    if form.validate_on_submit():
+        matches, _ = verify_password(current_user.password_hash, form.current_password.data)
+        if not matches:
+            form.current_password.errors.append("This is not your current password.")
+        else:
+            current_user.password_hash = hash_password(form.new_password.data)
+            current_user.rotate_session_token()
+            record_audit("auth.password_change", actor=current_user)
+            db.session.commit()
+            login_user(current_user._get_current_object())  # this session takes the new token
+            flash("Password changed. Your other sessions have been signed out.", "success")
+            return redirect(url_for("shell.home"))
+    status = 400 if request.method == "POST" else 200
+    return render_template("auth/change_password.html", form=form), status

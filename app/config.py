@@ -70,6 +70,8 @@ def build_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "PERMANENT_SESSION_LIFETIME": 8 * 3600,
         "WTF_CSRF_TIME_LIMIT": 8 * 3600,
         "MAX_CONTENT_LENGTH": 1 * 1024 * 1024,
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_ENABLED": True,
         "TESTING": env == "test",
     }
     config.update(overrides)

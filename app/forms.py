@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, EmailField, IntegerField, PasswordField, SelectField, StringField
 from wtforms.fields import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, NumberRange, Optional, ValidationError as FormError
+from wtforms.validators import DataRequired, EqualTo, InputRequired, NumberRange, Optional, ValidationError as FormError
 
 from .models import ROLES
 from . import validation
@@ -61,3 +61,10 @@ class BackupScheduleForm(FlaskForm):
     retention_days = IntegerField("Retention (days)", default=30,
                                   validators=[InputRequired(), NumberRange(min=1, max=3650)])
     is_enabled = BooleanField("Enabled", default=True)
+
+
+class PasswordChangeForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[DataRequired()])
+    new_password = PasswordField("New password", validators=[DataRequired(), _check(validation.validate_password)])
+    confirm_password = PasswordField("Repeat the new password", validators=[
+        DataRequired(), EqualTo("new_password", message="The two new passwords differ.")])

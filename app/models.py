@@ -8,6 +8,7 @@ refuses a child that points into another tenant.
 """
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import INET, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -42,6 +44,10 @@ FINDING_STATUSES = ("open", "acknowledged", "resolved")
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def new_session_token() -> str:
+    return secrets.token_hex(32)
 
 
 def _pk() -> Mapped[int]:
@@ -107,6 +113,12 @@ class User(UserMixin, db.Model):
         BigInteger, ForeignKey("workspaces.id", ondelete="SET NULL"), index=True
     )
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Part of every session cookie's identity; a new one (at sign-out, at a password
+    # change) makes every cookie issued before it worthless.
+    session_token: Mapped[str] = mapped_column(
+        String(64), nullable=False, server_default=text("replace(gen_random_uuid()::text, '-', '')"),
+        default=new_session_token,
+    )
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -117,6 +129,13 @@ class User(UserMixin, db.Model):
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.is_active_user
+
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the session: the id bound to the current session token."""
+        return f"{self.id}:{self.session_token}"
+
+    def rotate_session_token(self) -> None:
+        self.session_token = new_session_token()
 
     def __repr__(self) -> str:
         return f"<User {self.email}>"

@@ -32,6 +32,7 @@ DEFAULT_BATCH_SIZE = 5000
 # A batch slower than this (wide rows, a checkpoint, a busy disk) makes the next ones
 # smaller, so that row locks are held only briefly; fast batches grow back to the size asked for.
 TARGET_BATCH_SECONDS = 0.15
+SLOW_BATCH_SECONDS = 0.25
 MIN_BATCH_SIZE = 100
 BATCH_LOCK_TIMEOUT = "2s"
 BATCH_STATEMENT_TIMEOUT = "30s"
@@ -52,6 +53,8 @@ class TableReport:
     bound_now: int = 0     # rows this run bound
     seconds: float = 0.0
     longest_batch: float = 0.0
+    batches: int = 0
+    slow_batches: int = 0  # batches over SLOW_BATCH_SECONDS
     retries: int = 0
 
     @property
@@ -183,6 +186,8 @@ class BackfillRun:
             consecutive_failures = 0
             elapsed = time.monotonic() - batch_started
             report.longest_batch = max(report.longest_batch, elapsed)
+            report.batches += 1
+            report.slow_batches += elapsed > SLOW_BATCH_SECONDS
             if last_id is None:
                 break
             after = last_id

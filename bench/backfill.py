@@ -91,7 +91,7 @@ def floor(cluster: Cluster, database: str) -> float:
 
 
 def backfill(cluster: Cluster, database: str, batch_size: int) -> tuple[float, float, int]:
-    """(seconds, longest batch seconds, peak RSS in KiB of the backfill process)."""
+    """(seconds, longest batch seconds, peak RSS in KiB, batches, batches over 250 ms)."""
     env = {**os.environ, "DATABASE_URL": cluster.url_for(database), "TENANTATLAS_ENV": "test", "SECRET_KEY": "bench"}
     command = ["backfill-workspace-ids", "--batch-size", str(batch_size),
                *sum((["--table", t] for t in TENANT_OWNED_TABLES), [])]
@@ -108,8 +108,10 @@ def backfill(cluster: Cluster, database: str, batch_size: int) -> tuple[float, f
     if os.environ.get("BENCH_VERBOSE"):
         print(result.stdout, file=sys.stderr)
     longest = max(float(ms) for ms in re.findall(r"longest batch (\d+) ms", result.stdout)) / 1000
+    batches = sum(int(n) for n in re.findall(r"(\d+) batches", result.stdout))
+    slow = sum(int(n) for n in re.findall(r"(\d+) over \d+ ms", result.stdout))
     peak_kib = int(re.search(r"PEAK_RSS_KIB (\d+)", result.stdout).group(1))
-    return seconds, longest, peak_kib
+    return seconds, longest, peak_kib, batches, slow
 
 
 def phase3(cluster: Cluster, database: str) -> tuple[float, float]:
@@ -165,6 +167,7 @@ def main() -> None:
         cluster = Cluster(f"host={socket} user=postgres dbname=postgres",
                           lambda db: f"postgresql+psycopg://postgres@/{db}?host={socket}")
     print(f"{'rows':>10} {'floor rows/s':>13} {'backfill rows/s':>16} {'ratio':>6} {'longest batch':>14} "
+          f"{'>250ms/all':>12}"
           f"{'peak RSS':>9} {'phase 3':>8} {'max ACCESS EXCLUSIVE':>21}")
     try:
         for factor in (int(f) for f in args.factors.split(",")):
@@ -173,11 +176,13 @@ def main() -> None:
             cluster.copy(source, f"bench_floor_{factor}")
             cluster.copy(source, f"bench_backfill_{factor}")
             floor_seconds = floor(cluster, f"bench_floor_{factor}")
-            backfill_seconds, longest_batch, peak_kib = backfill(cluster, f"bench_backfill_{factor}", args.batch_size)
+            backfill_seconds, longest_batch, peak_kib, batches, slow = backfill(
+                cluster, f"bench_backfill_{factor}", args.batch_size)
             flask(cluster, f"bench_backfill_{factor}", "backfill-workspace-ids", "--table", "audit_logs")
             phase3_seconds, longest_lock = phase3(cluster, f"bench_backfill_{factor}")
             print(f"{rows:>10,} {rows / floor_seconds:>13,.0f} {rows / backfill_seconds:>16,.0f} "
                   f"{floor_seconds / backfill_seconds:>6.2f} {longest_batch * 1000:>11.0f} ms "
+                  f"{slow:>5}/{batches:<6}"
                   f"{peak_kib / 1024:>6.0f} MB {phase3_seconds:>6.1f} s {longest_lock * 1000:>18.0f} ms", flush=True)
     finally:
         if workdir is not None:

@@ -78,6 +78,8 @@ def make_test_app(database_url: str, **overrides):
         "SQLALCHEMY_DATABASE_URI": database_url,
         # The test client speaks plain http; production cookies stay Secure (see test_config).
         "SESSION_COOKIE_SECURE": False,
+        # Tests sign in hundreds of times from one address; test_rate_limits turns this on.
+        "RATELIMIT_ENABLED": False,
         "SERVER_NAME": None,
     }
     config.update(overrides)

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import AuditLog, TenantPin, WorkspaceMembership
-from tests.conftest import csrf_token, enter, sign_in
+from tests.conftest import TEST_PASSWORD, csrf_token, enter, sign_in
 
 BELOW = {"operator": "readonly", "manager": "operator", "owner": "manager"}
 
@@ -59,6 +59,9 @@ def prepare(endpoint, world, db_session):
         "workspaces.switch": ("/admin/workspaces/switch", {"workspace_id": str(a.id)}, "readonly",
                               "workspace.switch"),
         "auth.logout": ("/logout", {}, "readonly", "auth.sign_out"),
+        "auth.change_password": ("/admin/account/password",
+                                 {"current_password": TEST_PASSWORD, "new_password": "another long secret",
+                                  "confirm_password": "another long secret"}, "readonly", "auth.password_change"),
     }[endpoint]
 
 
@@ -93,6 +96,7 @@ def test_the_table_covers_every_post_route(app, world, db_session):
     "portfolio.register_tenant", "portfolio.archive_tenant", "tenant.pin", "tenant.schedule_new",
     "tenant.schedule_toggle", "tenant.finding_transition", "workspaces.settings", "workspaces.add_member",
     "workspaces.change_role", "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout",
+    "auth.change_password",
 ])
 def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_session, endpoint):
     url, data, _, action = prepare(endpoint, world, db_session)
@@ -136,7 +140,7 @@ def test_post_with_the_role_succeeds_and_is_audited(app, world, db_session, role
     assert entry is not None and entry.actor_user_id == user.id
     if endpoint.startswith(("tenant.", "portfolio.")):
         assert entry.workspace_id == world.a.id and entry.tenant_id is not None
-    if action not in ("auth.sign_out", "tenant.pin", "tenant.unpin", "workspace.switch"):
+    if action not in ("auth.sign_out", "auth.password_change", "tenant.pin", "tenant.unpin", "workspace.switch"):
         assert "before" in entry.details and "after" in entry.details
 
 

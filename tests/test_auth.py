@@ -196,3 +196,55 @@ def test_user_model_lowercases_nothing_by_itself_but_database_refuses_upper_case
     db_session.add(User(email="Upper@Example.test", name="U", password_hash="x"))
     with pytest.raises(IntegrityError):
         db_session.flush()
+
+
+def test_a_cookie_copied_before_sign_out_no_longer_works_after_it(client, make_user):
+    user = make_user("copied@example.test")
+    sign_in(client, user.email)
+    stolen = client.get_cookie("tenantatlas_session").value
+    token = csrf_token_from(client.get("/admin/workspaces"))
+    client.post("/logout", data={"csrf_token": token})
+    thief = client.application.test_client()
+    thief.set_cookie("tenantatlas_session", stolen)
+    response = thief.get("/admin/workspaces")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+def test_password_change_ends_other_sessions_but_keeps_this_one(client, make_user, db_session):
+    user = make_user("rotate@example.test")
+    other = client.application.test_client()
+    sign_in(other, user.email)
+    sign_in(client, user.email)
+    token = csrf_token_from(client.get("/admin/account/password"))
+    response = client.post("/admin/account/password", data={
+        "csrf_token": token, "current_password": TEST_PASSWORD, "new_password": "a brand new secret",
+        "confirm_password": "a brand new secret"})
+    assert response.status_code == 302
+    assert client.get("/admin/workspaces").status_code == 200
+    assert other.get("/admin/workspaces").status_code == 302
+    db_session.refresh(user)
+    from app.passwords import verify_password
+    assert verify_password(user.password_hash, "a brand new secret")[0]
+
+
+@pytest.mark.parametrize("form, message", [
+    ({"current_password": "wrong one", "new_password": "a brand new secret", "confirm_password": "a brand new secret"},
+     "not your current password"),
+    ({"current_password": TEST_PASSWORD, "new_password": "short", "confirm_password": "short"}, "at least 10"),
+    ({"current_password": TEST_PASSWORD, "new_password": "a brand new secret", "confirm_password": "different one"},
+     "differ"),
+])
+def test_password_change_explains_what_is_wrong(signed_in_client, form, message):
+    token = csrf_token_from(signed_in_client.get("/admin/account/password"))
+    response = signed_in_client.post("/admin/account/password", data={**form, "csrf_token": token})
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+
+
+def test_a_forged_session_identity_is_anonymous(client, make_user):
+    user = make_user("forged@example.test")
+    for identity in (str(user.id), f"{user.id}:", f"{user.id}:{'0' * 64}", "x:y", "9" * 40 + ":abc"):
+        with client.session_transaction() as session:
+            session["_user_id"] = identity
+            session["_fresh"] = True
+        assert client.get("/admin/workspaces").status_code == 302, identity

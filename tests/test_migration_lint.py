@@ -32,7 +32,7 @@ def offline_sql(app, revisions: str) -> str:
 
 
 def test_rollout_migrations_pass_squawk(app, tmp_path):
-    sql = offline_sql(app, "0002_switcher_marks:head")
+    sql = offline_sql(app, "0002_switcher_marks:0004_workspace_id_phase3")
     assert "CREATE INDEX CONCURRENTLY" in sql and "VALIDATE CONSTRAINT" in sql
     path = tmp_path / "rollout.sql"
     path.write_text(sql)

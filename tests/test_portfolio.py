@@ -11,7 +11,7 @@ from tests.conftest import post_form, sign_in
 
 
 def names_on(page: str) -> list[str]:
-    return re.findall(r'class="fw-semibold text-decoration-none" href="[^"]+">([^<]+)</a>', page)
+    return re.findall(r'class="[^"]*tenant-name"[^>]*>([^<]+)</a>', page)
 
 
 def landing(client, world, query: str = "") -> str:
