@@ -20,7 +20,7 @@ def test_pages_are_503_not_500_when_the_database_is_down():
     down = make_test_app("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
     client = down.test_client()
     with client.session_transaction() as session:
-        session["_user_id"] = "1"
+        session["_user_id"] = "1:some-session-token"
         session["_fresh"] = True
     response = client.get("/admin")
     assert response.status_code == 503
