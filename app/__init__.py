@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from .config import build_config
@@ -43,6 +44,12 @@ def create_app(config: dict | None = None) -> Flask:
             f" ({source})",
             file=sys.stderr,
         )
+
+    if app.config["TRUSTED_PROXIES"]:
+        # Behind N reverse proxies: take the client address and scheme from their headers,
+        # so that rate limits, audit IPs and Secure cookies see the real client.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"],
+                                x_proto=app.config["TRUSTED_PROXIES"])
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))

@@ -54,6 +54,10 @@ def build_config(instance_path: Path, overrides: dict | None = None) -> dict:
             raise ConfigError(f"SECRET_KEY must be set when TENANTATLAS_ENV={env}")
         secret_key = _development_secret_key(instance_path)
 
+    trusted_proxies = overrides.get("TRUSTED_PROXIES", os.environ.get("TENANTATLAS_TRUSTED_PROXIES", "0"))
+    if not str(trusted_proxies).isdigit():
+        raise ConfigError("TENANTATLAS_TRUSTED_PROXIES must be a number of proxies (0 when none)")
+
     database_url = overrides.get("SQLALCHEMY_DATABASE_URI") or os.environ.get("DATABASE_URL")
     config = {
         "TENANTATLAS_ENV": env,
@@ -73,6 +77,7 @@ def build_config(instance_path: Path, overrides: dict | None = None) -> dict:
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_ENABLED": True,
         "TESTING": env == "test",
+        "TRUSTED_PROXIES": int(trusted_proxies),
     }
     config.update(overrides)
     return config

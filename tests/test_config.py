@@ -10,7 +10,7 @@ DB = {"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://u@h/d"}
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch):
-    for name in ("TENANTATLAS_ENV", "SECRET_KEY", "DATABASE_URL"):
+    for name in ("TENANTATLAS_ENV", "SECRET_KEY", "DATABASE_URL", "TENANTATLAS_TRUSTED_PROXIES"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -53,3 +53,25 @@ def test_database_url_always_uses_psycopg3():
 def test_database_url_is_read_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://app@db.internal/tenantatlas")
     assert build_config(tmp_path)["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://app@db.internal/tenantatlas"
+
+
+def test_trusted_proxies_must_be_a_number(tmp_path, monkeypatch):
+    monkeypatch.setenv("TENANTATLAS_TRUSTED_PROXIES", "yes")
+    with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
+        build_config(tmp_path, DB)
+    monkeypatch.setenv("TENANTATLAS_TRUSTED_PROXIES", "1")
+    assert build_config(tmp_path, DB)["TRUSTED_PROXIES"] == 1
+
+
+def test_behind_a_trusted_proxy_the_client_address_comes_from_x_forwarded_for(app):
+    from tests.conftest import make_test_app
+
+    proxied = make_test_app(app.config["SQLALCHEMY_DATABASE_URI"], TRUSTED_PROXIES=1)
+
+    @proxied.get("/test-only/address")
+    def address():
+        from flask import request
+        return request.remote_addr
+
+    response = proxied.test_client().get("/test-only/address", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert response.get_data(as_text=True) == "203.0.113.9"
