@@ -9,9 +9,10 @@ from flask import Blueprint, abort, redirect, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from .access import current_workspace_id, parse_external_id, workspace_access_by_id
+from .access import current_workspace_id, parse_external_id
 from .extensions import db
 from .models import Tenant, WorkspaceMembership
+from .shell import redirect_to_current_landing
 
 bp = Blueprint("legacy", __name__, url_prefix="/admin/managed-tenants")
 
@@ -32,14 +33,6 @@ COLLECTION_WORDS = {"", "create", "new", "index"}
 @login_required
 def require_sign_in():
     """Signed-out visitors go to sign-in and come back here after it."""
-
-
-def _landing():
-    workspace_id = current_workspace_id()
-    access = workspace_access_by_id(workspace_id) if workspace_id is not None else None
-    if access is None:
-        return redirect(url_for("workspaces.index"))
-    return redirect(url_for("portfolio.managed_tenants", slug=access.workspace.slug))
 
 
 def _tenant_in_current_workspace(reference: str) -> Tenant | None:
@@ -63,10 +56,10 @@ def _tenant_in_current_workspace(reference: str) -> Tenant | None:
 def redirect_legacy(rest: str):
     segments = [segment for segment in rest.split("/") if segment]
     if not segments or segments[0] in COLLECTION_WORDS:
-        return _landing()
+        return redirect_to_current_landing()
     reference, section = segments[0], (segments[1] if len(segments) > 1 else "")
     if not (reference.isdigit() or parse_external_id(reference) is not None):
-        return _landing()
+        return redirect_to_current_landing()
     tenant = _tenant_in_current_workspace(reference)
     if tenant is None:
         abort(404)

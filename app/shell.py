@@ -18,15 +18,19 @@ def root():
     return redirect(url_for("shell.home"))
 
 
-@bp.get("/admin")
-@login_required
-def home():
-    """The current workspace's landing, or the workspace list when none is current."""
+def redirect_to_current_landing():
+    """The current workspace's landing, or the workspace list when none is current (or left)."""
     workspace_id = current_workspace_id()
     access = workspace_access_by_id(workspace_id) if workspace_id is not None else None
     if access is None:
         return redirect(url_for("workspaces.index"))
     return redirect(url_for("portfolio.managed_tenants", slug=access.workspace.slug))
+
+
+@bp.get("/admin")
+@login_required
+def home():
+    return redirect_to_current_landing()
 
 
 def nav_workspaces():
