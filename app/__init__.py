@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+import click
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
@@ -23,7 +24,19 @@ class DatabaseIdConverter(IntegerConverter):
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
-def create_app(config: dict | None = None) -> Flask:
+def default_database_role() -> str:
+    """The owner for `flask` commands (migrations, seed, backfill…), the app role otherwise.
+
+    A command line invocation loads the app inside a click context; gunicorn and the
+    WSGI server of `flask run` serve requests, which must go through row-level security.
+    """
+    context = click.get_current_context(silent=True)
+    if context is None or context.info_name == "run":
+        return "app"
+    return "owner"
+
+
+def create_app(config: dict | None = None, database_role: str | None = None) -> Flask:
     app = Flask(
         __name__,
         template_folder=str(PROJECT_ROOT / "templates"),
@@ -31,13 +44,14 @@ def create_app(config: dict | None = None) -> Flask:
         # TENANTATLAS_INSTANCE_PATH relocates instance/ (secret key, embedded pgdata).
         instance_path=os.environ.get("TENANTATLAS_INSTANCE_PATH") or str(PROJECT_ROOT / "instance"),
     )
-    app.config.update(build_config(Path(app.instance_path), config))
+    role = database_role or default_database_role()
+    app.config.update(build_config(Path(app.instance_path), config, database_role=role))
 
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
-        app.config["SQLALCHEMY_DATABASE_URI"] = embedded_database_url(Path(app.instance_path))
-        source = "embedded PostgreSQL in instance/pgdata"
+        app.config["SQLALCHEMY_DATABASE_URI"] = embedded_database_url(Path(app.instance_path), role=role)
+        source = f"embedded PostgreSQL in instance/pgdata, {role} role"
     else:
-        source = "DATABASE_URL"
+        source = f"{'MIGRATION_DATABASE_URL' if role == 'owner' and os.environ.get('MIGRATION_DATABASE_URL') else 'DATABASE_URL'}, {role} role"
     if not app.config.get("TESTING"):
         print(
             f"TenantAtlas database: {describe_database_url(app.config['SQLALCHEMY_DATABASE_URI'])}"
@@ -59,7 +73,7 @@ def create_app(config: dict | None = None) -> Flask:
     # Every <int:...> in a URL is a database id: bounded so that a huge number is a 404, not an overflow.
     app.url_map.converters["int"] = DatabaseIdConverter
 
-    from . import isolation  # noqa: F401  (registers the write-path listener)
+    from . import isolation, row_security  # noqa: F401  (register their session listeners)
     from . import auth, errors, health, legacy, portfolio, security, shell, tenant_pages, workspaces
 
     auth.init_app(app)

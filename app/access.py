@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from flask import abort, current_app, g, session
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from .extensions import db
 from .models import ROLES, Tenant, Workspace, WorkspaceMembership
@@ -40,6 +40,28 @@ class TenantAccess(WorkspaceAccess):
 def current_workspace_id() -> int | None:
     value = session.get(SESSION_WORKSPACE_KEY)
     return value if isinstance(value, int) else None
+
+
+def acting_workspace_id() -> int | None:
+    """The workspace this request works in: the one its guard resolved, else the session's current one."""
+    if "acting_workspace_id" in g:
+        return g.acting_workspace_id
+    return current_workspace_id()
+
+
+def act_in_workspace(workspace_id: int) -> None:
+    """From now on this request works in `workspace_id`: row-level security shows its rows.
+
+    Set for the transaction in progress here, and for later ones of the request by the
+    after_begin listener in app.row_security.
+    """
+    g.acting_workspace_id = workspace_id
+    db.session.execute(text("SELECT set_config('app.current_workspace_id', :w, true)"), {"w": str(workspace_id)})
+
+
+def act_as_user(user_id: int) -> None:
+    """At sign-in, before the session knows the user: their own rows become visible."""
+    db.session.execute(text("SELECT set_config('app.current_user_id', :u, true)"), {"u": str(user_id)})
 
 
 def set_current_workspace(workspace: Workspace) -> None:
@@ -79,6 +101,7 @@ def restore_workspace_at_sign_in(user) -> None:
     """At sign-in, the last workspace becomes current again if the user is still a member."""
     if user.last_workspace_id is None:
         return
+    act_as_user(user.id)  # this transaction began before the session knew the user
     still_member = db.session.scalar(
         select(WorkspaceMembership.id).where(
             WorkspaceMembership.user_id == user.id,
@@ -96,6 +119,7 @@ def require_workspace_member(slug: str) -> WorkspaceAccess:
         current_app.logger.info("404 workspace %r for user %s: not a member or unknown", slug[:80], current_user.id)
         abort(404)
     g.workspace_access = access
+    act_in_workspace(access.workspace.id)
     set_current_workspace(access.workspace)
     return access
 
@@ -127,6 +151,7 @@ def require_tenant_access(external_id: str) -> TenantAccess:
         )
         abort(404)
     tenant, workspace, role = row
+    g.acting_workspace_id = workspace.id
     access = TenantAccess(workspace=workspace, role=role, tenant=tenant)
     g.workspace_access = access
     g.tenant_access = access
@@ -134,17 +159,20 @@ def require_tenant_access(external_id: str) -> TenantAccess:
 
 
 def _denial_reason(tenant_uuid: uuid.UUID | None, workspace_id: int | None) -> str:
-    """Why a tenant page was refused, for operators' logs only (never shown)."""
+    """Why a tenant page was refused, for operators' logs only (never shown).
+
+    Row-level security hides other workspaces' tenants from this request too, so an
+    unknown tenant and another workspace's tenant read the same here, as they should.
+    """
     if tenant_uuid is None:
         return "malformed tenant id"
     if workspace_id is None:
         return "no current workspace"
-    tenant = db.session.scalar(select(Tenant).where(Tenant.external_id == tenant_uuid))
-    if tenant is None:
-        return "unknown tenant"
-    if tenant.workspace_id != workspace_id:
-        return f"tenant belongs to workspace {tenant.workspace_id}, current is {workspace_id}"
-    return f"user is not a member of workspace {workspace_id}"
+    member = db.session.scalar(select(WorkspaceMembership.id).where(
+        WorkspaceMembership.workspace_id == workspace_id, WorkspaceMembership.user_id == current_user.id))
+    if member is None:
+        return f"user is not a member of the current workspace {workspace_id}"
+    return f"tenant is not in the current workspace {workspace_id} (unknown, or another workspace's)"
 
 
 def require_role(role: str, action: str) -> None:

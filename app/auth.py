@@ -14,7 +14,7 @@ from sqlalchemy import select
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from .access import restore_workspace_at_sign_in
+from .access import act_as_user, restore_workspace_at_sign_in
 from .audit import record_audit
 from .extensions import db, login_manager
 from .forms import PasswordChangeForm
@@ -106,6 +106,7 @@ def login():
             if needs_rehash:
                 user.password_hash = hash_password(form.password.data)
             user.last_login_at = datetime.now(timezone.utc)
+            act_as_user(user.id)
             record_audit("auth.sign_in", actor=user)
             db.session.commit()
             # A fresh session: nothing from before sign-in survives (session fixation).

@@ -1,7 +1,9 @@
 """Configuration from the environment.
 
 TENANTATLAS_ENV: development (default), production or test.
-DATABASE_URL: postgresql+psycopg://...; unset means the embedded server under instance/.
+DATABASE_URL: the web app's database role (postgresql+psycopg://...); unset means the
+embedded server under instance/.
+MIGRATION_DATABASE_URL: the owner role, for migrations and operator commands (default: DATABASE_URL).
 SECRET_KEY: required outside development.
 """
 from __future__ import annotations
@@ -42,7 +44,7 @@ def normalize_database_url(url: str) -> str:
     )
 
 
-def build_config(instance_path: Path, overrides: dict | None = None) -> dict:
+def build_config(instance_path: Path, overrides: dict | None = None, database_role: str = "app") -> dict:
     overrides = dict(overrides or {})
     env = overrides.get("TENANTATLAS_ENV") or os.environ.get("TENANTATLAS_ENV") or "development"
     if env not in ENVIRONMENTS:
@@ -58,11 +60,18 @@ def build_config(instance_path: Path, overrides: dict | None = None) -> dict:
     if not str(trusted_proxies).isdigit():
         raise ConfigError("TENANTATLAS_TRUSTED_PROXIES must be a number of proxies (0 when none)")
 
-    database_url = overrides.get("SQLALCHEMY_DATABASE_URI") or os.environ.get("DATABASE_URL")
+    # The web app connects as its own role (RLS applies to it); migrations and the
+    # cross-workspace operator commands connect as the owner.
+    database_url = overrides.get("SQLALCHEMY_DATABASE_URI")
+    if not database_url:
+        database_url = os.environ.get("DATABASE_URL")
+        if database_role == "owner":
+            database_url = os.environ.get("MIGRATION_DATABASE_URL") or database_url
     config = {
         "TENANTATLAS_ENV": env,
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url) if database_url else None,
+        "DATABASE_ROLE": database_role,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "SESSION_COOKIE_NAME": "tenantatlas_session",
         "SESSION_COOKIE_HTTPONLY": True,

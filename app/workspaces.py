@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, column, func, select
 
 from .access import (
+    act_in_workspace,
     require_role,
     set_current_workspace,
     workspace_access_by_id,
@@ -21,7 +22,7 @@ from .forms import (
     WorkspaceRenameForm,
     WorkspaceSwitchForm,
 )
-from .models import Tenant, User, Workspace, WorkspaceMembership
+from .models import User, Workspace, WorkspaceMembership
 
 bp = Blueprint("workspaces", __name__, url_prefix="/admin/workspaces")
 
@@ -36,17 +37,21 @@ def require_sign_in():
         if access is None:
             abort(404)
         g.workspace_access = access
+        act_in_workspace(access.workspace.id)  # without making it the session's current one
 
 
 def my_workspaces_with_counts(user_id: int):
-    """The user's workspaces with their role and tenant counts, in one statement."""
+    """The user's workspaces with their role and tenant counts, in one statement.
+
+    Tenants of workspaces other than the current one are hidden by row-level security;
+    the counts come from workspace_tenant_counts(), which returns counts only, and only
+    for workspaces the user belongs to (migration 0006).
+    """
     tenant_counts = (
         select(
-            Tenant.workspace_id,
-            func.count().filter(Tenant.status == "active").label("active"),
-            func.count().filter(Tenant.status == "archived").label("archived"),
+            column("workspace_id", BigInteger), column("active", BigInteger), column("archived", BigInteger)
         )
-        .group_by(Tenant.workspace_id)
+        .select_from(func.workspace_tenant_counts(user_id))
         .subquery()
     )
     return db.session.execute(
@@ -82,6 +87,7 @@ def create():
     workspace = Workspace(slug=form.slug.data, name=form.name.data)
     db.session.add(workspace)
     db.session.flush()
+    act_in_workspace(workspace.id)
     db.session.add(WorkspaceMembership(workspace_id=workspace.id, user_id=current_user.id, role="owner"))
     record_audit("workspace.create", actor=current_user, workspace=workspace, target_type="workspace",
                  target_id=workspace.id, details={"before": None, "after": {"slug": workspace.slug, "name": workspace.name}})
@@ -100,6 +106,7 @@ def switch():
     access = workspace_access_by_id(form.workspace_id.data)
     if access is None:
         abort(404)
+    act_in_workspace(access.workspace.id)
     record_audit("workspace.switch", actor=current_user, workspace=access.workspace, target_type="workspace",
                  target_id=access.workspace.id)
     set_current_workspace(access.workspace)  # commits the audit entry with last_workspace_id

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from app import create_app
-from app.database import server_socket_dir, start_embedded_server
+from app.database import APP_ROLE, server_socket_dir, start_embedded_server
 from app.extensions import db
 from app.models import Tenant, User, Workspace, WorkspaceMembership
 from app.passwords import hash_password
@@ -88,6 +88,11 @@ def make_test_app(database_url: str, **overrides):
 
 @pytest.fixture(scope="session")
 def app(pg_cluster):
+    """The app, on one connection per test that the fixtures use as the owner.
+
+    Requests run as the web app's role (SET ROLE), so row-level security applies to
+    them exactly as in production, while the test sets up and checks data as the owner.
+    """
     from flask_migrate import upgrade
 
     database_url = pg_cluster.create_database("tenantatlas_test")
@@ -95,6 +100,14 @@ def app(pg_cluster):
     with application.app_context():
         upgrade()
         db.engine.dispose()
+
+    @application.before_request
+    def act_as_the_app_role():
+        # The shared test session may still be in the test's own transaction; a request
+        # starts its own, as in production, so the row-security context is set afresh.
+        db.session.commit()
+        db.session.connection().exec_driver_sql(f"SET ROLE {APP_ROLE}")
+
     return application
 
 
@@ -109,7 +122,10 @@ class SharedTestSession(scoped_session):
 
     def remove(self):
         if self.registry.has():
-            self.registry().rollback()
+            session = self.registry()
+            session.rollback()
+            # Back to the owner after a request ran as the app role (see `app`).
+            session.connection().exec_driver_sql("RESET ROLE")
 
 
 @pytest.fixture
@@ -325,7 +341,8 @@ def count_statements(app):
         counter.statements = []
 
         def before_cursor_execute(conn, cursor, statement, parameters, context, executemany):
-            if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")):
+            # Savepoints and the role switch are the test harness, not the page.
+            if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK", "SET ROLE", "RESET ROLE")):
                 counter.count += 1
                 counter.statements.append(statement)
 

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from flask_migrate import upgrade
 
+from app.database import APP_ROLE
 from app.extensions import db
 from app.models import Tenant, User, Workspace, WorkspaceMembership
 from app.passwords import hash_password
@@ -21,8 +22,12 @@ expect = playwright_api.expect
 
 @pytest.fixture(scope="module")
 def live_app(pg_cluster):
-    """Two portfolios; Ada is operator in both. Contoso has 30 tenants, Fabrikam 3."""
-    app = make_test_app(pg_cluster.create_database("tenantatlas_browser"))
+    """Two portfolios; Ada is operator in both. Contoso has 30 tenants, Fabrikam 3.
+
+    Built as the owner; served as the web app's role, so row-level security is live.
+    """
+    owner_url = pg_cluster.create_database("tenantatlas_browser")
+    app = make_test_app(owner_url)
     with app.app_context():
         upgrade()
         contoso = Workspace(slug="contoso-msp", name="Contoso Managed Services")
@@ -42,7 +47,8 @@ def live_app(pg_cluster):
         db.session.commit()
         populate_tenant_rows(db.session, tenants[30], policies=3, marker="Northwind")
         populate_tenant_rows(db.session, tenants[31], marker="Fabrikam")
-    return app
+        db.engine.dispose()
+    return make_test_app(owner_url.replace("postgres@", f"{APP_ROLE}@", 1))
 
 
 @pytest.fixture(scope="module")

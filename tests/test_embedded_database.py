@@ -48,3 +48,16 @@ def test_flask_commands_start_the_embedded_server_then_reuse_it(instance):
     assert duplicate.returncode == 1
     assert "already exists" in duplicate.stderr
     assert "Traceback" not in duplicate.stderr
+
+
+def test_the_web_app_connects_as_its_own_role_and_commands_as_the_owner(instance):
+    assert flask(instance, "db", "upgrade").returncode == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_URL", "SECRET_KEY")}
+    env.update(TENANTATLAS_INSTANCE_PATH=str(instance), TENANTATLAS_ENV="development")
+    web = subprocess.run([sys.executable, "-c", "from wsgi import app; print(app.config['SQLALCHEMY_DATABASE_URI'])"],
+                         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert web.returncode == 0, web.stderr
+    assert "//tenantatlas_app@" in web.stdout
+    assert "app role" in web.stderr
+    command = flask(instance, "create-workspace", "owner-check", "--name", "Owner check")
+    assert command.returncode == 0 and "owner role" in command.stderr

@@ -137,7 +137,7 @@ def test_no_sequence_of_actions_shows_another_workspaces_data(app, world, db_ses
                     continue
                 allowed = current == workspaces[key].id and _is_member(db_session, who, workspaces[key])
                 if kind == "legacy":
-                    assert response.status_code == (302 if allowed else 404), (actions, url)
+                    assert response.status_code == (302 if allowed else 404), (repr(actions), url, response.status_code, current, who.email)
                     continue
                 assert response.status_code == (200 if allowed else 404), (actions, url, response.status_code)
                 assert other not in body, (actions, url)

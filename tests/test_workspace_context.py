@@ -82,7 +82,7 @@ def test_denials_are_logged_with_their_reason(client, world, caplog):
     enter(client, world.b)
     with caplog.at_level("INFO"):
         client.get(tenant_url(world.tenant_a))
-    assert any("belongs to workspace" in record.getMessage() for record in caplog.records)
+    assert any("not in the current workspace" in record.getMessage() for record in caplog.records)
 
 
 def test_a_child_record_of_another_tenant_is_404(client, world):

@@ -1,0 +1,31 @@
+"""Row-level security context: every transaction of a request says whose rows it may see.
+
+The database's policies (migration 0006) compare each row's workspace_id with the
+transaction's `app.current_workspace_id`. It is set with set_config(..., true) at the
+start of every transaction the app begins during a request, so it lives exactly as
+long as the transaction: a pooled connection never carries one request's workspace
+into the next. Outside requests (commands run as the owner) nothing is set.
+"""
+from __future__ import annotations
+
+from flask import has_request_context, session
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+SET_CONTEXT = ("SELECT set_config('app.current_workspace_id', %(workspace)s, true), "
+               "set_config('app.current_user_id', %(user)s, true)")
+
+
+@event.listens_for(Session, "after_begin")
+def set_row_level_context(session_, transaction, connection) -> None:
+    if not has_request_context():
+        return
+    from .access import acting_workspace_id
+
+    workspace_id = acting_workspace_id()
+    # The signed session cookie's user id; the user loader checks its token separately.
+    user_id = str(session.get("_user_id") or "").partition(":")[0]
+    connection.exec_driver_sql(SET_CONTEXT, {
+        "workspace": str(workspace_id) if workspace_id is not None else "",
+        "user": user_id if user_id.isdigit() else "",
+    })
