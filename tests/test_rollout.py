@@ -338,3 +338,32 @@ def test_a_mismatched_write_in_a_command_is_a_message_and_exit_1(app, world, db_
     result = app.test_cli_runner().invoke(write_into_the_wrong_workspace)
     assert result.exit_code == 1
     assert "its tenant belongs to workspace" in result.output
+
+
+def test_backfill_meeting_a_lock_waits_its_timeout_retries_and_finishes(pg_cluster):
+    import threading
+
+    app, ids = legacy_database(pg_cluster, "tenantatlas_locked")
+    with app.app_context():
+        upgrade(revision="0003_workspace_id_phase1")
+        db.engine.dispose()
+    url = app.config["SQLALCHEMY_DATABASE_URI"].replace("postgresql+psycopg://", "postgresql://", 1)
+    locked = threading.Event()
+
+    def hold_lock():
+        with psycopg.connect(url) as connection:
+            connection.execute("LOCK TABLE entra_groups IN EXCLUSIVE MODE")  # blocks its row updates
+            locked.set()
+            time.sleep(3.5)  # longer than the batch lock_timeout of 2 s
+            connection.commit()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    assert locked.wait(10)
+    started = time.monotonic()
+    result = cli(app, "backfill-workspace-ids", "--table", "entra_groups")
+    holder.join()
+    assert result.exit_code == 0, result.output
+    assert "LockNotAvailable; retrying" in result.output
+    assert time.monotonic() - started >= 2
+    assert raw(app, "SELECT count(*) FROM entra_groups WHERE workspace_id IS NULL").scalar() == 0
