@@ -86,6 +86,18 @@ def make_test_app(database_url: str, **overrides):
     return create_app(config)
 
 
+def migrated_database(pg_cluster, name: str):
+    """A database of its own at head, for tests that need committed data and real
+    connections: (an app connected as the owner, the owner's URL, the app role's URL)."""
+    from flask_migrate import upgrade
+
+    owner_url = pg_cluster.create_database(name)
+    owner = make_test_app(owner_url)
+    with owner.app_context():
+        upgrade()
+    return owner, owner_url, owner_url.replace("postgres@", f"{APP_ROLE}@", 1)
+
+
 @pytest.fixture(scope="session")
 def app(pg_cluster):
     """The app, on one connection per test that the fixtures use as the owner.

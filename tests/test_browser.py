@@ -5,14 +5,12 @@ import re
 import uuid
 
 import pytest
-from flask_migrate import upgrade
 
-from app.database import APP_ROLE
 from app.extensions import db
 from app.models import Tenant, User, Workspace, WorkspaceMembership
 from app.passwords import hash_password
 from tests.browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LiveServer
-from tests.conftest import TEST_PASSWORD, make_test_app, populate_tenant_rows
+from tests.conftest import TEST_PASSWORD, make_test_app, migrated_database, populate_tenant_rows
 
 pytestmark = pytest.mark.browser
 
@@ -26,10 +24,8 @@ def live_app(pg_cluster):
 
     Built as the owner; served as the web app's role, so row-level security is live.
     """
-    owner_url = pg_cluster.create_database("tenantatlas_browser")
-    app = make_test_app(owner_url)
+    app, owner_url, app_url = migrated_database(pg_cluster, "tenantatlas_browser")
     with app.app_context():
-        upgrade()
         contoso = Workspace(slug="contoso-msp", name="Contoso Managed Services")
         fabrikam = Workspace(slug="fabrikam-it", name="Fabrikam IT Partners")
         ada = User(email="ada@example.test", name="Ada Lovelace", password_hash=hash_password(TEST_PASSWORD))
@@ -48,7 +44,7 @@ def live_app(pg_cluster):
         populate_tenant_rows(db.session, tenants[30], policies=3, marker="Northwind")
         populate_tenant_rows(db.session, tenants[31], marker="Fabrikam")
         db.engine.dispose()
-    return make_test_app(owner_url.replace("postgres@", f"{APP_ROLE}@", 1))
+    return make_test_app(app_url)
 
 
 @pytest.fixture(scope="module")

@@ -6,23 +6,20 @@ import uuid
 
 import psycopg
 import pytest
-from flask_migrate import upgrade
 from sqlalchemy import event, text
 
 from app.database import APP_ROLE
 from app.extensions import db
 from app.models import User, Workspace, WorkspaceMembership
 from app.passwords import hash_password
-from tests.conftest import TEST_PASSWORD, make_test_app, sign_in
+from tests.conftest import TEST_PASSWORD, make_test_app, migrated_database, sign_in
 
 
 @pytest.fixture(scope="module")
 def large(pg_cluster):
     """Forty workspaces of 80 tenants, 40 policies each: 128,000 policies; one workspace is 2.5 %."""
-    owner_url = pg_cluster.create_database("tenantatlas_plans")
-    owner = make_test_app(owner_url)
+    owner, owner_url, app_url = migrated_database(pg_cluster, "tenantatlas_plans")
     with owner.app_context():
-        upgrade()
         workspaces = [Workspace(slug=f"plan-{i}", name=f"Plan {i}") for i in range(40)]
         user = User(email="planner@example.test", name="Planner", password_hash=hash_password(TEST_PASSWORD))
         db.session.add_all([*workspaces, user])
@@ -48,7 +45,7 @@ def large(pg_cluster):
         slug = workspaces[0].slug
         db.session.remove()
         db.engine.dispose()
-    return {"owner_url": owner_url, "app_url": owner_url.replace("postgres@", f"{APP_ROLE}@", 1),
+    return {"owner_url": owner_url, "app_url": app_url,
             "slug": slug, "tenant_ext": str(tenant_ext)}
 
 

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
-from flask_migrate import upgrade
 from sqlalchemy import text
 
 from app.database import APP_ROLE
@@ -17,16 +16,14 @@ from app.extensions import db
 from app.models import Tenant, User, Workspace, WorkspaceMembership
 from app.passwords import hash_password
 from app.rollout import TENANT_OWNED_TABLES
-from tests.conftest import TEST_PASSWORD, make_test_app, populate_tenant_rows, sign_in
+from tests.conftest import TEST_PASSWORD, make_test_app, migrated_database, populate_tenant_rows, sign_in
 
 
 @pytest.fixture(scope="module")
 def rls_database(pg_cluster):
     """Twenty workspaces of five tenants; rows of every kind in workspaces 1 and 2."""
-    owner_url = pg_cluster.create_database("tenantatlas_rls")
-    owner = make_test_app(owner_url)
+    owner, owner_url, app_url = migrated_database(pg_cluster, "tenantatlas_rls")
     with owner.app_context():
-        upgrade()
         workspaces = [Workspace(slug=f"ws-{i:02d}", name=f"Workspace {i:02d}") for i in range(20)]
         user = User(email="dual@example.test", name="Dual", password_hash=hash_password(TEST_PASSWORD))
         db.session.add_all([*workspaces, user])
@@ -53,7 +50,6 @@ def rls_database(pg_cluster):
                        for t in tenants]
         db.session.remove()
         db.engine.dispose()
-    app_url = owner_url.replace("postgres@", f"{APP_ROLE}@", 1)
     return {"owner_url": owner_url, "app_url": app_url, "workspaces": workspace_ids, "tenants": tenant_refs,
             "markers": markers}
 
