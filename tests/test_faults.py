@@ -58,7 +58,7 @@ def test_a_database_restart_fails_requests_only_while_it_lasts(own_cluster):
 
         poller = threading.Thread(target=poll)
         poller.start()
-        time.sleep(0.5)
+        time.sleep(1.5)
         restart_started = time.monotonic()
         pg_ctl(["-w", "-m", "fast", "restart"], pgdata=own_cluster.pgdata, user=own_cluster.system_user)
         restart_ended = time.monotonic()
