@@ -92,9 +92,15 @@ class Page:
         return min(self.total, self.params.page * self.params.per_page)
 
 
-def paginate(statement: Select, params: ListParams, sortable: dict, *, tiebreak, scalars: bool = True) -> Page:
-    """Count, then fetch one sorted page. `sortable[params.sort]` is a column or expression."""
-    total = db.session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
+def paginate(statement: Select, params: ListParams, sortable: dict, *, tiebreak, scalars: bool = True,
+             count_statement: Select | None = None) -> Page:
+    """Count, then fetch one sorted page. `sortable[params.sort]` is a column or expression.
+
+    count_statement, when the page's statement computes per-row columns (counts, latest
+    rows), selects the same rows without them, so counting does not compute them all.
+    """
+    counted = count_statement if count_statement is not None else statement
+    total = db.session.scalar(select(func.count()).select_from(counted.order_by(None).subquery()))
     page = min(params.page, max(1, math.ceil(total / params.per_page)))
     params.page = page
     sort_column = sortable[params.sort]

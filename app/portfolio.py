@@ -90,6 +90,11 @@ def portfolio_page(workspace_id: int):
     }
     params = read_list_params(sortable, "name", filters={"status": STATUS_FILTERS},
                               filter_defaults={"status": "active"})
+    rows = [Tenant.workspace_id == workspace_id]
+    if params.filters["status"] != "all":
+        rows.append(Tenant.status == params.filters["status"])
+    if params.q:
+        rows.append(search_clause([Tenant.name, Tenant.primary_domain, cast(Tenant.external_id, String)], params.q))
     statement = (
         select(
             Tenant,
@@ -102,14 +107,10 @@ def portfolio_page(workspace_id: int):
         .select_from(Tenant)
         .outerjoin(last_backup, true())
         .join(open_findings, true())
-        .where(Tenant.workspace_id == workspace_id)
+        .where(*rows)
     )
-    if params.filters["status"] != "all":
-        statement = statement.where(Tenant.status == params.filters["status"])
-    if params.q:
-        statement = statement.where(
-            search_clause([Tenant.name, Tenant.primary_domain, cast(Tenant.external_id, String)], params.q))
-    return paginate(statement, params, sortable, tiebreak=Tenant.id, scalars=False)
+    return paginate(statement, params, sortable, tiebreak=Tenant.id, scalars=False,
+                    count_statement=select(Tenant.id).where(*rows))
 
 
 @bp.get("/managed-tenants")

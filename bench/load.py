@@ -100,7 +100,9 @@ class Client:
                      "page": rng.randint(1, 5), "per_page": rng.choice((25, 50, 100))}
             if rng.random() < 0.5:
                 query["q"] = rng.choice(SEARCH_TERMS)
-            return kind, f"/admin/w/{self.slug}/managed-tenants?{urllib.parse.urlencode(query)}", None
+            # Sorting by a health column computes it for every tenant of the workspace: reported apart.
+            label = "portfolio" if query["sort"] in ("name", "domain", "status") else "portfolio/health"
+            return label, f"/admin/w/{self.slug}/managed-tenants?{urllib.parse.urlencode(query)}", None
         if kind == "switcher":
             return kind, f"/admin/w/{self.slug}/tenant-switcher/search?q={rng.choice(SEARCH_TERMS)}", None
         if kind == "dashboard" or policy is None:
