@@ -28,10 +28,10 @@ ALL_TABLES = TENANT_OWNED_TABLES + (AUDIT_TABLE,)
 
 # Measured with bench/backfill.py (docs/benchmarks.md): large enough that per-batch
 # overhead is small, small enough that one batch transaction stays well under 250 ms.
-DEFAULT_BATCH_SIZE = 5000
+DEFAULT_BATCH_SIZE = 2500
 # A batch slower than this (wide rows, a checkpoint, a busy disk) makes the next ones
 # smaller, so that row locks are held only briefly; fast batches grow back to the size asked for.
-TARGET_BATCH_SECONDS = 0.15
+TARGET_BATCH_SECONDS = 0.1
 SLOW_BATCH_SECONDS = 0.25
 MIN_BATCH_SIZE = 100
 BATCH_LOCK_TIMEOUT = "2s"

@@ -34,7 +34,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from app.database import server_socket_dir, start_embedded_server  # noqa: E402
-from app.rollout import TENANT_OWNED_TABLES  # noqa: E402
+from app.rollout import DEFAULT_BATCH_SIZE, TENANT_OWNED_TABLES  # noqa: E402
 
 FLASK = str(Path(sys.executable).with_name("flask"))
 ROWS_PER_SCALE = 33_000  # what one `seed-demo --scale 1` writes to the tenant-owned tables (60 tenants)
@@ -152,7 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="tenant-owned rows at factor 1")
     parser.add_argument("--factors", default="1,4", help="sizes to run, as multiples of --rows")
-    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     args = parser.parse_args()
 
     workdir = None
