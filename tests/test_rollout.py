@@ -105,6 +105,13 @@ def legacy_database(cluster, name: str, rows_per_table: int = 5):
     return app, {"w1": w1, "w2": w2, **tenants}
 
 
+def migrate_to(app, revision: str = "0003_workspace_id_phase1") -> None:
+    """Upgrade `app`'s database to `revision` (phase 1 by default) and let its connections go."""
+    with app.app_context():
+        upgrade(revision=revision)
+        db.engine.dispose()
+
+
 def schema_snapshot(app) -> dict:
     with app.app_context():
         inspector = inspect(db.engine)
@@ -217,9 +224,7 @@ def test_full_rollout_from_a_legacy_database(cluster):
 
 def test_verify_fails_while_rows_are_unbound(cluster):
     app, ids = legacy_database(cluster, "tenantatlas_verify")
-    with app.app_context():
-        upgrade(revision="0003_workspace_id_phase1")
-        db.engine.dispose()
+    migrate_to(app)
     result = cli(app, "verify-workspace-isolation")
     assert result.exit_code == 1
     assert "not complete" in result.output
@@ -227,9 +232,7 @@ def test_verify_fails_while_rows_are_unbound(cluster):
 
 def test_backfill_rejects_an_unknown_table_and_can_do_one_table(cluster):
     app, ids = legacy_database(cluster, "tenantatlas_one_table")
-    with app.app_context():
-        upgrade(revision="0003_workspace_id_phase1")
-        db.engine.dispose()
+    migrate_to(app)
     result = cli(app, "backfill-workspace-ids", "--table", "users")
     assert result.exit_code == 1 and "Unknown table users" in result.output
     result = cli(app, "backfill-workspace-ids", "--table", "entra_groups")
@@ -244,9 +247,7 @@ def test_backfill_killed_mid_table_then_rerun_equals_an_uninterrupted_run(cluste
     interrupted, _ = legacy_database(cluster, "tenantatlas_killed", rows_per_table=4000)
     reference, _ = legacy_database(cluster, "tenantatlas_reference", rows_per_table=4000)
     for app in (interrupted, reference):
-        with app.app_context():
-            upgrade(revision="0003_workspace_id_phase1")
-            db.engine.dispose()
+        migrate_to(app)
     url = interrupted.config["SQLALCHEMY_DATABASE_URI"]
     env = {**os.environ, "DATABASE_URL": url, "TENANTATLAS_ENV": "test", "SECRET_KEY": "x"}
     flask = str(Path(sys.executable).with_name("flask"))
@@ -284,13 +285,9 @@ def test_move_tenant_moves_every_row_and_isolation_stays_verified(cluster):
     app, ids = legacy_database(cluster, "tenantatlas_move")
     raw(app, "DELETE FROM policies WHERE tenant_id = 987654321")
     raw(app, "DELETE FROM findings WHERE tenant_id = 987654321")
-    with app.app_context():
-        upgrade(revision="0003_workspace_id_phase1")
-        db.engine.dispose()
+    migrate_to(app)
     assert cli(app, "backfill-workspace-ids").exit_code == 0
-    with app.app_context():
-        upgrade()
-        db.engine.dispose()
+    migrate_to(app, "head")
     external_id = raw(app, "SELECT external_id FROM tenants WHERE id = :t", t=ids["t1"]).scalar()
     result = cli(app, "move-tenant", str(external_id), "w-two")
     assert result.exit_code == 0, result.output
@@ -344,9 +341,7 @@ def test_backfill_meeting_a_lock_waits_its_timeout_retries_and_finishes(pg_clust
     import threading
 
     app, ids = legacy_database(pg_cluster, "tenantatlas_locked")
-    with app.app_context():
-        upgrade(revision="0003_workspace_id_phase1")
-        db.engine.dispose()
+    migrate_to(app)
     url = app.config["SQLALCHEMY_DATABASE_URI"].replace("postgresql+psycopg://", "postgresql://", 1)
     locked = threading.Event()
 
