@@ -582,3 +582,33 @@ class TenantPin(_UserTenantMark, db.Model):
     )
 
     created_at: Mapped[datetime] = _created_at()
+
+
+class TenantHealth(db.Model):
+    """A tenant's health counters, one row per tenant, for the portfolio's columns and sorts.
+
+    Written only by database triggers (migration 0007) on tenants, policies,
+    findings, tenant_permissions and backup_sets; the app role may only read it.
+    `flask refresh-tenant-health` recomputes it from the source rows.
+    """
+
+    __tablename__ = "tenant_health"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "workspace_id"], ["tenants.id", "tenants.workspace_id"],
+            ondelete="CASCADE", onupdate="CASCADE",
+        ),
+        Index("ix_tenant_health_workspace_id", "workspace_id"),
+    )
+
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    workspace_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    policy_count: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    open_critical: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    open_high: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    open_medium: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    open_low: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    missing_permissions: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    last_backup_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_backup_status: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())

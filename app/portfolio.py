@@ -5,7 +5,7 @@ import uuid
 
 from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import String, and_, cast, func, select, true
+from sqlalchemy import String, and_, cast, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -14,7 +14,7 @@ from .audit import record_audit
 from .extensions import db
 from .forms import ActionForm, TenantRegisterForm
 from .listing import paginate, read_list_params, search_clause
-from .models import AuditLog, BackupSet, Finding, Policy, Tenant, TenantPermission, User
+from .models import AuditLog, Tenant, TenantHealth, User
 from .switcher import search_switcher_tenants
 
 bp = Blueprint("portfolio", __name__, url_prefix="/admin/w/<slug>")
@@ -45,48 +45,25 @@ def require_membership():
 STATUS_FILTERS = ("active", "archived", "all")
 
 
-def _health_columns():
-    policy_count = (
-        select(func.count()).where(Policy.tenant_id == Tenant.id).correlate(Tenant).scalar_subquery()
-    )
-    missing_permissions = (
-        select(func.count())
-        .where(TenantPermission.tenant_id == Tenant.id, TenantPermission.status == "missing")
-        .correlate(Tenant)
-        .scalar_subquery()
-    )
-    last_backup = (
-        select(BackupSet.started_at.label("at"), BackupSet.status.label("status"))
-        .where(BackupSet.tenant_id == Tenant.id)
-        .order_by(BackupSet.started_at.desc().nulls_last(), BackupSet.id.desc())
-        .limit(1)
-        .correlate(Tenant)
-        .lateral("last_backup")
-    )
-    open_findings = (
-        select(*(func.count().filter(Finding.severity == severity).label(severity)
-                 for severity in ("critical", "high", "medium", "low")))
-        .where(Finding.tenant_id == Tenant.id, Finding.status == "open")
-        .correlate(Tenant)
-        .lateral("open_findings")
-    )
-    return policy_count, missing_permissions, last_backup, open_findings
-
-
 def portfolio_page(workspace_id: int):
-    """The workspace's tenants with their health, one page of them, in two statements."""
-    policy_count, missing_permissions, last_backup, open_findings = _health_columns()
-    findings_weight = (open_findings.c.critical * 1000000 + open_findings.c.high * 1000
-                       + open_findings.c.medium * 10 + open_findings.c.low)
+    """The workspace's tenants with their health, one page of them, in two statements.
+
+    The health columns come from tenant_health (kept by database triggers), so
+    sorting by one of them sorts one row per tenant instead of counting every
+    policy of the workspace.
+    """
+    health = TenantHealth
+    findings_weight = (health.open_critical * 1000000 + health.open_high * 1000
+                       + health.open_medium * 10 + health.open_low)
     sortable = {
         "name": Tenant.name,
         "domain": Tenant.primary_domain,
         "external_id": cast(Tenant.external_id, String),
         "status": Tenant.status,
-        "policies": policy_count,
-        "last_backup": last_backup.c.at,
+        "policies": health.policy_count,
+        "last_backup": health.last_backup_at,
         "findings": findings_weight,
-        "missing_permissions": missing_permissions,
+        "missing_permissions": health.missing_permissions,
     }
     params = read_list_params(sortable, "name", filters={"status": STATUS_FILTERS},
                               filter_defaults={"status": "active"})
@@ -97,16 +74,11 @@ def portfolio_page(workspace_id: int):
         rows.append(search_clause([Tenant.name, Tenant.primary_domain, cast(Tenant.external_id, String)], params.q))
     statement = (
         select(
-            Tenant,
-            policy_count.label("policy_count"),
-            last_backup.c.at.label("last_backup_at"),
-            last_backup.c.status.label("last_backup_status"),
-            open_findings.c.critical, open_findings.c.high, open_findings.c.medium, open_findings.c.low,
-            missing_permissions.label("missing_permissions"),
+            Tenant, health.policy_count, health.last_backup_at, health.last_backup_status,
+            health.open_critical, health.open_high, health.open_medium, health.open_low,
+            health.missing_permissions,
         )
-        .select_from(Tenant)
-        .outerjoin(last_backup, true())
-        .join(open_findings, true())
+        .join(health, and_(health.tenant_id == Tenant.id, health.workspace_id == workspace_id))
         .where(*rows)
     )
     return paginate(statement, params, sortable, tiebreak=Tenant.id, scalars=False,
