@@ -301,6 +301,38 @@ def register_rollout_commands(app: Flask) -> None:
             return
         raise click.ClickException("Workspace isolation is not complete (see the counts above).")
 
+    @app.cli.command("refresh-tenant-health", cls=StrictCommand)
+    @database_errors_as_messages
+    def refresh_tenant_health():
+        """Recompute every tenant's health counters from its rows; report the ones that were wrong.
+
+        Safe on a live database (one tenant per transaction). Exit 0 either way: a
+        corrected row is fixed, and listed so that its cause can be looked into.
+        """
+        from app.tenant_health import refresh_all
+
+        interactive = sys.stdout.isatty()
+        bar = None
+
+        def progress(done, total):
+            nonlocal bar
+            if interactive:
+                if bar is None:
+                    bar = click.progressbar(length=total, label="tenants", show_pos=True, show_eta=True)
+                    bar.__enter__()
+                bar.update(done - bar.pos)
+
+        report = refresh_all(db.engine, on_progress=progress)
+        if bar is not None:
+            bar.__exit__(None, None, None)
+        if report.corrected:
+            shown = ", ".join(str(t) for t in report.corrected[:20])
+            more = f" and {len(report.corrected) - 20} more" if len(report.corrected) > 20 else ""
+            click.echo(f"Corrected the health row of {len(report.corrected)} of {report.checked} tenants "
+                       f"(tenant ids {shown}{more}).")
+        else:
+            click.echo(f"Checked {report.checked} tenants: every health row was exact.")
+
     @app.cli.command("move-tenant", cls=StrictCommand)
     @click.argument("external_id")
     @click.argument("target_slug")
