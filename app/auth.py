@@ -20,6 +20,7 @@ from .extensions import db, login_manager
 from .forms import PasswordChangeForm
 from .models import User
 from .passwords import hash_password, verify_password
+from .validation import parse_database_id
 
 bp = Blueprint("auth", __name__)
 
@@ -73,9 +74,10 @@ def init_app(app):
     def load_user(session_identity: str):
         """The user of a session cookie, only while the cookie carries their current session token."""
         user_id, _, token = session_identity.partition(":")
-        if not user_id.isdigit() or len(user_id) > 18 or not token:
+        user_key = parse_database_id(user_id)
+        if user_key is None or not token:
             return None
-        user = db.session.get(User, int(user_id))
+        user = db.session.get(User, user_key)
         if user is None or not hmac.compare_digest(user.session_token, token):
             return None
         return user

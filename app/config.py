@@ -57,7 +57,7 @@ def build_config(instance_path: Path, overrides: dict | None = None, database_ro
         secret_key = _development_secret_key(instance_path)
 
     trusted_proxies = overrides.get("TRUSTED_PROXIES", os.environ.get("TENANTATLAS_TRUSTED_PROXIES", "0"))
-    if not str(trusted_proxies).isdigit():
+    if not (str(trusted_proxies).isascii() and str(trusted_proxies).isdigit()):
         raise ConfigError("TENANTATLAS_TRUSTED_PROXIES must be a number of proxies (0 when none)")
 
     # The web app connects as its own role (RLS applies to it); migrations and the

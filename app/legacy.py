@@ -13,6 +13,7 @@ from .access import current_workspace_id, parse_external_id
 from .extensions import db
 from .models import Tenant, WorkspaceMembership
 from .shell import redirect_to_current_landing
+from .validation import parse_database_id
 
 bp = Blueprint("legacy", __name__, url_prefix="/admin/managed-tenants")
 
@@ -46,8 +47,9 @@ def _tenant_in_current_workspace(reference: str) -> Tenant | None:
     external_id = parse_external_id(reference)
     if external_id is not None:
         return db.session.scalar(statement.where(Tenant.external_id == external_id))
-    if reference.isdigit() and len(reference) < 19:
-        return db.session.scalar(statement.where(Tenant.id == int(reference)))
+    tenant_id = parse_database_id(reference)
+    if tenant_id is not None:
+        return db.session.scalar(statement.where(Tenant.id == tenant_id))
     return None
 
 
@@ -58,7 +60,7 @@ def redirect_legacy(rest: str):
     if not segments or segments[0] in COLLECTION_WORDS:
         return redirect_to_current_landing()
     reference, section = segments[0], (segments[1] if len(segments) > 1 else "")
-    if not (reference.isdigit() or parse_external_id(reference) is not None):
+    if parse_database_id(reference) is None and parse_external_id(reference) is None:
         return redirect_to_current_landing()
     tenant = _tenant_in_current_workspace(reference)
     if tenant is None:

@@ -12,6 +12,8 @@ from flask import has_request_context, session
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from .validation import parse_database_id
+
 SET_CONTEXT = ("SELECT set_config('app.current_workspace_id', %(workspace)s, true), "
                "set_config('app.current_user_id', %(user)s, true)")
 
@@ -24,8 +26,8 @@ def set_row_level_context(session_, transaction, connection) -> None:
 
     workspace_id = acting_workspace_id()
     # The signed session cookie's user id; the user loader checks its token separately.
-    user_id = str(session.get("_user_id") or "").partition(":")[0]
+    user_id = parse_database_id(str(session.get("_user_id") or "").partition(":")[0])
     connection.exec_driver_sql(SET_CONTEXT, {
         "workspace": str(workspace_id) if workspace_id is not None else "",
-        "user": user_id if user_id.isdigit() else "",
+        "user": str(user_id) if user_id is not None else "",
     })

@@ -15,6 +15,17 @@ class ValidationError(ValueError):
     """Input a person can correct; the message says how."""
 
 
+def parse_database_id(value: str) -> int | None:
+    """A row id typed in a URL or carried in a cookie: ASCII digits that fit a bigint, else None.
+
+    str.isdigit() alone is not enough: it accepts "²" (which int() refuses) and other
+    scripts' digits (which int() reads as a number nobody typed).
+    """
+    if value.isascii() and value.isdigit() and len(value) < 19:
+        return int(value)
+    return None
+
+
 def validate_email(email: str) -> str:
     email = (email or "").strip().lower()
     if len(email) > 254 or not EMAIL_RE.match(email):

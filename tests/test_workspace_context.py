@@ -215,6 +215,17 @@ def test_legacy_deep_link_to_a_tenant_outside_the_current_workspace_is_404(clien
         assert client.get(path).status_code == 404, path
 
 
+def test_legacy_links_with_non_ascii_digits_are_not_tenant_ids(client, world):
+    """Found by hypothesis: "²" passes str.isdigit() but not int(); other scripts' digits pass both."""
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    arabic_indic = "".join(chr(0x0660 + int(d)) for d in str(world.tenant_a.id))
+    for reference in ("\u00b2", arabic_indic, "\uff11", "1\u00b2"):
+        response = client.get(f"/admin/managed-tenants/{reference}")
+        assert response.status_code == 302, reference
+        assert response.headers["Location"] == "/admin/w/alpha-msp/managed-tenants"
+
+
 def test_legacy_routes_send_signed_out_visitors_to_sign_in_and_back(client, world):
     response = client.get("/admin/managed-tenants/create")
     assert response.status_code == 302 and response.headers["Location"].startswith("/login?next=")
