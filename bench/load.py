@@ -100,7 +100,7 @@ class Client:
                      "page": rng.randint(1, 5), "per_page": rng.choice((25, 50, 100))}
             if rng.random() < 0.5:
                 query["q"] = rng.choice(SEARCH_TERMS)
-            # Sorting by a health column computes it for every tenant of the workspace: reported apart.
+            # Health-column sorts (they read tenant_health, migration 0007) are reported apart.
             label = "portfolio" if query["sort"] in ("name", "domain", "status") else "portfolio/health"
             return label, f"/admin/w/{self.slug}/managed-tenants?{urllib.parse.urlencode(query)}", None
         if kind == "switcher":

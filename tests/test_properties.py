@@ -21,7 +21,7 @@ hostile_text = st.one_of(
     st.text(min_size=0, max_size=40),
     st.text(alphabet="0123456789", min_size=1, max_size=30),
     st.sampled_from(["", "0", "-1", "9" * 25, "../..", "%00", "'; DROP TABLE tenants;--", "<script>x</script>",
-                     "\u202e", "😀" * 50, "a" * 3000, "%2F", "{{7*7}}", "null", "NaN", "1e309"]),
+                     "\u202e", "\u00b2", "\u0661\u0662", "\uff11", "😀" * 50, "a" * 3000, "%2F", "{{7*7}}", "null", "NaN", "1e309"]),
     st.uuids().map(str),
 )
 query_values = st.dictionaries(
