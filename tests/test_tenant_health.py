@@ -170,6 +170,13 @@ def test_any_sequence_of_writes_leaves_every_health_row_exact(db_session, world,
     assert_health_exact(db_session)
 
 
+def test_truncating_a_counted_table_zeroes_its_counters(db_session, world):
+    db_session.execute(text("TRUNCATE backup_sets, tenant_permissions CASCADE"))
+    db_session.execute(text("TRUNCATE policies CASCADE"))  # with the findings that reference them
+    assert_health_exact(db_session)
+    assert health_of(db_session, world.tenant_a.id)["policy_count"] == 0
+
+
 def test_moving_a_tenant_moves_its_health_row(db_session, world):
     move_tenant(db_session.connection(), world.tenant_a.id, world.b.id)
     assert health_of(db_session, world.tenant_a.id)["workspace_id"] == world.b.id

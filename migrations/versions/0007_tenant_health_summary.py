@@ -13,8 +13,9 @@ on read, a sort by one of them counts every policy of the workspace (500,000 at
   counted per statement from the transition tables, so a bulk insert costs one
   update per tenant, not one per row; updates are counted per row, and only when
   a counted column changes (WHEN clause: no cost for other updates, such as the
-  workspace backfill). The trigger functions are SECURITY DEFINER (owned by the
-  migration owner), so the app role gets SELECT only: it cannot forge a counter.
+  workspace backfill); TRUNCATE zeroes the counters it empties. The trigger
+  functions are SECURITY DEFINER (owned by the migration owner), so the app role
+  gets SELECT only: it cannot forge a counter.
 - Every trigger takes a shared transaction-level advisory lock per tenant it
   touches; `refresh_tenant_health(tenant_id)` takes the same lock exclusively and
   recomputes the row from the source tables. So a refresh never races a write in
@@ -142,6 +143,24 @@ FUNCTIONS = {
             END IF;
             RETURN NULL;
         END $$""",
+    # TRUNCATE fires no DELETE trigger; it holds its table exclusively, so no writer races this.
+    "tenant_health_truncated()": f"""
+        RETURNS trigger {DEFINER} AS $$
+        BEGIN
+            IF TG_TABLE_NAME = 'policies' THEN
+                UPDATE tenant_health SET policy_count = 0, updated_at = now() WHERE policy_count <> 0;
+            ELSIF TG_TABLE_NAME = 'findings' THEN
+                UPDATE tenant_health SET open_critical = 0, open_high = 0, open_medium = 0, open_low = 0,
+                       updated_at = now()
+                 WHERE (open_critical, open_high, open_medium, open_low) <> (0, 0, 0, 0);
+            ELSIF TG_TABLE_NAME = 'tenant_permissions' THEN
+                UPDATE tenant_health SET missing_permissions = 0, updated_at = now() WHERE missing_permissions <> 0;
+            ELSIF TG_TABLE_NAME = 'backup_sets' THEN
+                UPDATE tenant_health SET last_backup_at = NULL, last_backup_status = NULL, updated_at = now()
+                 WHERE last_backup_at IS NOT NULL OR last_backup_status IS NOT NULL;
+            END IF;
+            RETURN NULL;
+        END $$""",
     # Recompute one tenant's row under the exclusive lock; true when it changed.
     "refresh_tenant_health(for_tenant bigint)": f"""
         RETURNS boolean {DEFINER} AS $$
@@ -223,12 +242,14 @@ TRIGGERS = (
     ("tenant_health_backups_changed", "backup_sets", "AFTER UPDATE OF tenant_id, started_at, status", None,
      "(OLD.tenant_id, OLD.started_at, OLD.status) IS DISTINCT FROM (NEW.tenant_id, NEW.started_at, NEW.status)",
      "tenant_health_track_backups"),
+    *((f"tenant_health_{table}_truncated", table, "AFTER TRUNCATE", None, None, "tenant_health_truncated")
+      for table in ("policies", "findings", "tenant_permissions", "backup_sets")),
 )
 
 
 def create_trigger(name, table, events, transition, condition, function) -> str:
     referencing = f" REFERENCING {transition}" if transition else ""
-    level = "STATEMENT" if transition else "ROW"
+    level = "STATEMENT" if transition or "TRUNCATE" in events else "ROW"
     when = f" WHEN ({condition})" if condition else ""
     return (f"CREATE OR REPLACE TRIGGER {name} {events} ON {table}{referencing} "
             f"FOR EACH {level}{when} EXECUTE FUNCTION {function}()")
