@@ -309,7 +309,7 @@ def register_rollout_commands(app: Flask) -> None:
         Safe on a live database (one tenant per transaction). Exit 0 either way: a
         corrected row is fixed, and listed so that its cause can be looked into.
         """
-        from app.tenant_health import refresh_all
+        from app.tenant_health import ATTEMPTS, refresh_all
 
         interactive = sys.stdout.isatty()
         bar = None
@@ -330,8 +330,12 @@ def register_rollout_commands(app: Flask) -> None:
             more = f" and {len(report.corrected) - 20} more" if len(report.corrected) > 20 else ""
             click.echo(f"Corrected the health row of {len(report.corrected)} of {report.checked} tenants "
                        f"(tenant ids {shown}{more}).")
-        else:
+        elif not report.failed:
             click.echo(f"Checked {report.checked} tenants: every health row was exact.")
+        if report.failed:
+            raise click.ClickException(
+                f"{len(report.failed)} tenants stayed locked by their writers after {ATTEMPTS} attempts "
+                f"(tenant ids {', '.join(str(t) for t in report.failed[:20])}); run the command again.")
 
     @app.cli.command("move-tenant", cls=StrictCommand)
     @click.argument("external_id")

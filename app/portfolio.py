@@ -78,7 +78,9 @@ def portfolio_page(workspace_id: int):
             health.open_critical, health.open_high, health.open_medium, health.open_low,
             health.missing_permissions,
         )
-        .join(health, and_(health.tenant_id == Tenant.id, health.workspace_id == workspace_id))
+        # Outer: a tenant whose row is missing (restored with triggers off, before a
+        # refresh) is still listed, with its health unknown rather than zero.
+        .outerjoin(health, and_(health.tenant_id == Tenant.id, health.workspace_id == workspace_id))
         .where(*rows)
     )
     return paginate(statement, params, sortable, tiebreak=Tenant.id, scalars=False,

@@ -9,19 +9,39 @@ of one recount, so it runs safely on a live database.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 ID_PAGE = 1000
+ATTEMPTS = 5
+# A writer holding a tenant longer than this is waited out by a retry, not by queueing
+# every later writer of that tenant behind this refresh.
+LOCK_TIMEOUT = "2s"
+RETRYABLE = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
 
 
 @dataclass
 class RefreshReport:
     checked: int = 0
     corrected: list[int] = field(default_factory=list)  # tenant ids whose row was wrong or missing
+    failed: list[int] = field(default_factory=list)  # tenant ids still locked after every attempt
+
+
+def refresh_tenant(connection: Connection, tenant_id: int, attempts: int = ATTEMPTS) -> bool | None:
+    """Refresh one tenant in its own transaction; True if corrected, None if it stayed locked."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return bool(connection.execute(text("SELECT refresh_tenant_health(:t)"), {"t": tenant_id}).scalar_one())
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) not in RETRYABLE:
+                raise
+            time.sleep(0.2 * attempt)
+    return None
 
 
 def refresh_all(engine: Engine, on_progress: Callable[[int, int], None] | None = None) -> RefreshReport:
@@ -30,16 +50,26 @@ def refresh_all(engine: Engine, on_progress: Callable[[int, int], None] | None =
         total = connection.execute(text("SELECT count(*) FROM tenants")).scalar_one()
         connection.rollback()
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        after = 0
-        while True:
-            ids = connection.execute(text("SELECT id FROM tenants WHERE id > :after ORDER BY id LIMIT :n"),
-                                     {"after": after, "n": ID_PAGE}).scalars().all()
-            if not ids:
-                return report
-            for tenant_id in ids:
-                if connection.execute(text("SELECT refresh_tenant_health(:t)"), {"t": tenant_id}).scalar_one():
-                    report.corrected.append(tenant_id)
-                report.checked += 1
-            after = ids[-1]
-            if on_progress:
-                on_progress(report.checked, max(total, report.checked))
+        # Each statement its own transaction, in READ COMMITTED whatever the server's default.
+        connection.exec_driver_sql("SET default_transaction_isolation = 'read committed'")
+        connection.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+        try:
+            after = 0
+            while True:
+                ids = connection.execute(text("SELECT id FROM tenants WHERE id > :after ORDER BY id LIMIT :n"),
+                                         {"after": after, "n": ID_PAGE}).scalars().all()
+                if not ids:
+                    return report
+                for tenant_id in ids:
+                    corrected = refresh_tenant(connection, tenant_id)
+                    if corrected is None:
+                        report.failed.append(tenant_id)
+                    elif corrected:
+                        report.corrected.append(tenant_id)
+                    report.checked += 1
+                after = ids[-1]
+                if on_progress:
+                    on_progress(report.checked, max(total, report.checked))
+        finally:
+            connection.exec_driver_sql("RESET lock_timeout")
+            connection.exec_driver_sql("RESET default_transaction_isolation")

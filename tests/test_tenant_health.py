@@ -231,6 +231,26 @@ def test_triaging_a_finding_in_the_app_updates_the_portfolio(client, world, db_s
     assert health_of(db_session, world.tenant_a.id)["open_high"] == 0
 
 
+def test_a_tenant_without_a_health_row_is_listed_as_not_counted(client, world, db_session):
+    db_session.execute(text("DELETE FROM tenant_health WHERE tenant_id = :t"), {"t": world.tenant_a2.id})
+    db_session.commit()
+    sign_in(client, world.ada.email)
+    page = enter(client, world.a).get_data(as_text=True)
+    assert "Alpha Customer Two" in page and "Health not counted yet" in page
+    assert "2 of 2" in page or "1–2 of 2" in page
+
+
+def test_definer_functions_resolve_names_in_pg_catalog_only(db_session):
+    rows = db_session.execute(text(
+        "SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 'public' AND p.prosecdef")).all()
+    assert len(rows) >= 7
+    for name, config in rows:
+        assert config == ["search_path=pg_catalog, pg_temp"], name
+    assert db_session.execute(text(
+        f"SELECT has_schema_privilege('{APP_ROLE}', 'public', 'CREATE')")).scalar() is False
+
+
 # --- refresh: never races a writer, repairs what is wrong ----------------------------------------
 
 
@@ -325,6 +345,73 @@ def test_a_writer_waits_for_a_refresh_in_flight(live_database):
             "SELECT h.policy_count, (SELECT count(*) FROM policies p WHERE p.tenant_id = h.tenant_id) "
             "FROM tenant_health h ORDER BY h.tenant_id").fetchall()
     assert all(kept == counted for kept, counted in assert_rows)
+
+
+def test_concurrent_backup_writes_keep_the_latest_backup(live_database):
+    """Found in review: the second writer recomputed the latest backup from a snapshot
+    taken before the first one committed, and wrote back an older backup."""
+    _, url, tenants = live_database
+    tenant = tenants[0]
+    insert = ("INSERT INTO backup_sets (tenant_id, workspace_id, name, status, started_at, triggered_by) "
+              "VALUES (%s, %s, 'concurrent', %s, now() + make_interval(hours => %s), 'user')")
+    with psycopg.connect(url) as first:
+        first.execute(insert, (*tenant, "running", 1))
+        second, pid = run_in_thread(url, lambda c: c.execute(insert, (*tenant, "failed", -24)))
+        wait_until_blocked(url, pid)
+        first.commit()
+    second.join(10)
+    assert not second.errors
+    with psycopg.connect(url) as check:
+        assert check.execute("SELECT last_backup_status FROM tenant_health WHERE tenant_id = %s",
+                             (tenant[0],)).fetchone()[0] == "running"
+
+
+def test_a_refresh_skips_a_tenant_deleted_meanwhile(live_database):
+    """Found in review: the refresh deadlocked with, or hit a foreign key error from, a tenant's deletion."""
+    _, url, tenants = live_database
+    with psycopg.connect(url) as deleter:
+        doomed = deleter.execute("INSERT INTO tenants (workspace_id, external_id, name) VALUES (%s, %s, 'Doomed') "
+                                 "RETURNING id", (tenants[0][1], uuid.uuid4())).fetchone()[0]
+        insert_policy(deleter, (doomed, tenants[0][1]))
+        deleter.commit()
+        deleter.execute("DELETE FROM tenants WHERE id = %s", (doomed,))  # in flight, cascades done
+        results = []
+        refresh, pid = run_in_thread(url, lambda c: results.append(
+            c.execute("SELECT refresh_tenant_health(%s)", (doomed,)).fetchone()[0]))
+        wait_until_blocked(url, pid)
+        deleter.commit()
+    refresh.join(10)
+    assert not refresh.errors and results == [False]
+
+
+def test_a_refresh_refuses_repeatable_read(live_database):
+    _, url, tenants = live_database
+    with psycopg.connect(url) as connection:
+        connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        with pytest.raises(psycopg.errors.RaiseException, match="needs READ COMMITTED"):
+            connection.execute("SELECT refresh_tenant_health(%s)", (tenants[0][0],))
+
+
+def test_an_update_of_no_counted_column_locks_no_health_row(live_database):
+    """Like the workspace backfill: it must not hold back the tenant's other writers."""
+    _, url, tenants = live_database
+    tenant = tenants[2]
+    with psycopg.connect(url) as writer, psycopg.connect(url) as other:
+        writer.execute("INSERT INTO findings (tenant_id, workspace_id, kind, severity, title) "
+                       "SELECT %s, %s, 'drift', 'low', 'F' || g FROM generate_series(1, 50) g", tenant)
+        writer.commit()
+        writer.execute("UPDATE findings SET title = title || '!' WHERE tenant_id = %s", (tenant[0],))
+        other.execute("SET lock_timeout = '100ms'")
+        other.commit()  # a SET in a transaction that is rolled back is undone with it
+        other.execute("SELECT 1 FROM tenant_health WHERE tenant_id = %s FOR UPDATE", (tenant[0],))
+        other.rollback()
+        writer.execute("UPDATE findings SET status = 'resolved' WHERE tenant_id = %s", (tenant[0],))
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            other.execute("SELECT 1 FROM tenant_health WHERE tenant_id = %s FOR UPDATE", (tenant[0],))
+        writer.commit()
+    with psycopg.connect(url) as check:
+        assert check.execute("SELECT open_low FROM tenant_health WHERE tenant_id = %s",
+                             (tenant[0],)).fetchone()[0] == 0
 
 
 def test_refresh_command_repairs_and_reports_wrong_rows(live_database):

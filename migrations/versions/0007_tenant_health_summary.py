@@ -9,23 +9,30 @@ on read, a sort by one of them counts every policy of the workspace (500,000 at
   the composite key (tenant_id, workspace_id) -> tenants ON UPDATE CASCADE ON
   DELETE CASCADE, like every tenant-owned row, and has row-level security like them.
 - Only the database writes it: triggers on tenants (a zero row for a new tenant),
-  policies, findings, tenant_permissions and backup_sets. Inserts and deletes are
-  counted per statement from the transition tables, so a bulk insert costs one
-  update per tenant, not one per row; updates are counted per row, and only when
-  a counted column changes (WHEN clause: no cost for other updates, such as the
-  workspace backfill); TRUNCATE zeroes the counters it empties. The trigger
-  functions are SECURITY DEFINER (owned by the migration owner), so the app role
-  gets SELECT only: it cannot forge a counter.
-- Every trigger takes a shared transaction-level advisory lock per tenant it
-  touches; `refresh_tenant_health(tenant_id)` takes the same lock exclusively and
-  recomputes the row from the source tables. So a refresh never races a write in
-  flight: it waits for writers of that tenant to commit, and writers that start
-  after it wait for it. The refresh locks one tenant per transaction, so it cannot
-  deadlock with writers.
+  policies, findings, tenant_permissions and backup_sets. They count per statement
+  from the transition tables, so a bulk write costs one update per tenant, not one
+  per row, and a statement that changes no counted column (the workspace backfill)
+  locks and writes nothing. Policy updates are the exception: frequent and wide,
+  they get a row trigger that fires only when tenant_id changes. TRUNCATE zeroes
+  the counters it empties. The trigger functions are SECURITY DEFINER (owned by
+  the migration owner; search_path pg_catalog, every table schema-qualified), so
+  the app role gets SELECT only: it cannot forge a counter.
+- Lock protocol: a trigger locks the tenants it changes FOR KEY SHARE (an insert's
+  foreign key check does the same), then their health rows FOR UPDATE, both in
+  tenant order. `refresh_tenant_health(tenant_id)` locks the tenant's row FOR
+  UPDATE, which waits for every writer of the tenant in flight and holds new ones
+  back, then recounts in a new statement (READ COMMITTED: a fresh snapshot). So a
+  refresh never loses or double-counts a concurrent write, and it takes no lock a
+  writer could be holding while waiting for it (no deadlock, also not with a
+  tenant being deleted, which it then skips). Row locks live in the rows, not in
+  the shared lock table: a statement may touch any number of tenants.
 - The population at the end refreshes every tenant, one per transaction, in
   autocommit mode: no long transaction and no lock beyond one tenant's writers
   for the time of one recount. `flask refresh-tenant-health` runs the same
   function (a repair, and a check: it reports rows it had to correct).
+- The price: two transactions that write counted rows of the same two tenants in
+  opposite orders can now deadlock on the health rows (PostgreSQL aborts one). The
+  app writes one tenant per transaction.
 
 Creating a trigger takes a SHARE ROW EXCLUSIVE lock on its table for an instant;
 each is its own autocommitted statement under the migration's lock_timeout.
@@ -40,7 +47,7 @@ import os
 import time
 
 from alembic import op
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from migrations.rollout import run_outside_transaction
 
@@ -51,96 +58,123 @@ depends_on = None
 
 APP_ROLE = os.environ.get("APP_DATABASE_ROLE", "tenantatlas_app")
 CURRENT_WORKSPACE = "NULLIF(current_setting('app.current_workspace_id', true), '')::bigint"
-# First key of the two-key advisory locks on a tenant's health row ("th").
-LOCK_SPACE = 29800
-DEFINER = "LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp"
+# Definer functions resolve names and operators in pg_catalog only: a schema some role
+# can create objects in (public, before PostgreSQL 15) could otherwise lend them an
+# operator that runs as the owner. Every table is named with its schema.
+DEFINER = "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
 
 
-def lock_tenants_shared(rows: str) -> str:
-    """Shared locks, in tenant order, on every tenant of a transition table."""
-    return (f"PERFORM pg_advisory_xact_lock_shared({LOCK_SPACE}, (t.tenant_id % 2147483647)::int) "
-            f"FROM (SELECT DISTINCT tenant_id FROM {rows} ORDER BY tenant_id) t;")
+def lock_tenants(ids: str) -> str:
+    """The lock protocol, in tenant order: the tenants' rows FOR KEY SHARE (what a refresh's
+    FOR UPDATE waits for), then their health rows FOR UPDATE (so that a statement's
+    updates of several tenants always lock in the same order)."""
+    return (f"PERFORM 1 FROM public.tenants WHERE id = ANY({ids}) ORDER BY id FOR KEY SHARE;\n"
+            f"PERFORM 1 FROM public.tenant_health WHERE tenant_id = ANY({ids}) ORDER BY tenant_id FOR UPDATE;")
 
 
-LOCK_OLD_AND_NEW = ("PERFORM tenant_health_lock_shared(t) "
-                    "FROM (SELECT DISTINCT unnest(ARRAY[OLD.tenant_id, NEW.tenant_id]) AS t) ids ORDER BY t;")
-OLD_ROW = "(SELECT OLD.*) AS old_row"
-NEW_ROW = "(SELECT NEW.*) AS new_row"
-
-
-def add_counts(counters: dict[str, str], rows: str, sign: str) -> str:
-    """UPDATE tenant_health adding (sign) each counter's count(*) FILTER (WHERE condition) over rows."""
-    sets = ", ".join(f"{column} = h.{column} {sign} d.{column}" for column in counters)
-    counts = ", ".join(f"count(*) FILTER (WHERE {condition}) AS {column}" for column, condition in counters.items())
-    return (f"UPDATE tenant_health h SET {sets}, updated_at = now() "
-            f"FROM (SELECT tenant_id, {counts} FROM {rows} GROUP BY tenant_id) d "
-            f"WHERE h.tenant_id = d.tenant_id;")
+CHANGED_ROWS = {  # TG_OP -> the statement's rows, each with the sign of its contribution
+    "INSERT": "SELECT n.*, 1 AS sign FROM new_rows n",
+    "DELETE": "SELECT o.*, -1 AS sign FROM old_rows o",
+    "UPDATE": "SELECT n.*, 1 AS sign FROM new_rows n UNION ALL SELECT o.*, -1 AS sign FROM old_rows o",
+}
 
 
 def counting_function(counters: dict[str, str]) -> str:
-    """A trigger function keeping counters: per statement for inserts and deletes, per row for updates."""
+    """A statement-level trigger function: per tenant, the sum of the statement's signed
+    contributions to each counter; only tenants with a non-zero change are locked and updated
+    (an UPDATE that changes no counted column, like the workspace backfill, touches nothing)."""
+    columns = list(counters)
+    declare = "\n".join(f"            d_{c} bigint[];" for c in columns)
+    sums = ", ".join(f"coalesce(sum(c.sign) FILTER (WHERE {condition}), 0) AS {column}"
+                     for column, condition in counters.items())
+    nonzero = " OR ".join(f"{c} <> 0" for c in columns)
+    into = ", ".join(f"array_agg({c} ORDER BY tenant_id)" for c in columns)
+    targets = ", ".join(f"d_{c}" for c in columns)
+    sets = ", ".join(f"{c} = h.{c} + d.{c}" for c in columns)
+    branches = "\n".join(
+        f"""            {'IF' if i == 0 else 'ELSIF'} TG_OP = '{op}' THEN
+                SELECT array_agg(tenant_id ORDER BY tenant_id), {into} INTO ids, {targets}
+                  FROM (SELECT c.tenant_id, {sums} FROM ({rows}) c GROUP BY c.tenant_id) d
+                 WHERE {nonzero};"""
+        for i, (op, rows) in enumerate(CHANGED_ROWS.items()))
     return f"""
         RETURNS trigger {DEFINER} AS $$
+        DECLARE
+            ids bigint[];
+{declare}
         BEGIN
-            IF TG_OP = 'INSERT' THEN
-                {lock_tenants_shared('new_rows')}
-                {add_counts(counters, 'new_rows', '+')}
-            ELSIF TG_OP = 'DELETE' THEN
-                {lock_tenants_shared('old_rows')}
-                {add_counts(counters, 'old_rows', '-')}
-            ELSE  -- a counted column changed (the trigger's WHEN clause)
-                {LOCK_OLD_AND_NEW}
-                {add_counts(counters, OLD_ROW, '-')}
-                {add_counts(counters, NEW_ROW, '+')}
+{branches}
             END IF;
+            IF ids IS NULL THEN
+                RETURN NULL;
+            END IF;
+            {lock_tenants('ids')}
+            UPDATE public.tenant_health h SET {sets}, updated_at = now()
+              FROM unnest(ids, {targets}) AS d(tenant_id, {', '.join(columns)})
+             WHERE h.tenant_id = d.tenant_id;
             RETURN NULL;
         END $$"""
 
 
-FINDING_COUNTERS = {f"open_{severity}": f"status = 'open' AND severity = '{severity}'"
+FINDING_COUNTERS = {f"open_{severity}": f"c.status = 'open' AND c.severity = '{severity}'"
                     for severity in ("critical", "high", "medium", "low")}
 
 FUNCTIONS = {
-    "tenant_health_lock_shared(for_tenant bigint)": f"""
-        RETURNS void {DEFINER} AS $$
-        BEGIN
-            PERFORM pg_advisory_xact_lock_shared({LOCK_SPACE}, (for_tenant % 2147483647)::int);
-        END $$""",
     # A new tenant starts with zero counters.
     "tenant_health_add_tenants()": f"""
         RETURNS trigger {DEFINER} AS $$
         BEGIN
-            INSERT INTO tenant_health (tenant_id, workspace_id)
+            INSERT INTO public.tenant_health (tenant_id, workspace_id)
             SELECT id, workspace_id FROM new_rows
             ON CONFLICT (tenant_id) DO NOTHING;
             RETURN NULL;
         END $$""",
     "tenant_health_count_policies()": counting_function({"policy_count": "true"}),
     "tenant_health_count_findings()": counting_function(FINDING_COUNTERS),
-    "tenant_health_count_permissions()": counting_function({"missing_permissions": "status = 'missing'"}),
-    # The latest backup is looked up again (a few index entries per tenant), not counted.
-    "tenant_health_latest_backup(tenant_ids bigint[])": f"""
-        RETURNS void {DEFINER} AS $$
+    "tenant_health_count_permissions()": counting_function({"missing_permissions": "c.status = 'missing'"}),
+    # A policy moved to another tenant (a row trigger: policy updates are frequent and wide,
+    # and only this one changes a count, so no transition table is kept for them).
+    "tenant_health_move_policy()": f"""
+        RETURNS trigger {DEFINER} AS $$
+        DECLARE
+            ids bigint[] := ARRAY[OLD.tenant_id, NEW.tenant_id];
         BEGIN
-            PERFORM tenant_health_lock_shared(t) FROM (SELECT DISTINCT unnest(tenant_ids) AS t) ids ORDER BY t;
-            UPDATE tenant_health h SET last_backup_at = b.started_at, last_backup_status = b.status, updated_at = now()
-              FROM (SELECT DISTINCT unnest(tenant_ids) AS tenant_id) ids
-              LEFT JOIN LATERAL (
-                    SELECT s.started_at, s.status FROM backup_sets s
-                     WHERE s.tenant_id = ids.tenant_id
-                     ORDER BY s.started_at DESC NULLS LAST, s.id DESC LIMIT 1) b ON true
-             WHERE h.tenant_id = ids.tenant_id;
+            {lock_tenants('ids')}
+            UPDATE public.tenant_health SET policy_count = policy_count - 1, updated_at = now()
+             WHERE tenant_id = OLD.tenant_id;
+            UPDATE public.tenant_health SET policy_count = policy_count + 1, updated_at = now()
+             WHERE tenant_id = NEW.tenant_id;
+            RETURN NULL;
         END $$""",
+    # The latest backup is looked up again, not counted: after the health rows are locked, in
+    # a new statement, so it sees what a concurrent writer of the same tenant committed.
     "tenant_health_track_backups()": f"""
         RETURNS trigger {DEFINER} AS $$
+        DECLARE
+            ids bigint[];
         BEGIN
             IF TG_OP = 'INSERT' THEN
-                PERFORM tenant_health_latest_backup(ARRAY(SELECT DISTINCT tenant_id FROM new_rows));
+                SELECT array_agg(DISTINCT tenant_id) INTO ids FROM new_rows;
             ELSIF TG_OP = 'DELETE' THEN
-                PERFORM tenant_health_latest_backup(ARRAY(SELECT DISTINCT tenant_id FROM old_rows));
+                SELECT array_agg(DISTINCT tenant_id) INTO ids FROM old_rows;
             ELSE
-                PERFORM tenant_health_latest_backup(ARRAY[OLD.tenant_id, NEW.tenant_id]);
+                SELECT array_agg(DISTINCT t) INTO ids
+                  FROM new_rows n JOIN old_rows o ON o.id = n.id
+                 CROSS JOIN LATERAL unnest(ARRAY[o.tenant_id, n.tenant_id]) t
+                 WHERE (o.tenant_id, o.started_at, o.status) IS DISTINCT FROM (n.tenant_id, n.started_at, n.status);
             END IF;
+            IF ids IS NULL THEN
+                RETURN NULL;
+            END IF;
+            {lock_tenants('ids')}
+            UPDATE public.tenant_health h SET last_backup_at = b.started_at, last_backup_status = b.status,
+                   updated_at = now()
+              FROM unnest(ids) AS d(tenant_id)
+              LEFT JOIN LATERAL (
+                    SELECT s.started_at, s.status FROM public.backup_sets s
+                     WHERE s.tenant_id = d.tenant_id
+                     ORDER BY s.started_at DESC NULLS LAST, s.id DESC LIMIT 1) b ON true
+             WHERE h.tenant_id = d.tenant_id;
             RETURN NULL;
         END $$""",
     # TRUNCATE fires no DELETE trigger; it holds its table exclusively, so no writer races this.
@@ -148,47 +182,58 @@ FUNCTIONS = {
         RETURNS trigger {DEFINER} AS $$
         BEGIN
             IF TG_TABLE_NAME = 'policies' THEN
-                UPDATE tenant_health SET policy_count = 0, updated_at = now() WHERE policy_count <> 0;
+                UPDATE public.tenant_health SET policy_count = 0, updated_at = now() WHERE policy_count <> 0;
             ELSIF TG_TABLE_NAME = 'findings' THEN
-                UPDATE tenant_health SET open_critical = 0, open_high = 0, open_medium = 0, open_low = 0,
+                UPDATE public.tenant_health SET open_critical = 0, open_high = 0, open_medium = 0, open_low = 0,
                        updated_at = now()
                  WHERE (open_critical, open_high, open_medium, open_low) <> (0, 0, 0, 0);
             ELSIF TG_TABLE_NAME = 'tenant_permissions' THEN
-                UPDATE tenant_health SET missing_permissions = 0, updated_at = now() WHERE missing_permissions <> 0;
+                UPDATE public.tenant_health SET missing_permissions = 0, updated_at = now()
+                 WHERE missing_permissions <> 0;
             ELSIF TG_TABLE_NAME = 'backup_sets' THEN
-                UPDATE tenant_health SET last_backup_at = NULL, last_backup_status = NULL, updated_at = now()
+                UPDATE public.tenant_health SET last_backup_at = NULL, last_backup_status = NULL, updated_at = now()
                  WHERE last_backup_at IS NOT NULL OR last_backup_status IS NOT NULL;
             END IF;
             RETURN NULL;
         END $$""",
-    # Recompute one tenant's row under the exclusive lock; true when it changed.
+    # Recompute one tenant's row; true when it was wrong or missing. The tenant's row FOR
+    # UPDATE waits for every writer of its counted rows in flight (they hold it FOR KEY SHARE)
+    # and holds new ones back until this commits; a tenant deleted meanwhile is skipped.
     "refresh_tenant_health(for_tenant bigint)": f"""
         RETURNS boolean {DEFINER} AS $$
         DECLARE
             changed boolean;
         BEGIN
-            PERFORM pg_advisory_xact_lock({LOCK_SPACE}, (for_tenant % 2147483647)::int);
-            -- A new statement, a new snapshot: it sees every writer that held the lock.
+            IF current_setting('transaction_isolation') <> 'read committed' THEN
+                -- Its recount must see what the writers it waited for committed.
+                RAISE EXCEPTION 'refresh_tenant_health needs READ COMMITTED, not %',
+                    current_setting('transaction_isolation');
+            END IF;
+            PERFORM 1 FROM public.tenants WHERE id = for_tenant FOR UPDATE;
+            IF NOT FOUND THEN
+                RETURN false;
+            END IF;
+            -- A new statement, a new snapshot: it sees every writer that held the tenant.
             WITH fresh AS (
                 SELECT t.id AS tenant_id, t.workspace_id,
-                       (SELECT count(*) FROM policies p WHERE p.tenant_id = t.id) AS policy_count,
+                       (SELECT count(*) FROM public.policies p WHERE p.tenant_id = t.id) AS policy_count,
                        f.critical, f.high, f.medium, f.low,
-                       (SELECT count(*) FROM tenant_permissions m
+                       (SELECT count(*) FROM public.tenant_permissions m
                          WHERE m.tenant_id = t.id AND m.status = 'missing') AS missing_permissions,
                        b.started_at, b.status
-                  FROM tenants t
+                  FROM public.tenants t
                   CROSS JOIN LATERAL (
-                        SELECT count(*) FILTER (WHERE severity = 'critical') AS critical,
-                               count(*) FILTER (WHERE severity = 'high') AS high,
-                               count(*) FILTER (WHERE severity = 'medium') AS medium,
-                               count(*) FILTER (WHERE severity = 'low') AS low
-                          FROM findings WHERE tenant_id = t.id AND status = 'open') f
+                        SELECT count(*) FILTER (WHERE x.severity = 'critical') AS critical,
+                               count(*) FILTER (WHERE x.severity = 'high') AS high,
+                               count(*) FILTER (WHERE x.severity = 'medium') AS medium,
+                               count(*) FILTER (WHERE x.severity = 'low') AS low
+                          FROM public.findings x WHERE x.tenant_id = t.id AND x.status = 'open') f
                   LEFT JOIN LATERAL (
-                        SELECT s.started_at, s.status FROM backup_sets s WHERE s.tenant_id = t.id
+                        SELECT s.started_at, s.status FROM public.backup_sets s WHERE s.tenant_id = t.id
                          ORDER BY s.started_at DESC NULLS LAST, s.id DESC LIMIT 1) b ON true
                  WHERE t.id = for_tenant
             ), upserted AS (
-                INSERT INTO tenant_health AS h (
+                INSERT INTO public.tenant_health AS h (
                     tenant_id, workspace_id, policy_count, open_critical, open_high, open_medium, open_low,
                     missing_permissions, last_backup_at, last_backup_status)
                 SELECT * FROM fresh
@@ -211,7 +256,17 @@ FUNCTIONS = {
         END $$""",
 }
 
-# (name, table, timing and events, transition table, WHEN condition or None, function)
+
+def statement_triggers(prefix: str, table: str, function: str) -> tuple:
+    return (
+        (f"{prefix}_inserted", table, "AFTER INSERT", "NEW TABLE AS new_rows", None, function),
+        (f"{prefix}_deleted", table, "AFTER DELETE", "OLD TABLE AS old_rows", None, function),
+        (f"{prefix}_changed", table, "AFTER UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows", None, function),
+        (f"{prefix}_truncated", table, "AFTER TRUNCATE", None, None, "tenant_health_truncated"),
+    )
+
+
+# (name, table, timing and events, transition tables, WHEN condition or None, function)
 TRIGGERS = (
     ("tenant_health_new_tenant", "tenants", "AFTER INSERT", "NEW TABLE AS new_rows", None,
      "tenant_health_add_tenants"),
@@ -220,32 +275,12 @@ TRIGGERS = (
     ("tenant_health_policies_deleted", "policies", "AFTER DELETE", "OLD TABLE AS old_rows", None,
      "tenant_health_count_policies"),
     ("tenant_health_policies_moved", "policies", "AFTER UPDATE OF tenant_id", None,
-     "OLD.tenant_id IS DISTINCT FROM NEW.tenant_id", "tenant_health_count_policies"),
-    ("tenant_health_findings_inserted", "findings", "AFTER INSERT", "NEW TABLE AS new_rows", None,
-     "tenant_health_count_findings"),
-    ("tenant_health_findings_deleted", "findings", "AFTER DELETE", "OLD TABLE AS old_rows", None,
-     "tenant_health_count_findings"),
-    ("tenant_health_findings_changed", "findings", "AFTER UPDATE OF tenant_id, status, severity", None,
-     "(OLD.tenant_id, OLD.status, OLD.severity) IS DISTINCT FROM (NEW.tenant_id, NEW.status, NEW.severity)",
-     "tenant_health_count_findings"),
-    ("tenant_health_permissions_inserted", "tenant_permissions", "AFTER INSERT", "NEW TABLE AS new_rows", None,
-     "tenant_health_count_permissions"),
-    ("tenant_health_permissions_deleted", "tenant_permissions", "AFTER DELETE", "OLD TABLE AS old_rows", None,
-     "tenant_health_count_permissions"),
-    ("tenant_health_permissions_changed", "tenant_permissions", "AFTER UPDATE OF tenant_id, status", None,
-     "(OLD.tenant_id, OLD.status) IS DISTINCT FROM (NEW.tenant_id, NEW.status)",
-     "tenant_health_count_permissions"),
-    ("tenant_health_backups_inserted", "backup_sets", "AFTER INSERT", "NEW TABLE AS new_rows", None,
-     "tenant_health_track_backups"),
-    ("tenant_health_backups_deleted", "backup_sets", "AFTER DELETE", "OLD TABLE AS old_rows", None,
-     "tenant_health_track_backups"),
-    ("tenant_health_backups_changed", "backup_sets", "AFTER UPDATE OF tenant_id, started_at, status", None,
-     "(OLD.tenant_id, OLD.started_at, OLD.status) IS DISTINCT FROM (NEW.tenant_id, NEW.started_at, NEW.status)",
-     "tenant_health_track_backups"),
-    *((f"tenant_health_{table}_truncated", table, "AFTER TRUNCATE", None, None, "tenant_health_truncated")
-      for table in ("policies", "findings", "tenant_permissions", "backup_sets")),
+     "OLD.tenant_id IS DISTINCT FROM NEW.tenant_id", "tenant_health_move_policy"),
+    ("tenant_health_policies_truncated", "policies", "AFTER TRUNCATE", None, None, "tenant_health_truncated"),
+    *statement_triggers("tenant_health_findings", "findings", "tenant_health_count_findings"),
+    *statement_triggers("tenant_health_permissions", "tenant_permissions", "tenant_health_count_permissions"),
+    *statement_triggers("tenant_health_backups", "backup_sets", "tenant_health_track_backups"),
 )
-
 
 def create_trigger(name, table, events, transition, condition, function) -> str:
     referencing = f" REFERENCING {transition}" if transition else ""
@@ -293,15 +328,17 @@ def upgrade():
 def populate() -> None:
     """Refresh every tenant, one per autocommitted statement (its own transaction).
 
-    A refresh waits for the tenant's writers in flight; past the lock_timeout it is
-    tried again, a few times, before the migration gives up (it can be run again:
-    every step above is idempotent).
+    A refresh waits for the tenant's writers in flight; past the lock_timeout (or
+    chosen as a deadlock victim) it is tried again, a few times, before the migration
+    gives up (it can be run again: every step above is idempotent).
     """
     if op.get_context().as_sql:
-        op.execute("SELECT refresh_tenant_health(id) FROM tenants ORDER BY id")
+        # One statement would be one transaction holding every tenant: leave it to the command.
+        op.execute("-- Populate tenant_health now: run `flask refresh-tenant-health` (one tenant per transaction).")
         return
     bind = op.get_bind()
     with op.get_context().autocommit_block():
+        bind.exec_driver_sql("SET default_transaction_isolation = 'read committed'")
         after = 0
         while True:
             ids = bind.exec_driver_sql(
@@ -312,6 +349,10 @@ def populate() -> None:
             for tenant_id in ids:
                 refresh_with_retries(bind, tenant_id)
             after = ids[-1]
+        bind.exec_driver_sql("RESET default_transaction_isolation")
+
+
+RETRYABLE = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
 
 
 def refresh_with_retries(bind, tenant_id: int, attempts: int = 5) -> None:
@@ -319,8 +360,8 @@ def refresh_with_retries(bind, tenant_id: int, attempts: int = 5) -> None:
         try:
             bind.exec_driver_sql("SELECT refresh_tenant_health(%(t)s)", {"t": tenant_id})
             return
-        except OperationalError as error:
-            if getattr(error.orig, "sqlstate", None) != "55P03" or attempt == attempts:  # lock_not_available
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) not in RETRYABLE or attempt == attempts:
                 raise
             time.sleep(0.5 * attempt)
 
