@@ -94,7 +94,8 @@ class Page:
 
 def paginate(statement: Select, params: ListParams, sortable: dict, *, tiebreak, scalars: bool = True,
              count_statement: Select | None = None) -> Page:
-    """Count, then fetch one sorted page. `sortable[params.sort]` is a column or expression.
+    """Count, then fetch one sorted page. `sortable[params.sort]` is a column or expression,
+    or a tuple of them (sorted lexicographically, all in the chosen direction).
 
     count_statement, when the page's statement computes per-row columns (counts, latest
     rows), selects the same rows without them, so counting does not compute them all.
@@ -103,9 +104,12 @@ def paginate(statement: Select, params: ListParams, sortable: dict, *, tiebreak,
     total = db.session.scalar(select(func.count()).select_from(counted.order_by(None).subquery()))
     page = min(params.page, max(1, math.ceil(total / params.per_page)))
     params.page = page
-    sort_column = sortable[params.sort]
-    ordering = sort_column.desc().nulls_last() if params.direction == "desc" else sort_column.asc().nulls_last()
-    statement = statement.order_by(ordering, tiebreak).limit(params.per_page).offset((page - 1) * params.per_page)
+    sort_columns = sortable[params.sort]
+    if not isinstance(sort_columns, tuple):
+        sort_columns = (sort_columns,)
+    ordering = [column.desc().nulls_last() if params.direction == "desc" else column.asc().nulls_last()
+                for column in sort_columns]
+    statement = statement.order_by(*ordering, tiebreak).limit(params.per_page).offset((page - 1) * params.per_page)
     result = db.session.execute(statement)
     items = list(result.scalars().unique()) if scalars else list(result.all())
     return Page(items=items, total=total, params=params)

@@ -53,8 +53,9 @@ def portfolio_page(workspace_id: int):
     policy of the workspace.
     """
     health = TenantHealth
-    findings_weight = (health.open_critical * 1000000 + health.open_high * 1000
-                       + health.open_medium * 10 + health.open_low)
+    # Worst first: by critical, then high, medium, low (a weighted sum would let eleven
+    # low findings outrank one medium).
+    findings_by_severity = (health.open_critical, health.open_high, health.open_medium, health.open_low)
     sortable = {
         "name": Tenant.name,
         "domain": Tenant.primary_domain,
@@ -62,7 +63,7 @@ def portfolio_page(workspace_id: int):
         "status": Tenant.status,
         "policies": health.policy_count,
         "last_backup": health.last_backup_at,
-        "findings": findings_weight,
+        "findings": findings_by_severity,
         "missing_permissions": health.missing_permissions,
     }
     params = read_list_params(sortable, "name", filters={"status": STATUS_FILTERS},

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app.models import Tenant
 from tests.conftest import post_form, sign_in
@@ -48,6 +48,19 @@ def test_landing_sorts_by_any_column_both_ways(client, world):
     for column in ("domain", "external_id", "status", "last_backup", "missing_permissions"):
         for direction in ("asc", "desc"):
             assert len(names_on(landing(client, world, f"?sort={column}&dir={direction}"))) == 2
+
+
+def test_findings_sort_puts_the_worst_severity_first_whatever_the_counts(client, world, db_session):
+    """Eleven open low findings are not worse than one medium (a weighted sum said they were)."""
+    for tenant, severity, count in ((world.tenant_a, "low", 11), (world.tenant_a2, "medium", 1)):
+        db_session.execute(text(
+            "INSERT INTO findings (tenant_id, workspace_id, kind, severity, title) "
+            "SELECT :t, :w, 'drift', :s, 'F' FROM generate_series(1, :n)"),
+            {"t": tenant.id, "w": tenant.workspace_id, "s": severity, "n": count})
+    db_session.execute(text("UPDATE findings SET status = 'resolved' WHERE severity = 'high'"))
+    db_session.commit()
+    sign_in(client, world.ada.email)
+    assert names_on(landing(client, world, "?sort=findings&dir=desc")) == ["Alpha Customer Two", "Alpha Customer One"]
 
 
 def test_landing_filters_by_status_and_paginates(client, world, make_tenant):
