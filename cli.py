@@ -332,6 +332,9 @@ def register_rollout_commands(app: Flask) -> None:
                        f"(tenant ids {shown}{more}).")
         elif not report.failed:
             click.echo(f"Checked {report.checked} tenants: every health row was exact.")
+        if report.older_transactions_open:
+            click.echo("Transactions older than the rows it had to create were still open: run the command "
+                       "again once they have ended.", err=True)
         if report.failed:
             raise click.ClickException(
                 f"{len(report.failed)} tenants stayed locked by their writers after {ATTEMPTS} attempts "

@@ -23,6 +23,7 @@ ATTEMPTS = 5
 # every later writer of that tenant behind this refresh.
 LOCK_TIMEOUT = "2s"
 RETRYABLE = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
+OLDER_TRANSACTIONS_WAIT = 60.0
 
 
 @dataclass
@@ -30,6 +31,30 @@ class RefreshReport:
     checked: int = 0
     corrected: list[int] = field(default_factory=list)  # tenant ids whose row was wrong or missing
     failed: list[int] = field(default_factory=list)  # tenant ids still locked after every attempt
+    created: list[int] = field(default_factory=list)  # tenant ids whose row was missing
+    older_transactions_open: bool = False  # some writer from before they existed outlived the wait
+
+
+def create_missing_rows(connection: Connection, wait: float = OLDER_TRANSACTIONS_WAIT) -> tuple[list[int], bool]:
+    """Zero rows for tenants without one, then wait for the transactions that began before them.
+
+    A writer whose trigger found no row counted nothing and holds no lock a recount would
+    wait for; once every such transaction has ended, each writer's trigger updates (and
+    locks) an existing row. Returns (their tenant ids, whether older transactions were still open).
+    """
+    created = list(connection.execute(text(
+        "INSERT INTO tenant_health (tenant_id, workspace_id) SELECT id, workspace_id FROM tenants "
+        "ON CONFLICT (tenant_id) DO NOTHING RETURNING tenant_id")).scalars())
+    if not created:
+        return [], False
+    horizon = connection.execute(text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")).scalar()
+    deadline = time.monotonic() + wait
+    while connection.execute(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint < :h"),
+                             {"h": horizon}).scalar():
+        if time.monotonic() > deadline:
+            return created, True
+        time.sleep(0.2)
+    return created, False
 
 
 def refresh_tenant(connection: Connection, tenant_id: int, attempts: int = ATTEMPTS) -> bool | None:
@@ -54,6 +79,8 @@ def refresh_all(engine: Engine, on_progress: Callable[[int, int], None] | None =
         connection.exec_driver_sql("SET default_transaction_isolation = 'read committed'")
         connection.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
         try:
+            report.created, report.older_transactions_open = create_missing_rows(connection)
+            missing = set(report.created)
             after = 0
             while True:
                 ids = connection.execute(text("SELECT id FROM tenants WHERE id > :after ORDER BY id LIMIT :n"),
@@ -64,7 +91,7 @@ def refresh_all(engine: Engine, on_progress: Callable[[int, int], None] | None =
                     corrected = refresh_tenant(connection, tenant_id)
                     if corrected is None:
                         report.failed.append(tenant_id)
-                    elif corrected:
+                    elif corrected or tenant_id in missing:
                         report.corrected.append(tenant_id)
                     report.checked += 1
                 after = ids[-1]

@@ -8,6 +8,7 @@ triggers are disabled (ALTER TABLE ... DISABLE TRIGGER USER). On each, in the sa
   - a sync-like write path: for --tenants tenants, one transaction inserting 50 policies,
     then one deleting them;
   - triage: single-row finding status changes, one transaction each;
+  - bulk: one UPDATE acknowledging every open finding, one reopening them;
 then `flask refresh-tenant-health` on the baseline (triggers enabled again): the cost of
 populating or repairing the summary at that size (what migration 0007 does on upgrade).
 Prints seconds and the ratio with/without triggers for each. Starts its own embedded
@@ -74,6 +75,17 @@ def triage_workload(conninfo: str, changes: int) -> float:
         return time.perf_counter() - started
 
 
+def bulk_workload(conninfo: str) -> tuple[float, int]:
+    """One statement acknowledging every open finding of every tenant, one reopening them."""
+    with psycopg.connect(conninfo) as conn:
+        started = time.perf_counter()
+        changed = conn.execute("UPDATE findings SET status = 'acknowledged' WHERE status = 'open'").rowcount
+        conn.commit()
+        conn.execute("UPDATE findings SET status = 'open' WHERE status = 'acknowledged'")
+        conn.commit()
+        return time.perf_counter() - started, changed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=20)
@@ -111,8 +123,9 @@ def main() -> None:
                          "--policies-per-tenant", str(args.policies_per_tenant))
             with psycopg.connect(conninfo_for(database), autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE")
+            bulk, bulk_rows = bulk_workload(conninfo_for(database))
             results[name] = {"seed": seed, "sync": sync_workload(conninfo_for(database), args.tenants),
-                             "triage": triage_workload(conninfo_for(database), args.triage)}
+                             "triage": triage_workload(conninfo_for(database), args.triage), "bulk": bulk}
             print(f"{name} triggers: " + ", ".join(f"{k} {v:.2f}s" for k, v in results[name].items()), flush=True)
         with psycopg.connect(conninfo_for("health_without"), autocommit=True) as conn:
             for table in TRIGGERED_TABLES:
@@ -124,7 +137,8 @@ def main() -> None:
         print(f"{'workload':<40} {'without':>9} {'with':>9} {'ratio':>7}")
         labels = {"seed": "bulk load (seed-demo)",
                   "sync": f"sync: {args.tenants} x insert 50 + delete 50",
-                  "triage": f"triage: {args.triage} single-row updates"}
+                  "triage": f"triage: {args.triage} single-row updates",
+                  "bulk": f"bulk: 2 updates of {bulk_rows:,} findings"}
         for key, label in labels.items():
             without, with_ = results["without"][key], results["with"][key]
             print(f"{label:<40} {without:>8.2f}s {with_:>8.2f}s {with_ / without:>7.2f}")

@@ -251,6 +251,20 @@ def test_definer_functions_resolve_names_in_pg_catalog_only(db_session):
         f"SELECT has_schema_privilege('{APP_ROLE}', 'public', 'CREATE')")).scalar() is False
 
 
+def test_workspace_counts_answer_only_for_the_signed_in_user(db_session, world):
+    ada, bob = world.ada.id, world.bob.id
+    connection = db_session.connection()
+    connection.exec_driver_sql(f"SET ROLE {APP_ROLE}")
+    connection.exec_driver_sql("SELECT set_config('app.current_user_id', %s, true)", (str(ada),))
+    try:
+        counts = lambda user: connection.execute(  # noqa: E731
+            text("SELECT workspace_id, active FROM workspace_tenant_counts(:u)"), {"u": user}).all()
+        assert counts(ada) == [(world.a.id, 2)]
+        assert counts(bob) == []  # another user's workspaces: nothing
+    finally:
+        connection.exec_driver_sql("RESET ROLE")
+
+
 # --- refresh: never races a writer, repairs what is wrong ----------------------------------------
 
 
@@ -275,6 +289,24 @@ def insert_policy(connection, tenant) -> None:
     connection.execute(
         "INSERT INTO policies (tenant_id, workspace_id, graph_id, policy_type, platform, display_name) "
         "VALUES (%s, %s, %s, 'x', 'ios', 'Live')", (tenant[0], tenant[1], str(uuid.uuid4())))
+
+
+def owner_connection(url: str):
+    """A SQLAlchemy connection for assert_health_exact, on the live database."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+
+    class Scoped:
+        def __enter__(self):
+            self.connection = engine.connect()
+            return self.connection
+
+        def __exit__(self, *exc):
+            self.connection.close()
+            engine.dispose()
+
+    return Scoped()
 
 
 def wait_until_blocked(url: str, pid: int) -> None:
@@ -314,17 +346,42 @@ def test_a_refresh_waits_for_a_writer_in_flight(live_database):
     _, url, tenants = live_database
     tenant = tenants[0]
     with psycopg.connect(url) as writer:
-        writer.execute("DELETE FROM tenant_health WHERE tenant_id = %s", (tenant[0],))  # as if not yet populated
-        writer.commit()
-        insert_policy(writer, tenant)  # in flight: its trigger found no row to count in
+        insert_policy(writer, tenant)  # in flight: its trigger holds the tenant's health row
         refresh, pid = run_in_thread(url, lambda c: c.execute("SELECT refresh_tenant_health(%s)", (tenant[0],)))
         wait_until_blocked(url, pid)
         writer.commit()
     refresh.join(10)
     assert not refresh.errors
+    assert_counts_exact(url)
+
+
+def test_refreshing_a_missing_row_waits_for_writers_that_found_none(live_database):
+    """A writer whose trigger ran before the row existed counted nothing and holds no lock:
+    the refresh creates the missing rows first and waits for such older transactions."""
+    owner, url, tenants = live_database
+    tenant = tenants[0]
+    with psycopg.connect(url) as writer:
+        writer.execute("DELETE FROM tenant_health WHERE tenant_id = %s", (tenant[0],))  # as if restored
+        writer.commit()
+        insert_policy(writer, tenant)  # in flight; its trigger found no row
+        result = []
+        refresh, _ = run_in_thread(url, lambda c: result.append(
+            owner.test_cli_runner().invoke(args=["refresh-tenant-health"])))
+        time.sleep(0.5)
+        assert refresh.is_alive()  # waiting for the writer's transaction to end
+        writer.commit()
+    refresh.join(20)
+    assert not refresh.errors and result[0].exit_code == 0, result[0].output
+    assert f"(tenant ids {tenant[0]})" in result[0].output
+    assert_counts_exact(url)
+
+
+def assert_counts_exact(url: str) -> None:
     with psycopg.connect(url) as check:
-        assert check.execute("SELECT policy_count FROM tenant_health WHERE tenant_id = %s", (tenant[0],)).fetchone()[0] \
-            == check.execute("SELECT count(*) FROM policies WHERE tenant_id = %s", (tenant[0],)).fetchone()[0] == 1
+        rows = check.execute(
+            "SELECT h.policy_count, (SELECT count(*) FROM policies p WHERE p.tenant_id = h.tenant_id) "
+            "FROM tenant_health h ORDER BY h.tenant_id").fetchall()
+    assert all(kept == counted for kept, counted in rows), rows
 
 
 def test_a_writer_waits_for_a_refresh_in_flight(live_database):
@@ -412,6 +469,54 @@ def test_an_update_of_no_counted_column_locks_no_health_row(live_database):
     with psycopg.connect(url) as check:
         assert check.execute("SELECT open_low FROM tenant_health WHERE tenant_id = %s",
                              (tenant[0],)).fetchone()[0] == 0
+
+
+def test_moving_a_tenant_while_a_writer_is_mid_statement_waits_instead_of_deadlocking(live_database):
+    """Found in review: the counting trigger locked the tenant row after the writer's rows,
+    so a move (tenant first, then its rows) deadlocked with it."""
+    _, url, tenants = live_database
+    tenant, other_workspace = tenants[1], tenants[0][1] if tenants[0][1] != tenants[1][1] else tenants[2][1]
+    with psycopg.connect(url) as setup:
+        setup.execute("INSERT INTO findings (tenant_id, workspace_id, kind, severity, title) "
+                      "SELECT %s, %s, 'drift', 'high', 'Slow ' || g FROM generate_series(1, 4) g", tenant)
+    writer, _ = run_in_thread(url, lambda c: c.execute(
+        "UPDATE findings SET status = 'resolved' WHERE tenant_id = %s AND title LIKE 'Slow%%' "
+        "RETURNING pg_sleep(0.2)", (tenant[0],)).fetchall())
+    time.sleep(0.3)  # the writer holds some of its rows and is still sleeping through the rest
+    with psycopg.connect(url) as mover:
+        mover.execute("UPDATE tenants SET workspace_id = %s WHERE id = %s", (other_workspace, tenant[0]))
+        mover.execute("UPDATE tenants SET workspace_id = %s WHERE id = %s", (tenant[1], tenant[0]))
+    writer.join(10)
+    assert not writer.errors
+    with owner_connection(url) as check:
+        assert_health_exact(check)
+
+
+def test_a_refresh_holds_back_no_writer_of_uncounted_rows(live_database):
+    _, url, tenants = live_database
+    tenant = tenants[0]
+    with psycopg.connect(url) as refresher:
+        refresher.execute("SELECT refresh_tenant_health(%s)", (tenant[0],))  # holds the health row
+        inventory, _ = run_in_thread(url, lambda c: c.execute(
+            "INSERT INTO inventory_items (tenant_id, workspace_id, object_type, graph_id, display_name) "
+            "VALUES (%s, %s, 'device', %s, 'Laptop')", (*tenant, str(uuid.uuid4()))))
+        inventory.join(10)
+        assert not inventory.is_alive() and not inventory.errors
+        refresher.commit()
+
+
+def test_changing_only_a_backup_id_recomputes_the_latest_backup(db_session, world):
+    """Found in review: equal start times are broken by id, which the change detection ignored."""
+    tenant = world.tenant_a2
+    for status in ("completed", "failed"):
+        db_session.execute(text(
+            "INSERT INTO backup_sets (tenant_id, workspace_id, name, status, started_at, triggered_by) "
+            "VALUES (:t, :w, 'same time', :s, '2026-11-01T00:00:00Z', 'user')"),
+            {"t": tenant.id, "w": tenant.workspace_id, "s": status})
+    db_session.execute(text("UPDATE backup_sets SET id = id + 5000 WHERE tenant_id = :t AND status = 'completed'"),
+                       {"t": tenant.id})
+    assert health_of(db_session, tenant.id)["last_backup_status"] == "completed"
+    assert_health_exact(db_session)
 
 
 def test_refresh_command_repairs_and_reports_wrong_rows(live_database):

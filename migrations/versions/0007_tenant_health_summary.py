@@ -17,22 +17,25 @@ on read, a sort by one of them counts every policy of the workspace (500,000 at
   the counters it empties. The trigger functions are SECURITY DEFINER (owned by
   the migration owner; search_path pg_catalog, every table schema-qualified), so
   the app role gets SELECT only: it cannot forge a counter.
-- Lock protocol: a trigger locks the tenants it changes FOR KEY SHARE (an insert's
-  foreign key check does the same), then their health rows FOR UPDATE, both in
-  tenant order. `refresh_tenant_health(tenant_id)` locks the tenant's row FOR
-  UPDATE, which waits for every writer of the tenant in flight and holds new ones
-  back, then recounts in a new statement (READ COMMITTED: a fresh snapshot). So a
-  refresh never loses or double-counts a concurrent write, and it takes no lock a
-  writer could be holding while waiting for it (no deadlock, also not with a
-  tenant being deleted, which it then skips). Row locks live in the rows, not in
-  the shared lock table: a statement may touch any number of tenants.
+- Lock protocol: a trigger locks the health rows of the tenants whose counts it
+  changes FOR UPDATE, in tenant order, at the end of the statement, and holds them
+  to commit. `refresh_tenant_health(tenant_id)` locks the same row FOR UPDATE, so
+  it waits for every writer of the tenant's counts in flight and holds new ones
+  back, then recounts in a new statement (READ COMMITTED: a fresh snapshot): no
+  concurrent write is lost or counted twice. Writers of uncounted rows, tenant
+  moves and deletions are not involved (a deleted tenant is skipped). Row locks
+  live in the rows, not in the shared lock table: a statement may touch any
+  number of tenants. A row that does not exist yet cannot be locked, so the
+  population first creates every row (zeros), then waits for the transactions
+  that began before (their triggers found no row), then recounts.
 - The population at the end refreshes every tenant, one per transaction, in
   autocommit mode: no long transaction and no lock beyond one tenant's writers
   for the time of one recount. `flask refresh-tenant-health` runs the same
   function (a repair, and a check: it reports rows it had to correct).
-- The price: two transactions that write counted rows of the same two tenants in
-  opposite orders can now deadlock on the health rows (PostgreSQL aborts one). The
-  app writes one tenant per transaction.
+- The price: writers of one tenant's counts queue on its health row until they
+  commit, and two transactions that each change counts of the same tenant (or two
+  tenants in opposite orders) over several statements can deadlock on it, where
+  PostgreSQL aborts one. The app changes counts in one statement per transaction.
 
 Creating a trigger takes a SHARE ROW EXCLUSIVE lock on its table for an instant;
 each is its own autocommitted statement under the migration's lock_timeout.
@@ -64,12 +67,11 @@ CURRENT_WORKSPACE = "NULLIF(current_setting('app.current_workspace_id', true), '
 DEFINER = "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
 
 
-def lock_tenants(ids: str) -> str:
-    """The lock protocol, in tenant order: the tenants' rows FOR KEY SHARE (what a refresh's
-    FOR UPDATE waits for), then their health rows FOR UPDATE (so that a statement's
-    updates of several tenants always lock in the same order)."""
-    return (f"PERFORM 1 FROM public.tenants WHERE id = ANY({ids}) ORDER BY id FOR KEY SHARE;\n"
-            f"PERFORM 1 FROM public.tenant_health WHERE tenant_id = ANY({ids}) ORDER BY tenant_id FOR UPDATE;")
+def lock_health_rows(ids: str) -> str:
+    """The lock protocol: the changed tenants' health rows FOR UPDATE, in tenant order (so
+    that a statement's updates of several tenants always lock in the same order); a
+    refresh takes the same row lock."""
+    return f"PERFORM 1 FROM public.tenant_health WHERE tenant_id = ANY({ids}) ORDER BY tenant_id FOR UPDATE;"
 
 
 CHANGED_ROWS = {  # TG_OP -> the statement's rows, each with the sign of its contribution
@@ -108,7 +110,7 @@ def counting_function(counters: dict[str, str]) -> str:
             IF ids IS NULL THEN
                 RETURN NULL;
             END IF;
-            {lock_tenants('ids')}
+            {lock_health_rows('ids')}
             UPDATE public.tenant_health h SET {sets}, updated_at = now()
               FROM unnest(ids, {targets}) AS d(tenant_id, {', '.join(columns)})
              WHERE h.tenant_id = d.tenant_id;
@@ -139,7 +141,7 @@ FUNCTIONS = {
         DECLARE
             ids bigint[] := ARRAY[OLD.tenant_id, NEW.tenant_id];
         BEGIN
-            {lock_tenants('ids')}
+            {lock_health_rows('ids')}
             UPDATE public.tenant_health SET policy_count = policy_count - 1, updated_at = now()
              WHERE tenant_id = OLD.tenant_id;
             UPDATE public.tenant_health SET policy_count = policy_count + 1, updated_at = now()
@@ -157,16 +159,18 @@ FUNCTIONS = {
                 SELECT array_agg(DISTINCT tenant_id) INTO ids FROM new_rows;
             ELSIF TG_OP = 'DELETE' THEN
                 SELECT array_agg(DISTINCT tenant_id) INTO ids FROM old_rows;
-            ELSE
-                SELECT array_agg(DISTINCT t) INTO ids
-                  FROM new_rows n JOIN old_rows o ON o.id = n.id
-                 CROSS JOIN LATERAL unnest(ARRAY[o.tenant_id, n.tenant_id]) t
-                 WHERE (o.tenant_id, o.started_at, o.status) IS DISTINCT FROM (n.tenant_id, n.started_at, n.status);
+            ELSE  -- rows whose (id, tenant, start, status) changed, on either side
+                SELECT array_agg(DISTINCT c.tenant_id) INTO ids FROM (
+                    (SELECT id, tenant_id, started_at, status FROM new_rows
+                     EXCEPT SELECT id, tenant_id, started_at, status FROM old_rows)
+                    UNION
+                    (SELECT id, tenant_id, started_at, status FROM old_rows
+                     EXCEPT SELECT id, tenant_id, started_at, status FROM new_rows)) c;
             END IF;
             IF ids IS NULL THEN
                 RETURN NULL;
             END IF;
-            {lock_tenants('ids')}
+            {lock_health_rows('ids')}
             UPDATE public.tenant_health h SET last_backup_at = b.started_at, last_backup_status = b.status,
                    updated_at = now()
               FROM unnest(ids) AS d(tenant_id)
@@ -196,9 +200,9 @@ FUNCTIONS = {
             END IF;
             RETURN NULL;
         END $$""",
-    # Recompute one tenant's row; true when it was wrong or missing. The tenant's row FOR
-    # UPDATE waits for every writer of its counted rows in flight (they hold it FOR KEY SHARE)
-    # and holds new ones back until this commits; a tenant deleted meanwhile is skipped.
+    # Recompute one tenant's row; true when it was wrong or missing. Its health row FOR
+    # UPDATE waits for every writer of the tenant's counts in flight (their triggers hold
+    # it until they commit) and holds new ones back until this commits.
     "refresh_tenant_health(for_tenant bigint)": f"""
         RETURNS boolean {DEFINER} AS $$
         DECLARE
@@ -209,11 +213,21 @@ FUNCTIONS = {
                 RAISE EXCEPTION 'refresh_tenant_health needs READ COMMITTED, not %',
                     current_setting('transaction_isolation');
             END IF;
-            PERFORM 1 FROM public.tenants WHERE id = for_tenant FOR UPDATE;
+            PERFORM 1 FROM public.tenant_health WHERE tenant_id = for_tenant FOR UPDATE;
             IF NOT FOUND THEN
-                RETURN false;
+                -- No row: the tenant is gone (its row went with it), or rows were restored
+                -- without triggers. prepare_tenant_health() creates missing rows first, so
+                -- that writers in flight are waited for; here the row is made and locked.
+                INSERT INTO public.tenant_health (tenant_id, workspace_id)
+                SELECT id, workspace_id FROM public.tenants WHERE id = for_tenant
+                ON CONFLICT (tenant_id) DO NOTHING;
+                PERFORM 1 FROM public.tenant_health WHERE tenant_id = for_tenant FOR UPDATE;
+                IF NOT FOUND THEN
+                    RETURN false;
+                END IF;
+                changed := true;
             END IF;
-            -- A new statement, a new snapshot: it sees every writer that held the tenant.
+            -- A new statement, a new snapshot: it sees every writer it waited for.
             WITH fresh AS (
                 SELECT t.id AS tenant_id, t.workspace_id,
                        (SELECT count(*) FROM public.policies p WHERE p.tenant_id = t.id) AS policy_count,
@@ -251,7 +265,7 @@ FUNCTIONS = {
                        excluded.last_backup_status)
                 RETURNING 1
             )
-            SELECT count(*) > 0 INTO changed FROM upserted;
+            SELECT coalesce(changed, false) OR count(*) > 0 INTO changed FROM upserted;
             RETURN changed;
         END $$""",
 }
@@ -339,6 +353,20 @@ def populate() -> None:
     bind = op.get_bind()
     with op.get_context().autocommit_block():
         bind.exec_driver_sql("SET default_transaction_isolation = 'read committed'")
+        # Zero rows first, then wait for the transactions that might have written counted rows
+        # before them (their triggers found no row to count in): from then on every writer's
+        # trigger updates and locks an existing row, which each recount below waits for.
+        bind.exec_driver_sql("INSERT INTO tenant_health (tenant_id, workspace_id) "
+                             "SELECT id, workspace_id FROM tenants ON CONFLICT (tenant_id) DO NOTHING")
+        horizon = bind.exec_driver_sql("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").scalar()
+        deadline = time.monotonic() + OLDER_TRANSACTIONS_WAIT
+        while bind.exec_driver_sql("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint < %(h)s",
+                                   {"h": horizon}).scalar():
+            if time.monotonic() > deadline:
+                print(f"tenant_health: transactions older than {OLDER_TRANSACTIONS_WAIT} s are still open; "
+                      "run `flask refresh-tenant-health` once they have ended.")
+                break
+            time.sleep(0.2)
         after = 0
         while True:
             ids = bind.exec_driver_sql(
@@ -353,6 +381,7 @@ def populate() -> None:
 
 
 RETRYABLE = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
+OLDER_TRANSACTIONS_WAIT = 60
 
 
 def refresh_with_retries(bind, tenant_id: int, attempts: int = 5) -> None:

@@ -6,7 +6,9 @@ database upgraded with pg_upgrade keeps that grant) can define an operator there
 say `=(varchar, varchar)`, that wins operator resolution inside the function and
 runs as the owner. This revision:
 - recreates workspace_tenant_counts (0006) with `search_path = pg_catalog, pg_temp`
-  and schema-qualified tables (0007's functions are written that way already);
+  and schema-qualified tables (0007's functions are written that way already), and
+  answers only for the transaction's signed-in user (app.current_user_id): the app
+  role could otherwise ask for any user's workspaces and their tenant counts;
 - revokes CREATE on schema public from PUBLIC (a no-op on PostgreSQL 15 and later;
   where the migration owner does not own the schema it only warns).
 
@@ -32,14 +34,18 @@ COUNTS = """
                count(*) FILTER (WHERE t.status = 'archived')
           FROM {schema}tenants t
           JOIN {schema}workspace_memberships m ON m.workspace_id = t.workspace_id AND m.user_id = for_user_id
+         {only_the_signed_in_user}
          GROUP BY t.workspace_id
     $$"""
+# The app asks for its signed-in user only; the transaction says who that is (app/row_security.py).
+ONLY_THE_SIGNED_IN_USER = "WHERE for_user_id = NULLIF(current_setting('app.current_user_id', true), '')::bigint"
 
 
 def upgrade():
-    op.execute(COUNTS.format(search_path="pg_catalog, pg_temp", schema="public."))
+    op.execute(COUNTS.format(search_path="pg_catalog, pg_temp", schema="public.",
+                             only_the_signed_in_user=ONLY_THE_SIGNED_IN_USER))
     op.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
 
 
 def downgrade():
-    op.execute(COUNTS.format(search_path="public, pg_temp", schema=""))
+    op.execute(COUNTS.format(search_path="public, pg_temp", schema="", only_the_signed_in_user=""))
