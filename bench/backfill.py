@@ -19,38 +19,21 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from app.database import server_socket_dir, start_embedded_server  # noqa: E402
 from app.rollout import DEFAULT_BATCH_SIZE, TENANT_OWNED_TABLES  # noqa: E402
+from bench.cluster import Cluster, bench_cluster  # noqa: E402
 
 FLASK = str(Path(sys.executable).with_name("flask"))
 ROWS_PER_SCALE = 33_000  # what one `seed-demo --scale 1` writes to the tenant-owned tables (60 tenants)
-
-
-class Cluster:
-    def __init__(self, admin: str, url_for):
-        self.admin, self.url_for = admin, url_for
-
-    def conn(self, database: str):
-        return psycopg.connect(self.admin.replace("dbname=postgres", f"dbname={database}"), autocommit=True)
-
-    def copy(self, source: str, target: str):
-        with psycopg.connect(self.admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(target), sql.Identifier(source)))
 
 
 def flask(cluster: Cluster, database: str, *args: str, check=True) -> subprocess.CompletedProcess:
@@ -63,9 +46,7 @@ def flask(cluster: Cluster, database: str, *args: str, check=True) -> subprocess
 
 def build_source(cluster: Cluster, name: str, rows: int) -> int:
     """A phase-1 database with about `rows` tenant-owned rows, none bound. Returns the exact count."""
-    with psycopg.connect(cluster.admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    cluster.create(name)
     flask(cluster, name, "db", "upgrade")
     scale = max(1, round(rows / ROWS_PER_SCALE))
     flask(cluster, name, "seed-demo", "--scale", str(scale))
@@ -155,26 +136,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     args = parser.parse_args()
 
-    workdir = None
-    if os.environ.get("BENCH_ADMIN_URL"):
-        admin = os.environ["BENCH_ADMIN_URL"]
-        base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        cluster = Cluster(admin, lambda db: f"{base}/{db}")
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix="tenantatlas-bench-"))
-        server = start_embedded_server(workdir / "pgdata", cleanup_mode="delete")
-        socket = server_socket_dir(server)
-        cluster = Cluster(f"host={socket} user=postgres dbname=postgres",
-                          lambda db: f"postgresql+psycopg://postgres@/{db}?host={socket}")
     print(f"{'rows':>10} {'floor rows/s':>13} {'backfill rows/s':>16} {'ratio':>6} {'longest batch':>14} "
           f"{'>250ms/all':>12}"
           f"{'peak RSS':>9} {'phase 3':>8} {'max ACCESS EXCLUSIVE':>21}")
-    try:
+    with bench_cluster("tenantatlas-bench-") as cluster:
         for factor in (int(f) for f in args.factors.split(",")):
             source = f"bench_source_{factor}"
             rows = build_source(cluster, source, args.rows * factor)
-            cluster.copy(source, f"bench_floor_{factor}")
-            cluster.copy(source, f"bench_backfill_{factor}")
+            cluster.create(f"bench_floor_{factor}", template=source)
+            cluster.create(f"bench_backfill_{factor}", template=source)
             floor_seconds = floor(cluster, f"bench_floor_{factor}")
             backfill_seconds, longest_batch, peak_kib, batches, slow = backfill(
                 cluster, f"bench_backfill_{factor}", args.batch_size)
@@ -184,10 +154,6 @@ def main() -> None:
                   f"{floor_seconds / backfill_seconds:>6.2f} {longest_batch * 1000:>11.0f} ms "
                   f"{slow:>5}/{batches:<6}"
                   f"{peak_kib / 1024:>6.0f} MB {phase3_seconds:>6.1f} s {longest_lock * 1000:>18.0f} ms", flush=True)
-    finally:
-        if workdir is not None:
-            server.cleanup()
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import psycopg
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from app.database import server_socket_dir, start_embedded_server  # noqa: E402
+from bench.cluster import bench_cluster  # noqa: E402
 
 FLASK = str(Path(sys.executable).with_name("flask"))
 TRIGGERED_TABLES = ("tenants", "policies", "findings", "tenant_permissions", "backup_sets")
@@ -94,44 +92,29 @@ def main() -> None:
     parser.add_argument("--triage", type=int, default=2000, help="finding changes of the triage workload")
     args = parser.parse_args()
 
-    workdir = None
-    admin = os.environ.get("BENCH_ADMIN_URL")
-    if admin:
-        base = admin.rsplit("/", 1)[0]
-        url_for = lambda db: f"{base}/{db}".replace("postgresql://", "postgresql+psycopg://", 1)  # noqa: E731
-        conninfo_for = lambda db: f"{base}/{db}"  # noqa: E731
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix="tenantatlas-health-bench-"))
-        server = start_embedded_server(workdir / "pgdata", cleanup_mode="delete")
-        socket = server_socket_dir(server)
-        admin = f"host={socket} user=postgres dbname=postgres"
-        url_for = lambda db: f"postgresql+psycopg://postgres@/{db}?host={socket}"  # noqa: E731
-        conninfo_for = lambda db: f"host={socket} user=postgres dbname={db}"  # noqa: E731
-    try:
+    with bench_cluster("tenantatlas-health-bench-") as cluster:
         results: dict[str, dict[str, float]] = {}
         for name in ("without", "with"):
             database = f"health_{name}"
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-                conn.execute(f"CREATE DATABASE {database}")
-            flask(url_for(database), "db", "upgrade")
+            cluster.create(database)
+            flask(cluster.url_for(database), "db", "upgrade")
             if name == "without":
-                with psycopg.connect(conninfo_for(database), autocommit=True) as conn:
+                with cluster.conn(database) as conn:
                     for table in TRIGGERED_TABLES:
                         conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
-            seed = flask(url_for(database), "seed-demo", "--scale", str(args.scale),
+            seed = flask(cluster.url_for(database), "seed-demo", "--scale", str(args.scale),
                          "--policies-per-tenant", str(args.policies_per_tenant))
-            with psycopg.connect(conninfo_for(database), autocommit=True) as conn:
+            with cluster.conn(database) as conn:
                 conn.execute("VACUUM ANALYZE")
-            bulk, bulk_rows = bulk_workload(conninfo_for(database))
-            results[name] = {"seed": seed, "sync": sync_workload(conninfo_for(database), args.tenants),
-                             "triage": triage_workload(conninfo_for(database), args.triage), "bulk": bulk}
+            bulk, bulk_rows = bulk_workload(cluster.conninfo(database))
+            results[name] = {"seed": seed, "sync": sync_workload(cluster.conninfo(database), args.tenants),
+                             "triage": triage_workload(cluster.conninfo(database), args.triage), "bulk": bulk}
             print(f"{name} triggers: " + ", ".join(f"{k} {v:.2f}s" for k, v in results[name].items()), flush=True)
-        with psycopg.connect(conninfo_for("health_without"), autocommit=True) as conn:
+        with cluster.conn("health_without") as conn:
             for table in TRIGGERED_TABLES:
                 conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
             counts = conn.execute("SELECT (SELECT count(*) FROM tenants), (SELECT count(*) FROM policies)").fetchone()
-        refresh = flask(url_for("health_without"), "refresh-tenant-health")
+        refresh = flask(cluster.url_for("health_without"), "refresh-tenant-health")
 
         print(f"\n{counts[0]:,} tenants, {counts[1]:,} policies")
         print(f"{'workload':<40} {'without':>9} {'with':>9} {'ratio':>7}")
@@ -144,10 +127,6 @@ def main() -> None:
             print(f"{label:<40} {without:>8.2f}s {with_:>8.2f}s {with_ / without:>7.2f}")
         print(f"refresh-tenant-health (every tenant, one per transaction): {refresh:.2f}s "
               f"({refresh / counts[0] * 1000:.2f} ms per tenant)")
-    finally:
-        if workdir is not None:
-            server.cleanup()
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,12 @@ def health_of(connection, tenant_id: int) -> dict:
                                    {"t": tenant_id}).mappings().one())
 
 
+def assert_live_health_exact(owner) -> None:
+    """assert_health_exact on the live database (committed rows), through the owner app."""
+    with owner.app_context(), db.engine.connect() as connection:
+        assert_health_exact(connection)
+
+
 # --- triggers ---------------------------------------------------------------------------------
 
 
@@ -291,24 +297,6 @@ def insert_policy(connection, tenant) -> None:
         "VALUES (%s, %s, %s, 'x', 'ios', 'Live')", (tenant[0], tenant[1], str(uuid.uuid4())))
 
 
-def owner_connection(url: str):
-    """A SQLAlchemy connection for assert_health_exact, on the live database."""
-    from sqlalchemy import create_engine
-
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-
-    class Scoped:
-        def __enter__(self):
-            self.connection = engine.connect()
-            return self.connection
-
-        def __exit__(self, *exc):
-            self.connection.close()
-            engine.dispose()
-
-    return Scoped()
-
-
 def wait_until_blocked(url: str, pid: int) -> None:
     with psycopg.connect(url, autocommit=True) as watcher:
         for _ in range(200):
@@ -343,7 +331,7 @@ def run_in_thread(url: str, work):
 
 
 def test_a_refresh_waits_for_a_writer_in_flight(live_database):
-    _, url, tenants = live_database
+    owner, url, tenants = live_database
     tenant = tenants[0]
     with psycopg.connect(url) as writer:
         insert_policy(writer, tenant)  # in flight: its trigger holds the tenant's health row
@@ -352,7 +340,7 @@ def test_a_refresh_waits_for_a_writer_in_flight(live_database):
         writer.commit()
     refresh.join(10)
     assert not refresh.errors
-    assert_counts_exact(url)
+    assert_live_health_exact(owner)
 
 
 def test_refreshing_a_missing_row_waits_for_writers_that_found_none(live_database):
@@ -373,19 +361,11 @@ def test_refreshing_a_missing_row_waits_for_writers_that_found_none(live_databas
     refresh.join(20)
     assert not refresh.errors and result[0].exit_code == 0, result[0].output
     assert f"(tenant ids {tenant[0]})" in result[0].output
-    assert_counts_exact(url)
-
-
-def assert_counts_exact(url: str) -> None:
-    with psycopg.connect(url) as check:
-        rows = check.execute(
-            "SELECT h.policy_count, (SELECT count(*) FROM policies p WHERE p.tenant_id = h.tenant_id) "
-            "FROM tenant_health h ORDER BY h.tenant_id").fetchall()
-    assert all(kept == counted for kept, counted in rows), rows
+    assert_live_health_exact(owner)
 
 
 def test_a_writer_waits_for_a_refresh_in_flight(live_database):
-    _, url, tenants = live_database
+    owner, url, tenants = live_database
     tenant = tenants[1]
     with psycopg.connect(url) as refresher:
         refresher.execute("SELECT refresh_tenant_health(%s)", (tenant[0],))  # holds the tenant's lock
@@ -397,11 +377,7 @@ def test_a_writer_waits_for_a_refresh_in_flight(live_database):
         refresher.commit()
     writer.join(10)
     assert not writer.errors
-    with psycopg.connect(url) as check:
-        assert_rows = check.execute(
-            "SELECT h.policy_count, (SELECT count(*) FROM policies p WHERE p.tenant_id = h.tenant_id) "
-            "FROM tenant_health h ORDER BY h.tenant_id").fetchall()
-    assert all(kept == counted for kept, counted in assert_rows)
+    assert_live_health_exact(owner)
 
 
 def test_concurrent_backup_writes_keep_the_latest_backup(live_database):
@@ -474,7 +450,7 @@ def test_an_update_of_no_counted_column_locks_no_health_row(live_database):
 def test_moving_a_tenant_while_a_writer_is_mid_statement_waits_instead_of_deadlocking(live_database):
     """Found in review: the counting trigger locked the tenant row after the writer's rows,
     so a move (tenant first, then its rows) deadlocked with it."""
-    _, url, tenants = live_database
+    owner, url, tenants = live_database
     tenant, other_workspace = tenants[1], tenants[0][1] if tenants[0][1] != tenants[1][1] else tenants[2][1]
     with psycopg.connect(url) as setup:
         setup.execute("INSERT INTO findings (tenant_id, workspace_id, kind, severity, title) "
@@ -488,8 +464,7 @@ def test_moving_a_tenant_while_a_writer_is_mid_statement_waits_instead_of_deadlo
         mover.execute("UPDATE tenants SET workspace_id = %s WHERE id = %s", (tenant[1], tenant[0]))
     writer.join(10)
     assert not writer.errors
-    with owner_connection(url) as check:
-        assert_health_exact(check)
+    assert_live_health_exact(owner)
 
 
 def test_a_refresh_holds_back_no_writer_of_uncounted_rows(live_database):
@@ -528,8 +503,7 @@ def test_refresh_command_repairs_and_reports_wrong_rows(live_database):
     result = owner.test_cli_runner().invoke(args=["refresh-tenant-health"])
     assert result.exit_code == 0, result.output
     assert f"Corrected the health row of 2 of 3 tenants (tenant ids {tenants[0][0]}, {tenants[2][0]})" in result.output
-    with owner.app_context(), db.engine.connect() as connection:
-        assert_health_exact(connection)
+    assert_live_health_exact(owner)
     result = owner.test_cli_runner().invoke(args=["refresh-tenant-health"])
     assert "Checked 3 tenants: every health row was exact." in result.output
 
