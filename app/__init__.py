@@ -1,12 +1,14 @@
 """TenantAtlas: the portfolio console for MSPs running many Entra/Intune tenants."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
 
 import click
 from flask import Flask
+from sqlalchemy.exc import DBAPIError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
@@ -34,6 +36,20 @@ def default_database_role() -> str:
     if context is None or context.info_name == "run":
         return "app"
     return "owner"
+
+
+def close_database_session(exc: BaseException | None) -> None:
+    """End the request's session; if its connection died under it (a database restart), drop it.
+
+    Closing rolls back on the connection; when the server has just terminated it, that
+    rollback fails after the response was made, which would turn a served page into a 500.
+    """
+    try:
+        db.session.remove()
+    except DBAPIError as error:
+        db.session.registry().invalidate()  # discards the connection without talking to it
+        db.session.registry.clear()
+        logging.getLogger(__name__).warning("Dropped a dead database connection at request end: %s", error.orig)
 
 
 def create_app(config: dict | None = None, database_role: str | None = None) -> Flask:
@@ -66,6 +82,7 @@ def create_app(config: dict | None = None, database_role: str | None = None) -> 
                                 x_proto=app.config["TRUSTED_PROXIES"])
 
     db.init_app(app)
+    app.teardown_appcontext(close_database_session)  # runs before Flask-SQLAlchemy's own (a no-op then)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)
