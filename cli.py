@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from app.audit import record_audit
 from app.extensions import db
 from app.isolation import WorkspaceMismatchError
-from app.models import ROLES, AuditLog, Tenant, User, Workspace, WorkspaceMembership
+from app.models import ROLES, AuditLog, SyncRun, Tenant, User, Workspace, WorkspaceMembership
 from app.passwords import hash_password
 from app.validation import (
     ValidationError,
@@ -72,6 +72,7 @@ def _workspace_by_slug(slug: str) -> Workspace:
 
 def register_commands(app: Flask) -> None:
     register_rollout_commands(app)
+    register_graph_commands(app)
 
     @app.cli.command("create-user", cls=StrictCommand)
     @click.argument("email")
@@ -364,3 +365,58 @@ def register_rollout_commands(app: Flask) -> None:
         db.session.commit()
         click.echo(f"Moved {tenant.name} ({tenant_uuid}) from {source.slug} to {target.slug}: "
                    f"{sum(moved.values())} rows.")
+
+
+def register_graph_commands(app: Flask) -> None:
+    """The worker and the foreground sync (app.jobs, app.sync)."""
+
+    @app.cli.command("worker", cls=StrictCommand)
+    @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64),
+                  help="Jobs run at once by this process (syncs wait on Graph, not on the CPU).")
+    @click.option("--queue", "queues", multiple=True, help="Only these queues (default: all).")
+    def worker(concurrency: int, queues: tuple[str, ...]):
+        """Run queued jobs (syncs) and the periodic scheduler, as the web app's database role."""
+        from app.jobs import queue_for, set_worker_app
+
+        set_worker_app(app)
+        click.echo(f"TenantAtlas worker: concurrency {concurrency}, queues {', '.join(queues) or 'all'}", err=True)
+        queue_for(app).run_worker(queues=list(queues) or None, concurrency=concurrency, install_signal_handlers=True)
+
+    @app.cli.command("sync-tenant", cls=StrictCommand)
+    @click.argument("external_id")
+    @database_errors_as_messages
+    def sync_tenant(external_id: str):
+        """Sync a connected tenant now, in the foreground, with progress and a summary.
+
+        Exit code: 0 succeeded, 1 failed (or cannot start), 3 partial.
+        """
+        from app.graph.families import FAMILIES
+        from app.row_security import working_in_workspace
+        from app.sync.engine import SyncAlreadyActive, create_run
+        from app.sync.runner import carry_out_sync_run
+
+        tenant_uuid = parse_tenant_external_id(external_id)
+        tenant = db.session.scalar(select(Tenant).where(Tenant.external_id == tenant_uuid))
+        if tenant is None:
+            raise click.ClickException(f"No tenant with id {tenant_uuid}.")
+        if not tenant.is_connected:
+            raise click.ClickException(f"{tenant.name} is not connected ({tenant.connection_status}); connect it in "
+                                       f"the console first.")
+        with working_in_workspace(tenant.workspace_id):
+            try:
+                run = create_run(tenant, "command")
+            except SyncAlreadyActive as active:
+                raise click.ClickException(f"A sync of {tenant.name} is already {active.run.status} "
+                                           f"(run {active.run.id}).") from None
+            db.session.commit()
+            run_id, name = run.id, tenant.name
+            with click.progressbar(length=len(FAMILIES), label=f"Syncing {name}", file=sys.stderr) as bar:
+                status = carry_out_sync_run(run_id, progress=lambda key, outcome: bar.update(1))
+            run = db.session.get(SyncRun, run_id)
+            for key, counts in run.families.items():
+                detail = f"  error: {counts['error']}" if counts.get("error") else ""
+                click.echo(f"{key:22} seen {counts['seen']:5}  new {counts['new']:4}  changed {counts['changed']:4}  "
+                           f"unchanged {counts['unchanged']:5}  deleted {counts['deleted']:4}{detail}")
+            click.echo(f"{status}: {run.requests} requests, {run.throttled} throttled"
+                       + (f"; {run.error}" if run.error else ""))
+        sys.exit({"succeeded": 0, "partial": 3}.get(status, 1))

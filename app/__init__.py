@@ -33,7 +33,7 @@ def default_database_role() -> str:
     WSGI server of `flask run` serve requests, which must go through row-level security.
     """
     context = click.get_current_context(silent=True)
-    if context is None or context.info_name == "run":
+    if context is None or context.info_name in ("run", "worker"):
         return "app"
     return "owner"
 
@@ -91,12 +91,17 @@ def create_app(config: dict | None = None, database_role: str | None = None) -> 
     app.url_map.converters["int"] = DatabaseIdConverter
 
     from . import isolation, row_security  # noqa: F401  (register their session listeners)
-    from . import auth, errors, health, legacy, portfolio, security, shell, tenant_pages, workspaces
+    from . import auth, consent, errors, health, legacy, portfolio, security, shell, tenant_pages, workspaces
+    from .graph.settings import GraphSettings
+
+    # Where Graph lives and the app's credentials (app/graph/settings.py); tests pass their own.
+    app.extensions["graph_settings"] = app.config.get("GRAPH_SETTINGS") or GraphSettings.from_environ()
 
     auth.init_app(app)
     errors.init_app(app)
     security.init_app(app)
-    for blueprint in (health.bp, auth.bp, shell.bp, workspaces.bp, portfolio.bp, tenant_pages.bp, legacy.bp):
+    for blueprint in (health.bp, auth.bp, shell.bp, workspaces.bp, portfolio.bp, tenant_pages.bp, legacy.bp,
+                      consent.bp):
         app.register_blueprint(blueprint)
     auth.init_rate_limits(app)
 

@@ -56,6 +56,10 @@ def build_config(instance_path: Path, overrides: dict | None = None, database_ro
             raise ConfigError(f"SECRET_KEY must be set when TENANTATLAS_ENV={env}")
         secret_key = _development_secret_key(instance_path)
 
+    sync_interval = str(overrides.get("SYNC_INTERVAL_MINUTES", os.environ.get("TENANTATLAS_SYNC_INTERVAL_MINUTES", "360")))
+    if not (sync_interval.isascii() and sync_interval.isdigit() and 5 <= int(sync_interval) <= 10080):
+        raise ConfigError("TENANTATLAS_SYNC_INTERVAL_MINUTES must be a number of minutes from 5 to 10080 (a week)")
+
     trusted_proxies = overrides.get("TRUSTED_PROXIES", os.environ.get("TENANTATLAS_TRUSTED_PROXIES", "0"))
     if not (str(trusted_proxies).isascii() and str(trusted_proxies).isdigit()):
         raise ConfigError("TENANTATLAS_TRUSTED_PROXIES must be a number of proxies (0 when none)")
@@ -87,6 +91,7 @@ def build_config(instance_path: Path, overrides: dict | None = None, database_ro
         "RATELIMIT_ENABLED": True,
         "TESTING": env == "test",
         "TRUSTED_PROXIES": int(trusted_proxies),
+        "SYNC_INTERVAL_MINUTES": int(sync_interval),
     }
     config.update(overrides)
     return config

@@ -1,8 +1,7 @@
 """The data model.
 
-This is the baseline schema: the twelve tenant-owned tables reference their
-tenant only (`tenant_id`); binding them to a workspace is a later, staged
-rollout. Child rows reference their parent together with `tenant_id`
+Every tenant-owned row carries its tenant and its tenant's workspace
+(`TenantOwned`, bound by the database and by row-level security). Child rows reference their parent together with `tenant_id`
 (composite foreign keys onto `UNIQUE (id, tenant_id)`), so the database itself
 refuses a child that points into another tenant.
 """
@@ -38,6 +37,10 @@ from .extensions import db
 
 ROLES = ("owner", "manager", "operator", "readonly")
 TENANT_STATUSES = ("active", "archived")
+# What TenantAtlas knows of its Graph connection to a tenant (app/graph, app/sync).
+CONNECTION_STATUSES = ("not_connected", "connected", "missing_permissions", "consent_revoked", "failing")
+SYNC_RUN_STATUSES = ("queued", "running", "succeeded", "partial", "failed")
+SYNC_TRIGGERS = ("user", "schedule", "command", "connect")
 SEVERITIES = ("low", "medium", "high", "critical")
 FINDING_STATUSES = ("open", "acknowledged", "resolved")
 
@@ -193,7 +196,9 @@ class Tenant(db.Model):
         # Lets tenant-owned tables reference (tenant_id, workspace_id) together.
         UniqueConstraint("id", "workspace_id"),
         CheckConstraint(_in("status", TENANT_STATUSES), name="status_known"),
+        CheckConstraint(_in("connection_status", CONNECTION_STATUSES), name="connection_status_known"),
         Index("ix_tenants_workspace_id_name", "workspace_id", "name"),
+        Index("ix_tenants_next_sync_at", "next_sync_at", postgresql_where=text("next_sync_at IS NOT NULL")),
     )
 
     id: Mapped[int] = _pk()
@@ -209,7 +214,27 @@ class Tenant(db.Model):
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
+    # The Graph connection (migration 0009). Never a secret or a token: those live in memory only.
+    connection_status: Mapped[str] = mapped_column(
+        String(24), nullable=False, server_default="not_connected", default="not_connected"
+    )
+    consented_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    consented_by_user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
+    granted_permissions: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default="[]", default=list)
+    permissions_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    connection_error: Mapped[str | None] = mapped_column(String(500))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
+    sync_paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_sync_status: Mapped[str | None] = mapped_column(String(16))
+    next_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    groups_delta_link: Mapped[str | None] = mapped_column(Text)
+
     workspace: Mapped[Workspace] = relationship()
+
+    @property
+    def is_connected(self) -> bool:
+        return self.connection_status in ("connected", "missing_permissions", "failing")
 
     def __repr__(self) -> str:
         return f"<Tenant {self.external_id} {self.name}>"
@@ -238,6 +263,10 @@ class Policy(TenantOwned, db.Model):
     description: Mapped[str | None] = mapped_column(Text)
     settings: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
     last_modified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The normalized content's hash (app.graph.normalize); a new version only when it changes.
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    # Missing from a complete listing of its family: kept, with when.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -492,6 +521,62 @@ class TenantPermission(TenantOwned, db.Model):
     )
 
 
+class SyncRun(TenantOwned, db.Model):
+    """One sync of a tenant's configuration from Graph: its trigger, progress and outcome."""
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (
+        *workspace_binding("sync_runs"),
+        UniqueConstraint("id", "tenant_id"),
+        CheckConstraint(_in("status", SYNC_RUN_STATUSES), name="status_known"),
+        CheckConstraint(_in("trigger", SYNC_TRIGGERS), name="trigger_known"),
+        Index("ix_sync_runs_tenant_id_created_at", "tenant_id", "created_at"),
+        # At most one queued or running sync per tenant: two triggers never run at once.
+        Index("ux_sync_runs_one_active_per_tenant", "tenant_id", unique=True,
+              postgresql_where=text("status IN ('queued', 'running')")),
+    )
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="queued", default="queued")
+    trigger: Mapped[str] = mapped_column(String(16), nullable=False)
+    requested_by_user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
+    # family key -> {"seen", "new", "changed", "unchanged", "deleted", "error"}
+    families: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}", default=dict)
+    current_family: Mapped[str | None] = mapped_column(String(64))
+    requests: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
+    throttled: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
+    error: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = _created_at()
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ("queued", "running")
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class ConsentRequest(TenantOwned, db.Model):
+    """An admin-consent round trip a member started: its nonce makes the callback's state single-use."""
+
+    __tablename__ = "consent_requests"
+    __table_args__ = (*workspace_binding("consent_requests"),)
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    nonce: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = _created_at()
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 TENANT_OWNED_MODELS = (
     Policy,
     PolicyVersion,
@@ -505,6 +590,8 @@ TENANT_OWNED_MODELS = (
     Finding,
     EntraRoleDefinition,
     TenantPermission,
+    SyncRun,
+    ConsentRequest,
 )
 
 

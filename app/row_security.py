@@ -4,9 +4,13 @@ The database's policies (migration 0006) compare each row's workspace_id with th
 transaction's `app.current_workspace_id`. It is set with set_config(..., true) at the
 start of every transaction the app begins during a request, so it lives exactly as
 long as the transaction: a pooled connection never carries one request's workspace
-into the next. Outside requests (commands run as the owner) nothing is set.
+into the next. Outside requests, a job sets its workspace with `working_in_workspace`
+(the worker connects as the app role too); commands run as the owner set nothing.
 """
 from __future__ import annotations
+
+import contextlib
+from contextvars import ContextVar
 
 from flask import has_request_context, session
 from sqlalchemy import event
@@ -18,9 +22,26 @@ SET_CONTEXT = ("SELECT set_config('app.current_workspace_id', %(workspace)s, tru
                "set_config('app.current_user_id', %(user)s, true)")
 
 
+# The workspace a job works in (app.jobs): every transaction it begins is limited to it.
+_job_workspace_id: ContextVar[int | None] = ContextVar("job_workspace_id", default=None)
+
+
+@contextlib.contextmanager
+def working_in_workspace(workspace_id: int):
+    """For a job: every transaction begun inside sees and writes only `workspace_id`'s rows."""
+    token = _job_workspace_id.set(workspace_id)
+    try:
+        yield
+    finally:
+        _job_workspace_id.reset(token)
+
+
 @event.listens_for(Session, "after_begin")
 def set_row_level_context(session_, transaction, connection) -> None:
     if not has_request_context():
+        workspace_id = _job_workspace_id.get()
+        if workspace_id is not None:
+            connection.exec_driver_sql(SET_CONTEXT, {"workspace": str(workspace_id), "user": ""})
         return
     from .access import acting_workspace_id
 

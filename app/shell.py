@@ -1,7 +1,7 @@
 """The signed-in shell: where /admin leads, and what every layout page shows in its bars."""
 from __future__ import annotations
 
-from flask import Blueprint, g, redirect, request, url_for
+from flask import Blueprint, current_app, g, redirect, request, url_for
 from flask_login import current_user, login_required
 
 from .access import current_workspace_id, membership_query, workspace_access_by_id
@@ -78,4 +78,5 @@ def shell_context():
         "current_section": section_endpoint(request.endpoint) if (request.endpoint or "").startswith("tenant.") else None,
         "workspace_access": g.get("workspace_access"),
         "tenant_access": g.get("tenant_access"),
+        "graph_simulated": current_app.extensions["graph_settings"].simulated,
     }

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
 from .access import require_role, require_tenant_access
 from .audit import record_audit
-from .diffing import settings_diff
+from .diffing import snapshot_diff
 from .extensions import db
 from .forms import ActionForm, BackupScheduleForm
 from .listing import paginate, read_list_params, search_clause
@@ -34,11 +34,15 @@ from .models import (
     Policy,
     PolicyVersion,
     RestoreRun,
+    SyncRun,
     TenantPermission,
     TenantPin,
     User,
 )
+from .graph.families import FAMILIES, permission_features
 from .switcher import is_pinned, record_visit
+from .sync.connection import start_consent
+from .sync.runner import request_sync
 
 bp = Blueprint("tenant", __name__, url_prefix="/admin/t/<tenant_ext>")
 
@@ -54,6 +58,7 @@ SECTIONS = (
     ("tenant.groups", "Groups", "people"),
     ("tenant.findings", "Findings", "exclamation-triangle"),
     ("tenant.roles", "Role definitions", "person-badge"),
+    ("tenant.sync", "Sync", "arrow-repeat"),
     ("tenant.permissions", "Permissions", "key"),
     ("tenant.audit_log", "Audit log", "journal-text"),
 )
@@ -66,6 +71,7 @@ SECTION_OF_ENDPOINT = {
     "tenant.schedule_new": "tenant.schedules",
     "tenant.schedule_edit": "tenant.schedules",
     "tenant.inventory_item_detail": "tenant.inventory",
+    "tenant.sync_run_detail": "tenant.sync",
 }
 
 
@@ -237,7 +243,9 @@ def policy_diff(policy_id: int):
         abort(400, "Choose two different versions to compare.")
     if left.version_number > right.version_number:
         left, right = right, left
-    rows = settings_diff(left.snapshot.get("settings", left.snapshot), right.snapshot.get("settings", right.snapshot))
+    rows = snapshot_diff(left.snapshot, right.snapshot)
+    if request.args.get("changes") == "only":
+        rows = [row for row in rows if row.status != "same"]
     return render_template("tenant/policy_diff.html", policy=policy, left=left, right=right, rows=rows,
                            changed=sum(1 for row in rows if row.status != "same"))
 
@@ -482,7 +490,7 @@ def permissions():
                                           "status": TenantPermission.status,
                                           "checked": TenantPermission.checked_at}, "name",
                        [TenantPermission.permission_name], _tenant().id)
-    return render_template("tenant/permissions.html", page=page)
+    return render_template("tenant/permissions.html", page=page, permission_features=permission_features())
 
 
 # --- findings ----------------------------------------------------------------------------------------------------
@@ -557,3 +565,87 @@ def tenant_audit_page(tenant_id: int):
 @bp.get("/audit")
 def audit_log():
     return render_template("tenant/audit.html", page=tenant_audit_page(_tenant().id))
+
+
+# --- the Graph connection and sync -----------------------------------------------------------------------------
+
+
+def sync_runs_page(tenant_id: int):
+    requested_by = aliased(User)
+    sortable = {"created": SyncRun.created_at, "status": SyncRun.status}
+    params = read_list_params(sortable, "created", default_direction="desc")
+    statement = (select(SyncRun, requested_by.name).outerjoin(requested_by, requested_by.id == SyncRun.requested_by_user_id)
+                 .where(SyncRun.tenant_id == tenant_id))
+    if params.q:
+        statement = statement.where(search_clause([SyncRun.status, SyncRun.trigger], params.q))
+    return paginate(statement, params, sortable, tiebreak=SyncRun.id.desc(), scalars=False)
+
+
+@bp.get("/sync")
+def sync():
+    tenant = _tenant()
+    active = db.session.scalar(select(SyncRun).where(SyncRun.tenant_id == tenant.id,
+                                                     SyncRun.status.in_(("queued", "running"))))
+    return render_template("tenant/sync.html", page=sync_runs_page(tenant.id), active=active,
+                           families=FAMILIES, action_form=ActionForm(), graph=current_app.extensions["graph_settings"])
+
+
+@bp.get("/sync/<int:run_id>")
+def sync_run_detail(run_id: int):
+    run = _one_or_404(SyncRun, run_id)
+    requested_by = db.session.get(User, run.requested_by_user_id) if run.requested_by_user_id else None
+    return render_template("tenant/sync_run.html", run=run, families=FAMILIES, requested_by=requested_by)
+
+
+@bp.post("/sync")
+def sync_now():
+    require_role("operator", "start a sync")
+    tenant = _tenant()
+    if tenant.status == "archived":
+        flash(f"{tenant.name} is archived; unarchive it to sync again.", "warning")
+    elif not tenant.is_connected:
+        flash(f"{tenant.name} is not connected. A manager connects it first (Connect, on this page).", "warning")
+    else:
+        run, created = request_sync(tenant, "user", current_user.id)
+        if created:
+            record_audit("tenant.sync_requested", actor=current_user, tenant=tenant, target_type="sync_run",
+                         target_id=run.id, details={"trigger": "user"})
+        db.session.commit()
+        flash("Sync queued." if created else f"A sync is already {run.status}; it was not queued twice.",
+              "success" if created else "info")
+    return redirect(url_for(".sync"))
+
+
+@bp.post("/sync/resume")
+def sync_resume():
+    require_role("operator", "resume syncing")
+    tenant = _tenant()
+    if tenant.sync_paused_at is None:
+        flash("Syncing is not paused.", "info")
+    else:
+        tenant.sync_paused_at, tenant.consecutive_failures = None, 0
+        record_audit("tenant.sync_resumed", actor=current_user, tenant=tenant, target_type="tenant",
+                     target_id=tenant.id, details={"before": {"paused": True}, "after": {"paused": False}})
+        request_sync(tenant, "user", current_user.id)
+        db.session.commit()
+        flash("Syncing resumed; a sync is queued.", "success")
+    return redirect(url_for(".sync"))
+
+
+@bp.post("/connect")
+def connect():
+    require_role("manager", "connect a tenant")
+    tenant = _tenant()
+    settings = current_app.extensions["graph_settings"]
+    if not settings.configured:
+        flash("Microsoft Graph is not configured for this installation (GRAPH_CLIENT_ID and a certificate or "
+              "secret; see the README).", "danger")
+        return redirect(url_for(".sync"))
+    if tenant.status == "archived":
+        flash(f"{tenant.name} is archived; unarchive it before connecting.", "warning")
+        return redirect(url_for(".sync"))
+    target = start_consent(tenant, current_user.id, url_for("consent.callback", _external=True))
+    record_audit("tenant.connect_started", actor=current_user, tenant=tenant, target_type="tenant",
+                 target_id=tenant.id, details={})
+    db.session.commit()
+    return redirect(target)

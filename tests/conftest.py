@@ -270,7 +270,8 @@ def populate_tenant_rows(db_session, tenant: Tenant, *, policies: int = 1, marke
     from datetime import datetime, timedelta, timezone
 
     from app.models import (BackupItem, BackupSchedule, BackupSet, EntraGroup, EntraRoleDefinition, Finding,
-                            InventoryItem, InventoryLink, Policy, PolicyVersion, RestoreRun, TenantPermission)
+                            InventoryItem, InventoryLink, Policy, PolicyVersion, RestoreRun, SyncRun,
+                            TenantPermission)
 
     now = datetime.now(timezone.utc)
     label = marker or tenant.name
@@ -310,12 +311,16 @@ def populate_tenant_rows(db_session, tenant: Tenant, *, policies: int = 1, marke
     role = EntraRoleDefinition(tenant_id=tenant.id, graph_id=f"r-{uuid.uuid4()}",
                                display_name=f"{label} role", permissions=["a"])
     permission = TenantPermission(tenant_id=tenant.id, permission_name=f"{label}.Read.All", status="missing")
-    db_session.add_all([backup_item, restore_run, link, group, finding, role, permission])
+    sync_run = SyncRun(tenant_id=tenant.id, trigger="schedule", status="succeeded", started_at=now, finished_at=now,
+                       families={"groups": {"seen": 1, "new": 1, "changed": 0, "unchanged": 0, "deleted": 0,
+                                            "failed_items": 0, "complete": True, "error": None}})
+    db_session.add_all([backup_item, restore_run, link, group, finding, role, permission, sync_run])
     db_session.commit()
     return {
         "policy_id": policy.id, "version_a": versions[0].id, "version_b": versions[1].id,
         "backup_set_id": backup_set.id, "restore_run_id": restore_run.id, "schedule_id": schedule.id,
         "item_id": item_a.id, "finding_id": finding.id, "backup_item_id": backup_item.id,
+        "run_id": sync_run.id,
     }
 
 

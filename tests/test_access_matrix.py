@@ -36,6 +36,7 @@ def sample_arguments(world) -> dict:
         "schedule_id": ids["schedule_id"],
         "item_id": ids["item_id"],
         "finding_id": ids["finding_id"],
+        "run_id": ids["run_id"],
         "action": "acknowledge",
     }
 

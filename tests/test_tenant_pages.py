@@ -42,7 +42,9 @@ def test_policy_detail_lists_versions_and_the_diff_shows_changed_settings(ada, w
     diff = page(ada, tenant_url(world.tenant_a, f"/policies/{ids['policy_id']}/diff?a={ids['version_b']}&b={ids['version_a']}"))
     assert "v1 → v2" in diff  # ordered oldest first whichever way they were picked
     assert "passwordMinimumLength" in diff and 'class="diff-changed"' in diff
-    assert "2 settings differ of 2" in diff
+    assert "2 settings differ." in diff
+    only = page(ada, tenant_url(world.tenant_a, f"/policies/{ids['policy_id']}/diff?a={ids['version_a']}&b={ids['version_b']}&changes=only"))
+    assert "passwordMinimumLength" in only and 'class="diff-same"' not in only and "Show all settings" in only
 
 
 @pytest.mark.parametrize("query", ["", "?a=1", "?a=x&b=y", "?a=999999999&b=1", "?a=99999999999999999999999&b=1"])

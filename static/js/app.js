@@ -111,7 +111,16 @@
     });
   }
 
+  // A sync in progress: reload the page every few seconds until it has finished.
+  function refreshWhileRunning() {
+    var marker = document.querySelector("[data-refresh-seconds]");
+    if (!marker) { return; }
+    var seconds = Math.max(parseInt(marker.dataset.refreshSeconds, 10) || 3, 1);
+    window.setTimeout(function () { window.location.reload(); }, seconds * 1000);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    refreshWhileRunning();
     setupTenantSwitcher();
     setupDiffPickers();
     autoDismissAlerts();

@@ -1,0 +1,110 @@
+"""The job queue (procrastinate, on the application's own PostgreSQL) and its tasks.
+
+Tasks are thin: they enter the job's workspace (row-level security) and call an
+engine. A job is deferred on the request's own database connection, so it is
+committed or rolled back together with the row it carries out (a sync run).
+
+`queue_for(app)` gives the procrastinate App bound to a Flask app's database; the
+worker (`flask worker`) runs it as the web app's role.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import procrastinate
+from flask import Flask, current_app
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+
+tasks = procrastinate.Blueprint()
+SYNC_QUEUE = "sync"
+SCHEDULER_QUEUE = "scheduler"
+# How many due tenants one scheduler tick queues (the rest wait for the next tick).
+SCHEDULE_BATCH = 500
+
+# The Flask app the worker's tasks run in (set by `flask worker` and by tests).
+_worker_flask_app: Flask | None = None
+
+
+def conninfo_for(app: Flask) -> str:
+    """libpq conninfo of the app's SQLAlchemy URL (the same role and database)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+def queue_for(app: Flask) -> procrastinate.App:
+    queue = app.extensions.get("procrastinate")
+    if queue is None:
+        queue = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo_for(app)))
+        queue.add_tasks_from(tasks, namespace="tenantatlas")
+        app.extensions["procrastinate"] = queue
+    return queue
+
+
+def defer_in_transaction(task_name: str, *, queue: str, lock: str | None = None, **arguments) -> int:
+    """Insert a job on the current request's (or command's) transaction: it exists iff that commits."""
+    raw_connection = db.session.connection().connection.driver_connection
+    deferrer = queue_for(current_app).configure_task(f"tenantatlas:{task_name}", queue=queue, lock=lock,
+                                                      connection=raw_connection)
+    return deferrer.defer(**arguments)
+
+
+def enqueue_sync(run) -> int:
+    """Queue the job that carries out sync run `run` (same transaction as the run's row)."""
+    return defer_in_transaction("sync_tenant", queue=SYNC_QUEUE, lock=f"tenant-{run.tenant_id}",
+                                sync_run_id=run.id, workspace_id=run.workspace_id)
+
+
+def set_worker_app(app: Flask | None) -> None:
+    global _worker_flask_app
+    _worker_flask_app = app
+
+
+def _flask_app() -> Flask:
+    if _worker_flask_app is None:
+        raise RuntimeError("The worker's Flask app is not set (run jobs with `flask worker`)")
+    return _worker_flask_app
+
+
+@tasks.task(name="sync_tenant", queue=SYNC_QUEUE,
+            retry=procrastinate.RetryStrategy(max_attempts=3, wait=30, retry_exceptions={ConnectionError, OSError}))
+def sync_tenant(sync_run_id: int, workspace_id: int) -> str:
+    """Carry out one sync run, inside its workspace."""
+    from app.row_security import working_in_workspace
+    from app.sync.runner import carry_out_sync_run
+
+    app = _flask_app()
+    with app.app_context(), working_in_workspace(workspace_id):
+        return carry_out_sync_run(sync_run_id)
+
+
+@tasks.periodic(cron="*/5 * * * *", periodic_id="schedule-due-syncs")
+@tasks.task(name="schedule_due_syncs", queue=SCHEDULER_QUEUE, queueing_lock="schedule-due-syncs")
+def schedule_due_syncs(timestamp: int) -> int:
+    """Every five minutes: queue a sync for each connected, active tenant whose time has come."""
+    from app.sync.runner import queue_due_syncs
+
+    app = _flask_app()
+    with app.app_context():
+        return queue_due_syncs(limit=SCHEDULE_BATCH)
+
+
+@tasks.periodic(cron="* * * * *", periodic_id="retry-stalled-jobs")
+@tasks.task(name="retry_stalled_jobs", queue=SCHEDULER_QUEUE, pass_context=True,
+            queueing_lock="retry-stalled-jobs")
+async def retry_stalled_jobs(context, timestamp: int) -> int:
+    """A worker killed mid-job stops sending heartbeats; its job is retried (and resumes its run)."""
+    manager = context.app.job_manager
+    stalled = list(await manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER.total_seconds()))
+    for job in stalled:
+        log.warning("retrying stalled job %s (%s)", job.id, job.task_name)
+        await manager.retry_job(job)
+    return len(stalled)
+
+
+STALLED_AFTER = timedelta(seconds=30)
