@@ -12,17 +12,16 @@ SIMULATOR_STATE := instance/simulator
 # Without GRAPH_CLIENT_ID in the environment, `make run` points the app at the project's own
 # Graph simulator (a real HTTPS server with its own CA under instance/simulator).
 ifeq ($(strip $(GRAPH_CLIENT_ID)$(GRAPH_CLIENT_ID_FILE)),)
-GRAPH_ENV := GRAPH_API_URL=https://127.0.0.1:$(SIMULATOR_API_PORT) \
-	GRAPH_LOGIN_URL=https://127.0.0.1:$(SIMULATOR_LOGIN_PORT) \
-	GRAPH_CA_BUNDLE=$(SIMULATOR_STATE)/ca.pem \
-	GRAPH_CLIENT_ID_FILE=$(SIMULATOR_STATE)/client_id \
-	GRAPH_CLIENT_SECRET_FILE=$(SIMULATOR_STATE)/client_secret \
-	TENANTATLAS_GRAPH_SIMULATED=1
 PROCESSES := simulator web worker
-SIMULATOR_INIT := $(BIN)/python -m simulator init --state-dir $(SIMULATOR_STATE)
+# The simulator's CA and app registration exist before web and worker start; they read graph.env.
+SIMULATOR_INIT := $(BIN)/python -m simulator env --state-dir $(SIMULATOR_STATE) \
+	--api-port $(SIMULATOR_API_PORT) --login-port $(SIMULATOR_LOGIN_PORT) > $(SIMULATOR_STATE)/graph.env.new \
+	&& mv $(SIMULATOR_STATE)/graph.env.new $(SIMULATOR_STATE)/graph.env
+GRAPH_ENV_FILE := -e $(SIMULATOR_STATE)/graph.env
 else
 PROCESSES := web worker
 SIMULATOR_INIT := @echo "Microsoft Graph: using GRAPH_CLIENT_ID and GRAPH_API_URL from the environment"
+GRAPH_ENV_FILE := -e /dev/null
 endif
 
 .PHONY: run test system-packages serve
@@ -37,12 +36,13 @@ $(STAMP): pyproject.toml
 # when the database is empty, prints the demo sign-ins and serves the app with its worker
 # and (without GRAPH_CLIENT_ID) the Graph simulator, all three under honcho (Procfile).
 run: $(STAMP)
+	@mkdir -p $(SIMULATOR_STATE)
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-demo --if-empty
 	$(SIMULATOR_INIT)
 	@echo "TenantAtlas is serving at http://$(HOST):$(PORT)"
-	$(GRAPH_ENV) HOST=$(HOST) PORT=$(PORT) SIMULATOR_API_PORT=$(SIMULATOR_API_PORT) \
-		SIMULATOR_LOGIN_PORT=$(SIMULATOR_LOGIN_PORT) $(BIN)/honcho start -f Procfile $(PROCESSES)
+	HOST=$(HOST) WEB_PORT=$(PORT) SIMULATOR_API_PORT=$(SIMULATOR_API_PORT) \
+		SIMULATOR_LOGIN_PORT=$(SIMULATOR_LOGIN_PORT) $(BIN)/honcho start -f Procfile $(GRAPH_ENV_FILE) $(PROCESSES)
 
 # Chromium drives the browser tests (Debian's package; Playwright never downloads a browser).
 system-packages:

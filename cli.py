@@ -376,11 +376,12 @@ def register_graph_commands(app: Flask) -> None:
     @click.option("--queue", "queues", multiple=True, help="Only these queues (default: all).")
     def worker(concurrency: int, queues: tuple[str, ...]):
         """Run queued jobs (syncs) and the periodic scheduler, as the web app's database role."""
-        from app.jobs import queue_for, set_worker_app
+        from app.jobs import connected_queue, set_worker_app
 
         set_worker_app(app)
         click.echo(f"TenantAtlas worker: concurrency {concurrency}, queues {', '.join(queues) or 'all'}", err=True)
-        queue_for(app).run_worker(queues=list(queues) or None, concurrency=concurrency, install_signal_handlers=True)
+        with connected_queue(app) as queue:
+            queue.run_worker(queues=list(queues) or None, concurrency=concurrency, install_signal_handlers=True)
 
     @app.cli.command("sync-tenant", cls=StrictCommand)
     @click.argument("external_id")

@@ -609,7 +609,7 @@ def sync_now():
         run, created = request_sync(tenant, "user", current_user.id)
         if created:
             record_audit("tenant.sync_requested", actor=current_user, tenant=tenant, target_type="sync_run",
-                         target_id=run.id, details={"trigger": "user"})
+                         target_id=run.id, details={"before": None, "after": {"sync_run": run.id, "trigger": "user"}})
         db.session.commit()
         flash("Sync queued." if created else f"A sync is already {run.status}; it was not queued twice.",
               "success" if created else "info")
@@ -646,6 +646,7 @@ def connect():
         return redirect(url_for(".sync"))
     target = start_consent(tenant, current_user.id, url_for("consent.callback", _external=True))
     record_audit("tenant.connect_started", actor=current_user, tenant=tenant, target_type="tenant",
-                 target_id=tenant.id, details={})
+                 target_id=tenant.id, details={"before": {"connection": tenant.connection_status},
+                                               "after": {"admin_consent": "requested"}})
     db.session.commit()
     return redirect(target)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -10,6 +11,18 @@ from app.models import AuditLog, TenantPin, WorkspaceMembership
 from tests.conftest import TEST_PASSWORD, csrf_token, enter, sign_in
 
 BELOW = {"operator": "readonly", "manager": "operator", "owner": "manager"}
+
+
+@pytest.fixture(autouse=True)
+def graph_configured(app):
+    """Connect only builds the consent URL (no network): a configured app registration is enough."""
+    from app.graph.settings import GraphSettings
+
+    before = app.extensions["graph_settings"]
+    app.extensions["graph_settings"] = GraphSettings(client_id="00000000-0000-0000-0000-0000000000aa",
+                                                     client_secret="not-used")
+    yield
+    app.extensions["graph_settings"] = before
 
 
 def _membership_id(db_session, workspace, user):
@@ -22,6 +35,11 @@ def prepare(endpoint, world, db_session):
     a, ext, ids = world.a, world.tenant_a.external_id, world.ids_a
     if endpoint == "portfolio.unarchive_tenant":
         world.tenant_a2.status = "archived"
+        db_session.commit()
+    if endpoint in ("tenant.sync_now", "tenant.sync_resume"):
+        world.tenant_a.connection_status = "connected"
+        if endpoint == "tenant.sync_resume":
+            world.tenant_a.sync_paused_at = datetime.now(timezone.utc)
         db_session.commit()
     if endpoint == "tenant.unpin":
         db_session.add(TenantPin(user_id=world.ada.id, tenant_id=world.tenant_a.id, workspace_id=a.id))
@@ -44,6 +62,9 @@ def prepare(endpoint, world, db_session):
                                    "schedule.disable"),
         "tenant.finding_transition": (f"/admin/t/{ext}/findings/{ids['finding_id']}/acknowledge", {}, "operator",
                                       "finding.acknowledge"),
+        "tenant.sync_now": (f"/admin/t/{ext}/sync", {}, "operator", "tenant.sync_requested"),
+        "tenant.sync_resume": (f"/admin/t/{ext}/sync/resume", {}, "operator", "tenant.sync_resumed"),
+        "tenant.connect": (f"/admin/t/{ext}/connect", {}, "manager", "tenant.connect_started"),
         "workspaces.settings": (f"/admin/workspaces/{a.slug}/settings", {"name": "Alpha Renamed"}, "owner",
                                 "workspace.rename"),
         "workspaces.add_member": (f"/admin/workspaces/{a.slug}/members",
@@ -96,7 +117,7 @@ def test_the_table_covers_every_post_route(app, world, db_session):
     "portfolio.register_tenant", "portfolio.archive_tenant", "tenant.pin", "tenant.schedule_new",
     "tenant.schedule_toggle", "tenant.finding_transition", "workspaces.settings", "workspaces.add_member",
     "workspaces.change_role", "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout",
-    "auth.change_password",
+    "auth.change_password", "tenant.sync_now", "tenant.connect",
 ])
 def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_session, endpoint):
     url, data, _, action = prepare(endpoint, world, db_session)
@@ -110,7 +131,8 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_s
 @pytest.mark.parametrize("endpoint", [
     "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.schedule_new",
     "tenant.schedule_edit", "tenant.schedule_toggle", "tenant.finding_transition", "workspaces.settings",
-    "workspaces.add_member", "workspaces.change_role", "workspaces.remove_member",
+    "workspaces.add_member", "workspaces.change_role", "workspaces.remove_member", "tenant.sync_now",
+    "tenant.sync_resume", "tenant.connect",
 ])
 def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)
@@ -127,7 +149,8 @@ def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_s
     "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.pin",
     "tenant.unpin", "tenant.schedule_new", "tenant.schedule_edit", "tenant.schedule_toggle",
     "tenant.finding_transition", "workspaces.settings", "workspaces.add_member", "workspaces.change_role",
-    "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout",
+    "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout", "tenant.sync_now",
+    "tenant.sync_resume", "tenant.connect",
 ])
 def test_post_with_the_role_succeeds_and_is_audited(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)

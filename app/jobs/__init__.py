@@ -4,22 +4,25 @@ Tasks are thin: they enter the job's workspace (row-level security) and call an
 engine. A job is deferred on the request's own database connection, so it is
 committed or rolled back together with the row it carries out (a sync run).
 
-`queue_for(app)` gives the procrastinate App bound to a Flask app's database; the
+`connected_queue(app)` binds the queue to a Flask app's database; the
 worker (`flask worker`) runs it as the web app's role.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 
 import procrastinate
-from flask import Flask, current_app
+from flask import Flask
 
 from app.extensions import db
 
 log = logging.getLogger(__name__)
 
-tasks = procrastinate.Blueprint()
+# The tasks are declared on one app. Jobs are deferred on the caller's own connection (so
+# its connector is not used then); a worker binds it to its database with `connected_queue`.
+tasks = procrastinate.App(connector=procrastinate.PsycopgConnector())
 SYNC_QUEUE = "sync"
 SCHEDULER_QUEUE = "scheduler"
 # How many due tenants one scheduler tick queues (the rest wait for the next tick).
@@ -37,19 +40,17 @@ def conninfo_for(app: Flask) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def queue_for(app: Flask) -> procrastinate.App:
-    queue = app.extensions.get("procrastinate")
-    if queue is None:
-        queue = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo_for(app)))
-        queue.add_tasks_from(tasks, namespace="tenantatlas")
-        app.extensions["procrastinate"] = queue
-    return queue
+@contextlib.contextmanager
+def connected_queue(app: Flask):
+    """The queue app connected to `app`'s database (as its role), for a worker."""
+    with tasks.replace_connector(procrastinate.PsycopgConnector(conninfo=conninfo_for(app))):
+        yield tasks
 
 
 def defer_in_transaction(task_name: str, *, queue: str, lock: str | None = None, **arguments) -> int:
     """Insert a job on the current request's (or command's) transaction: it exists iff that commits."""
     raw_connection = db.session.connection().connection.driver_connection
-    deferrer = queue_for(current_app).configure_task(f"tenantatlas:{task_name}", queue=queue, lock=lock,
+    deferrer = tasks.configure_task(task_name, queue=queue, lock=lock,
                                                       connection=raw_connection)
     return deferrer.defer(**arguments)
 

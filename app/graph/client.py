@@ -1,0 +1,712 @@
+"""The only code that speaks HTTP to Microsoft Graph: paging, $batch, delta, retries, pacing.
+
+One ``GraphClient`` per tenant and job (not shared between threads; the per-tenant rate
+limit it uses is). Every request carries ``Authorization``, a fresh ``client-request-id``,
+``Accept: application/json``, a TenantAtlas ``User-Agent`` and, for background work,
+``x-ms-throttle-priority: low``.
+
+Documented behaviour this code relies on (Microsoft Graph documentation):
+
+- Paging ("Paging Microsoft Graph data in your app"): follow ``@odata.nextLink`` as the
+  entire URL, without taking it apart, until it is absent; a page may hold zero items.
+  TenantAtlas follows a link only when it points under the configured Graph URL.
+- JSON batching ("Combine multiple HTTP requests using JSON batching"): POST
+  ``/{version}/$batch`` with at most 20 requests; each ``url`` is relative to the version
+  root (``/deviceManagement/...``); answers come in any order and are matched by ``id``;
+  a 200 for the batch says nothing about its parts; requests in a batch are evaluated
+  individually against throttling limits and a throttled one fails alone with 429 (and its
+  own Retry-After in its ``headers``).
+- Throttling ("Microsoft Graph throttling guidance"): on 429 wait the Retry-After and
+  retry; without Retry-After use exponential backoff. 503 may carry Retry-After too
+  ("Microsoft Graph error responses"); 504 "may occur together with 503". Retry-After is
+  delay-seconds or an HTTP-date (RFC 7231 section 7.1.3).
+- Intune limits ("Microsoft Graph service-specific throttling limits", Intune service
+  limits: device configuration, device config v2, applications): any request type, 1,000
+  requests per 20 seconds per app per tenant and 2,000 per 20 seconds per tenant for all
+  apps. The default pace here is 25 requests a second with a burst of 100: at most 600 in
+  any 20 seconds, 60 % of the per-app limit, and each request inside a $batch counts.
+- Delta ("Use delta query to track changes in Microsoft Graph data"): follow nextLinks
+  until a deltaLink; removed objects come as ``{"id", "@removed": {...}}``; the same object
+  may appear more than once in a round; a 410 Gone means "restart with a full
+  synchronization"; an expired token may instead come as a 4xx with the code
+  ``syncStateNotFound`` / ``resyncRequired`` ("Microsoft Graph error responses").
+- Error bodies are ``{"error": {"code", "message", "innerError"}}`` (OData v4); the
+  message is for developers, so it is kept short and scrubbed.
+"""
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import re
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timezone
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from .credentials import USER_AGENT, AccessToken, TokenProvider, trusted_ca_pem
+from .errors import ConsentError, ForeignLinkError, GraphError, PermissionDeniedError, ThrottledError, clean_text
+from .families import Family
+from .settings import GraphSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=30.0)
+MAX_RESPONSE_BYTES = 50 * 1024 * 1024  # a Graph page or $batch answer larger than this is refused
+MAX_JSON_DEPTH = 128  # Settings Catalog trees nest deep, but not this deep
+MAX_PAGES = 10_000  # per listing: a paging loop ends here with an error
+MAX_LINK_LENGTH = 16_384
+BATCH_SIZE = 20  # Graph's limit of requests in one $batch
+RETRY_STATUSES = frozenset({429, 503, 504})
+THROTTLE_STATUSES = frozenset({429, 503})
+MAX_RETRY_AFTER = 300.0  # a longer wait is not slept through: ThrottledError(retry_after=...) instead
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+BACKOFF_FLOOR = 0.25  # full jitter, but never an immediate retry ("avoid immediate retries")
+# Intune: 1,000 requests / 20 s per app per tenant; this pace keeps to 60 % of it at most.
+DEFAULT_RATE_PER_SECOND = 25.0
+DEFAULT_BURST = 100.0
+# Codes of an expired or invalid delta token ("Microsoft Graph error responses", code property).
+RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired", "syncStateInvalid"})
+
+
+# --- pacing -------------------------------------------------------------------------------
+
+class TokenBucket:
+    """A token bucket (``capacity`` tokens, refilled at ``rate`` per second) that hands out
+    reservations: ``reserve(cost)`` takes the tokens at once, going into debt if need be,
+    and says how long the caller must wait before sending. Thread-safe; nobody sleeps
+    while holding the lock, and waiting callers are served in order of arrival."""
+
+    def __init__(self, capacity: float = DEFAULT_BURST, rate: float = DEFAULT_RATE_PER_SECOND, *,
+                 clock=time.monotonic):
+        if capacity <= 0 or rate <= 0:
+            raise ValueError("capacity and rate must be positive")
+        self.capacity = float(capacity)
+        self.rate = float(rate)
+        self._clock = clock
+        self._tokens = float(capacity)
+        self._updated = clock()
+        self._lock = threading.Lock()
+
+    def reserve(self, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens; return the seconds to wait before the request may go."""
+        if cost < 0:
+            raise ValueError("cost must not be negative")
+        with self._lock:
+            now = self._clock()
+            elapsed = max(0.0, now - self._updated)
+            self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
+            self._updated = now
+            self._tokens -= cost
+            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+    def acquire(self, cost: float = 1.0, sleep=time.sleep) -> float:
+        wait = self.reserve(cost)
+        if wait > 0:
+            sleep(wait)
+        return wait
+
+    @property
+    def available(self) -> float:
+        with self._lock:
+            elapsed = max(0.0, self._clock() - self._updated)
+            return min(self.capacity, self._tokens + elapsed * self.rate)
+
+
+_shared_limits: dict[str, TokenBucket] = {}
+_shared_lock = threading.Lock()
+
+
+def tenant_rate_limit(tenant_id: str) -> TokenBucket:
+    """The process-wide bucket of one tenant, shared by every GraphClient for it."""
+    key = str(tenant_id).lower()
+    with _shared_lock:
+        bucket = _shared_limits.get(key)
+        if bucket is None:
+            bucket = _shared_limits[key] = TokenBucket(DEFAULT_BURST, DEFAULT_RATE_PER_SECOND)
+        return bucket
+
+
+# --- TLS ----------------------------------------------------------------------------------
+
+_ssl_contexts: dict[tuple, ssl.SSLContext] = {}
+_ssl_lock = threading.Lock()
+
+
+def graph_ssl_context(settings: GraphSettings) -> ssl.SSLContext:
+    """An SSL context trusting exactly certifi's CAs plus GRAPH_CA_BUNDLE (nothing read from
+    the environment: SSL_CERT_FILE and friends do not apply), cached per bundle file."""
+    key: tuple = (settings.ca_bundle,)
+    if settings.ca_bundle:
+        try:
+            stat = Path(settings.ca_bundle).stat()
+            key += (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            pass
+    with _ssl_lock:
+        context = _ssl_contexts.get(key)
+        if context is None:
+            # With cadata given, create_default_context loads no default certificates.
+            context = ssl.create_default_context(cadata=trusted_ca_pem(settings))
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            _ssl_contexts[key] = context
+        return context
+
+
+# --- results ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RelatedResult:
+    """One relation of one object, fetched inside a $batch. ``items`` are the values of a
+    collection answer (all pages); ``body`` the first answer's JSON (None when failed)."""
+
+    object_id: str
+    relation: str
+    ok: bool
+    status: int | None
+    items: list = field(default_factory=list)
+    body: dict | None = None
+    error: GraphError | None = None
+
+
+@dataclass(frozen=True)
+class DeltaPage:
+    """A delta round: changed/new objects, removed ids, the deltaLink for next time, and
+    whether the round had to start over from a full listing (then it is complete)."""
+
+    items: list
+    removed_ids: list
+    delta_link: str
+    restarted: bool = False
+
+
+@dataclass
+class GraphStats:
+    requests: int = 0  # HTTP round trips answered
+    inner_requests: int = 0  # requests sent inside $batch bodies (retries included)
+    throttled: int = 0  # 429/503 answers seen, outer and inner
+    retries: int = 0  # requests sent again (throttling, 5xx, network, one fresh token)
+    elapsed: float = 0.0  # seconds spent in list_all / get_related / delta, waits included
+
+    def as_dict(self) -> dict:
+        return {
+            "requests": self.requests, "inner_requests": self.inner_requests, "throttled": self.throttled,
+            "retries": self.retries, "elapsed": round(self.elapsed, 3),
+        }
+
+
+@dataclass
+class _Answer:
+    status: int
+    headers: httpx.Headers
+    content: bytes
+
+
+# --- parsing helpers ----------------------------------------------------------------------
+
+def parse_retry_after(value, *, now: float, date_header: str | None = None) -> float | None:
+    """Retry-After as seconds to wait: delay-seconds, or an HTTP-date (RFC 7231 7.1.3).
+
+    For a date, the answer's own Date header is the reference when present (same server
+    clock, so our clock's skew does not matter), else ``now`` (epoch seconds)."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if re.fullmatch(r"\d{1,9}(\.\d{1,6})?", value):
+        return float(value)
+    when = _http_date(value)
+    if when is None:
+        return None
+    reference = _http_date(date_header) if date_header else None
+    return max(0.0, when - (reference if reference is not None else now))
+
+
+def _http_date(value) -> float | None:
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:  # an HTTP-date is always GMT
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    try:
+        return parsed.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(content: bytes, status: int | None = None):
+    """JSON from Graph, or GraphError: not JSON, too deep, NaN/Infinity all refused."""
+    try:
+        data = json.loads(content, parse_constant=_reject_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError, TypeError):
+        raise GraphError(status, "malformedResponse", "Microsoft Graph answered with something that is not JSON") from None
+    check_depth(data, status)
+    return data
+
+
+def check_depth(data, status: int | None = None, limit: int = MAX_JSON_DEPTH) -> None:
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise GraphError(status, "malformedResponse", "Microsoft Graph answered with JSON nested too deep")
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values() if isinstance(child, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
+
+
+def graph_error_fields(body) -> tuple[str | None, str | None]:
+    """(code, message) of a Graph error body; (None, None) for anything else. Never raises."""
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            body = json.loads(body, parse_constant=_reject_constant)
+        except (ValueError, RecursionError, UnicodeDecodeError, TypeError):
+            return None, None
+    if not isinstance(body, dict):
+        return None, None
+    error = body.get("error")
+    if not isinstance(error, dict):
+        return None, None
+    return clean_text(error.get("code"), 120), clean_text(error.get("message"))
+
+
+def error_for_status(status: int | None, body, family: Family | None = None,
+                     retry_after: float | None = None) -> GraphError:
+    """The GraphError for a failed answer (body: bytes or parsed JSON)."""
+    code, message = graph_error_fields(body)
+    if status == 403:
+        permission = family.read_permission if family else None
+        what = f"reading {family.label}" if family else "this request"
+        text = f"Permission denied {what}" + (f" (needs {permission})" if permission else "")
+        if message:
+            text += f": {message}"
+        return PermissionDeniedError(403, code, text, permission=permission)
+    if status in THROTTLE_STATUSES:
+        return ThrottledError(status, code, None, retry_after=retry_after)
+    text = f"Microsoft Graph answered {status}" if status else "Microsoft Graph request failed"
+    if message:
+        text += f": {message}"
+    return GraphError(status, code, text)
+
+
+def _lower_headers(headers) -> dict:
+    if not isinstance(headers, dict):
+        return {}
+    return {str(key).lower(): value for key, value in headers.items() if isinstance(value, str)}
+
+
+# --- the client ---------------------------------------------------------------------------
+
+class GraphClient:
+    """Reads one tenant's objects from Graph for the sync engine. See the module docstring."""
+
+    def __init__(self, settings: GraphSettings, tenant_id: str, *, token_provider: TokenProvider,
+                 clock=time.monotonic, sleep=time.sleep, background: bool = True,
+                 rate_limit: TokenBucket | None = None, max_retries: int = 6,
+                 timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+                 wall_clock=time.time, jitter=random.random, max_response_bytes: int = MAX_RESPONSE_BYTES):
+        self.settings = settings
+        self.tenant_id = str(tenant_id)
+        self.background = background
+        self.max_retries = max(0, int(max_retries))
+        self.max_response_bytes = int(max_response_bytes)
+        self.stats = GraphStats()
+        self.rate_limit = rate_limit if rate_limit is not None else tenant_rate_limit(self.tenant_id)
+        self._token_provider = token_provider
+        self._clock = clock
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._jitter = jitter
+        self._root = settings.api_url.rstrip("/")
+        self._root_url = httpx.URL(self._root)
+        self._http = httpx.Client(
+            verify=graph_ssl_context(settings),
+            trust_env=False,  # no proxies, no SSL_CERT_FILE, no netrc from the environment
+            timeout=timeout,
+            follow_redirects=False,  # a redirect is an error, never a request to elsewhere
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=4, keepalive_expiry=30.0),
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    # context management
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> GraphClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"GraphClient(tenant_id={self.tenant_id!r}, api_url={self._root!r})"
+
+    # what the sync engine calls
+
+    def list_all(self, family: Family) -> list[dict]:
+        """Every object of the family: the list URL and its nextLinks, all pages."""
+        started = self._clock()
+        try:
+            url = self._root + family.list_url_path
+            items: list[dict] = []
+            seen: set[str] = set()
+            while True:
+                page = self._get_page(url, family)
+                items.extend(page["value"])
+                next_link = page.get("@odata.nextLink")
+                if next_link is None:
+                    return items
+                url = self._checked_link(next_link)
+                if url in seen or len(seen) >= MAX_PAGES:
+                    raise GraphError(None, "pagingLoop", "Microsoft Graph kept returning pages without end")
+                seen.add(url)
+        finally:
+            self.stats.elapsed += self._clock() - started
+
+    def get_related(self, family: Family, object_ids) -> dict[tuple[str, str], RelatedResult]:
+        """Each relation of ``family.per_object`` for each id, with $batch (20 a batch).
+        Keys are ``(object_id, relation)``. A failed part is a result with ``ok=False``."""
+        started = self._clock()
+        try:
+            ids = [str(object_id) for object_id in dict.fromkeys(object_ids)]
+            pairs = [(object_id, relation) for object_id in ids for relation in family.per_object]
+            results: dict[tuple[str, str], RelatedResult] = {}
+            for start in range(0, len(pairs), BATCH_SIZE):
+                results.update(self._run_batch(family, pairs[start:start + BATCH_SIZE]))
+            return results
+        finally:
+            self.stats.elapsed += self._clock() - started
+
+    def delta(self, family: Family, delta_link: str | None) -> DeltaPage:
+        """A delta round: a full one when ``delta_link`` is None, else the changes since.
+        A 410 Gone (or an expired-token code) restarts once with a full round."""
+        started = self._clock()
+        try:
+            return self._delta(family, delta_link)
+        finally:
+            self.stats.elapsed += self._clock() - started
+
+    # links
+
+    def _checked_link(self, link) -> str:
+        """A nextLink/deltaLink, as is, when it points under the configured Graph URL
+        (same scheme, host and port, a path under /v1.0/ or /beta/); else ForeignLinkError.
+        Nothing is ever sent to a link that fails this."""
+        if not isinstance(link, str) or not link:
+            raise GraphError(None, "malformedResponse", "Microsoft Graph returned a link that is not a URL")
+        if len(link) > MAX_LINK_LENGTH or any(ord(ch) <= 0x20 or ch in "\\\x7f" for ch in link):
+            raise ForeignLinkError("Microsoft Graph returned a link that is not a clean URL; it was not followed")
+        prefix = self._root + "/"
+        # Scheme and host compare without regard to case (Graph may write them differently).
+        if (link[:len(prefix)].lower() != prefix.lower()
+                or not link[len(prefix):].startswith(("v1.0/", "beta/"))):
+            raise ForeignLinkError()
+        try:
+            parsed = httpx.URL(link)
+        except (httpx.InvalidURL, ValueError):
+            raise ForeignLinkError("Microsoft Graph returned a link that is not a URL; it was not followed") from None
+        root = self._root_url
+        if (parsed.scheme != "https" or parsed.host != root.host or parsed.port != root.port
+                or parsed.userinfo or parsed.fragment):
+            raise ForeignLinkError()
+        # Dot segments would move the path out of /v1.0/ or /beta/ (httpx removes them when
+        # it parses), so they are looked for in the link as written.
+        raw_path = link[len(prefix) - 1:].split("?", 1)[0].split("#", 1)[0]
+        if any(segment.lower().replace("%2e", ".") in (".", "..") for segment in raw_path.split("/")):
+            raise ForeignLinkError("Microsoft Graph returned a link with dot segments; it was not followed")
+        root_path = root.path.rstrip("/")
+        if not parsed.path.startswith((f"{root_path}/v1.0/", f"{root_path}/beta/")):
+            raise ForeignLinkError()
+        return link
+
+    # pages
+
+    def _get_page(self, url: str, family: Family | None) -> dict:
+        answer = self._send("GET", url)
+        if not 200 <= answer.status < 300:
+            raise self._failure(answer, family)
+        page = parse_json(answer.content, answer.status)
+        self._check_page(page, answer.status)
+        return page
+
+    @staticmethod
+    def _check_page(page, status: int | None) -> None:
+        if (not isinstance(page, dict) or not isinstance(page.get("value"), list)
+                or not all(isinstance(item, dict) for item in page["value"])):
+            raise GraphError(status, "malformedPage", "Microsoft Graph returned a page without a list of objects")
+        for key in ("@odata.nextLink", "@odata.deltaLink"):
+            if key in page and not isinstance(page[key], str):
+                raise GraphError(status, "malformedPage", "Microsoft Graph returned a page with a broken link")
+
+    # $batch
+
+    def _relative_url(self, family: Family, object_id: str, relation: str) -> str:
+        # Relative to the version root of the $batch endpoint ("/deviceManagement/..."),
+        # each segment percent-encoded: an id from a tenant never changes the path.
+        return f"{family.list_path}/{quote(object_id, safe='')}/{quote(relation, safe='')}"
+
+    def _run_batch(self, family: Family, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], RelatedResult]:
+        batch_url = f"{self._root}/{family.api_version}/$batch"
+        pending = {str(index + 1): pair for index, pair in enumerate(pairs)}
+        attempts = dict.fromkeys(pending, 0)
+        results: dict[tuple[str, str], RelatedResult] = {}
+        while pending:
+            body = {"requests": [
+                {"id": request_id, "method": "GET", "url": self._relative_url(family, *pair),
+                 "headers": self._inner_headers()}
+                for request_id, pair in pending.items()
+            ]}
+            # A $batch of GETs reads only, so it is as safe to send again as a GET.
+            answer = self._send("POST", batch_url, json_body=body, cost=len(pending), idempotent=True)
+            self.stats.inner_requests += len(pending)
+            if not 200 <= answer.status < 300:
+                raise self._failure(answer, family)
+            data = parse_json(answer.content, answer.status)
+            responses = data.get("responses") if isinstance(data, dict) else None
+            if not isinstance(responses, list):
+                raise GraphError(answer.status, "malformedBatch", "Microsoft Graph returned a $batch answer without responses")
+            by_id: dict[str, dict] = {}
+            for response in responses:  # any order; matched by id; unknown or repeated ids ignored
+                if isinstance(response, dict) and isinstance(response.get("id"), str):
+                    by_id.setdefault(response["id"], response)
+            again: dict[str, tuple[str, str]] = {}
+            waits: list[float] = []
+            for request_id, (object_id, relation) in pending.items():
+                response = by_id.get(request_id)
+                status = response.get("status") if response else None
+                if response is None or not isinstance(status, int) or isinstance(status, bool):
+                    results[(object_id, relation)] = self._failed(
+                        object_id, relation, None,
+                        GraphError(None, "malformedBatch", "Microsoft Graph left a $batch request unanswered"))
+                    continue
+                headers = _lower_headers(response.get("headers"))
+                inner_body = response.get("body")
+                if 200 <= status < 300:
+                    results[(object_id, relation)] = self._related_ok(family, object_id, relation, status, inner_body)
+                    continue
+                if status in RETRY_STATUSES:
+                    if status in THROTTLE_STATUSES:
+                        self.stats.throttled += 1
+                    retry_after = parse_retry_after(headers.get("retry-after"), now=self._wall_clock(),
+                                                    date_header=headers.get("date"))
+                    if attempts[request_id] < self.max_retries and (retry_after is None or retry_after <= MAX_RETRY_AFTER):
+                        waits.append(retry_after if retry_after is not None else self._backoff(attempts[request_id]))
+                        attempts[request_id] += 1
+                        again[request_id] = (object_id, relation)
+                        continue
+                    error = error_for_status(status, inner_body, family, retry_after)
+                else:
+                    error = error_for_status(status, inner_body, family)
+                results[(object_id, relation)] = self._failed(object_id, relation, status, error)
+            pending = again
+            if pending:
+                # Only the throttled requests go again, each after its own Retry-After:
+                # waiting for the longest one covers them all.
+                self.stats.retries += len(pending)
+                log.info("Graph $batch: %d inner request(s) throttled for tenant %s, waiting %.1fs",
+                         len(pending), self.tenant_id, max(waits))
+                self._sleep(max(waits))
+        return results
+
+    @staticmethod
+    def _failed(object_id: str, relation: str, status: int | None, error: GraphError) -> RelatedResult:
+        return RelatedResult(object_id=object_id, relation=relation, ok=False, status=status, error=error)
+
+    def _related_ok(self, family: Family, object_id: str, relation: str, status: int, body) -> RelatedResult:
+        if body is None:
+            return RelatedResult(object_id, relation, True, status, [], None, None)
+        if not isinstance(body, dict):
+            return self._failed(object_id, relation, status,
+                                GraphError(status, "malformedBatch", "Microsoft Graph returned a $batch answer that is not an object"))
+        try:
+            check_depth(body, status)
+        except GraphError as error:
+            return self._failed(object_id, relation, status, error)
+        if "value" not in body:
+            return RelatedResult(object_id, relation, True, status, [], body, None)
+        try:
+            self._check_page(body, status)
+            items = list(body["value"])
+            next_link = body.get("@odata.nextLink")
+            seen: set[str] = set()
+            while next_link is not None:
+                # An inner answer with more pages: the rest with plain GETs.
+                url = self._checked_link(next_link)
+                if url in seen or len(seen) >= MAX_PAGES:
+                    raise GraphError(None, "pagingLoop", "Microsoft Graph kept returning pages without end")
+                seen.add(url)
+                page = self._get_page(url, family)
+                items.extend(page["value"])
+                next_link = page.get("@odata.nextLink")
+        except ConsentError:
+            raise
+        except GraphError as error:
+            return self._failed(object_id, relation, error.status, error)
+        return RelatedResult(object_id, relation, True, status, items, body, None)
+
+    # delta
+
+    def _delta(self, family: Family, delta_link: str | None) -> DeltaPage:
+        start = self._root + family.list_url_path
+        url = self._checked_link(delta_link) if delta_link else start
+        restarted = False
+        pages = 0
+        objects: dict[str, dict] = {}
+        anonymous: list[dict] = []
+        removed: dict[str, None] = {}
+        while True:
+            pages += 1
+            if pages > MAX_PAGES:
+                raise GraphError(None, "pagingLoop", "Microsoft Graph kept returning delta pages without end")
+            answer = self._send("GET", url)
+            if self._needs_resync(answer):
+                if restarted:
+                    raise GraphError(answer.status, "resyncLoop", "Microsoft Graph asked to restart the delta round twice")
+                # Start over with the initial query (never the Location Graph may send).
+                log.info("Graph delta for %s in tenant %s: token expired (%s), full round", family.key,
+                         self.tenant_id, answer.status)
+                restarted = True
+                objects.clear()
+                anonymous.clear()
+                removed.clear()
+                url = start
+                continue
+            if not 200 <= answer.status < 300:
+                raise self._failure(answer, family)
+            page = parse_json(answer.content, answer.status)
+            self._check_page(page, answer.status)
+            for item in page["value"]:
+                object_id = item.get("id")
+                if not isinstance(object_id, str):
+                    anonymous.append(item)
+                elif "@removed" in item:
+                    objects.pop(object_id, None)
+                    removed[object_id] = None
+                else:
+                    # The same object may come more than once in a round: the last one wins.
+                    removed.pop(object_id, None)
+                    objects.pop(object_id, None)
+                    objects[object_id] = item
+            next_link = page.get("@odata.nextLink")
+            if next_link is not None:
+                url = self._checked_link(next_link)
+                continue
+            final = page.get("@odata.deltaLink")
+            if final is None:
+                raise GraphError(answer.status, "malformedPage", "Microsoft Graph ended a delta round without a deltaLink")
+            return DeltaPage(items=list(objects.values()) + anonymous, removed_ids=list(removed),
+                             delta_link=self._checked_link(final), restarted=restarted)
+
+    @staticmethod
+    def _needs_resync(answer: _Answer) -> bool:
+        if answer.status == 410:
+            return True
+        if 400 <= answer.status < 500 and answer.status not in (401, 403, 429):
+            code, _ = graph_error_fields(answer.content)
+            return code in RESYNC_CODES
+        return False
+
+    # one request, with pacing, token, retries
+
+    def _headers(self, token: AccessToken) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {token.value}",
+            "client-request-id": str(uuid.uuid4()),
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        if self.background:
+            # Throttled first when Graph must throttle; "does not change the limits".
+            headers["x-ms-throttle-priority"] = "low"
+        return headers
+
+    def _inner_headers(self) -> dict[str, str]:
+        headers = {"client-request-id": str(uuid.uuid4()), "Accept": "application/json"}
+        if self.background:
+            headers["x-ms-throttle-priority"] = "low"
+        return headers
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, capped (and floored, see BACKOFF_FLOOR)."""
+        ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** min(attempt, 16)))
+        return max(BACKOFF_FLOOR, ceiling * self._jitter())
+
+    def _failure(self, answer: _Answer, family: Family | None) -> GraphError:
+        retry_after = parse_retry_after(answer.headers.get("retry-after"), now=self._wall_clock(),
+                                        date_header=answer.headers.get("date"))
+        return error_for_status(answer.status, answer.content, family, retry_after)
+
+    def _round_trip(self, method: str, url: str, json_body, token: AccessToken) -> _Answer:
+        with self._http.stream(method, url, headers=self._headers(token), json=json_body) as response:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_response_bytes:
+                raise GraphError(response.status_code, "responseTooLarge", "Microsoft Graph answered with more data than allowed")
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    raise GraphError(response.status_code, "responseTooLarge", "Microsoft Graph answered with more data than allowed")
+                chunks.append(chunk)
+            return _Answer(response.status_code, response.headers, b"".join(chunks))
+
+    def _send(self, method: str, url: str, *, json_body=None, cost: float = 1, idempotent: bool | None = None) -> _Answer:
+        if idempotent is None:
+            idempotent = method == "GET"
+        retries = 0
+        refreshed = False
+        while True:
+            self.rate_limit.acquire(cost, self._sleep)
+            token = self._token_provider.acquire(self.tenant_id)
+            try:
+                answer = self._round_trip(method, url, json_body, token)
+            except httpx.TransportError as error:  # connect/read/write timeouts, refused, TLS, protocol
+                if idempotent and retries < self.max_retries:
+                    delay = self._backoff(retries)
+                    retries += 1
+                    self.stats.retries += 1
+                    log.info("Graph %s for tenant %s failed (%s), retry in %.1fs", method, self.tenant_id,
+                             type(error).__name__, delay)
+                    self._sleep(delay)
+                    continue
+                raise GraphError(None, "networkError",
+                                 f"Microsoft Graph could not be reached ({type(error).__name__})") from None
+            self.stats.requests += 1
+            if answer.status in RETRY_STATUSES:
+                if answer.status in THROTTLE_STATUSES:
+                    self.stats.throttled += 1
+                retry_after = parse_retry_after(answer.headers.get("retry-after"), now=self._wall_clock(),
+                                                date_header=answer.headers.get("date"))
+                if retries >= self.max_retries or (retry_after is not None and retry_after > MAX_RETRY_AFTER):
+                    raise self._failure(answer, None)
+                delay = retry_after if retry_after is not None else self._backoff(retries)
+                retries += 1
+                self.stats.retries += 1
+                log.info("Graph answered %d for tenant %s, retry in %.1fs", answer.status, self.tenant_id, delay)
+                self._sleep(delay)
+                continue
+            if answer.status == 401 and not refreshed:
+                # Expired (or otherwise refused) token: one fresh token from a fresh msal client.
+                refreshed = True
+                self.stats.retries += 1
+                self._token_provider.forget(self.tenant_id)
+                continue
+            return answer
