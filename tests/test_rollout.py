@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.isolation import WorkspaceMismatchError
-from app.models import AuditLog, Policy
+from app.models import AuditLog, EntraGroup, Policy
 from app.rollout import TENANT_OWNED_TABLES
 from tests.conftest import PostgresCluster, make_test_app
 
@@ -154,12 +154,13 @@ def test_full_rollout_from_a_legacy_database(cluster):
 
     # Phase 1.5: app writes are bound; a mismatch is refused by the app and by the database.
     with app.app_context():
-        policy = Policy(tenant_id=ids["t1"], graph_id="new", policy_type="t", platform="ios", display_name="New")
-        db.session.add(policy)
+        # Groups: a model whose columns a 0003 schema has (policies and tenants gained columns in 0009).
+        group = EntraGroup(tenant_id=ids["t1"], graph_id="new", display_name="New", group_type="security")
+        db.session.add(group)
         db.session.commit()
-        assert policy.workspace_id == ids["w1"]
-        db.session.add(Policy(tenant_id=ids["t1"], workspace_id=ids["w2"], graph_id="bad", policy_type="t",
-                              platform="ios", display_name="Bad"))
+        assert group.workspace_id == ids["w1"]
+        db.session.add(EntraGroup(tenant_id=ids["t1"], workspace_id=ids["w2"], graph_id="bad", display_name="Bad",
+                                  group_type="security"))
         with pytest.raises(WorkspaceMismatchError):
             db.session.commit()
         db.session.rollback()

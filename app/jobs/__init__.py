@@ -100,12 +100,16 @@ def schedule_due_syncs(timestamp: int) -> int:
             queueing_lock="retry-stalled-jobs")
 async def retry_stalled_jobs(context, timestamp: int) -> int:
     """A worker killed mid-job stops sending heartbeats; its job is retried (and resumes its run)."""
-    manager = context.app.job_manager
-    stalled = list(await manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER.total_seconds()))
+    return await retry_stalled(context.app.job_manager, STALLED_AFTER)
+
+
+STALLED_AFTER = timedelta(seconds=30)
+
+
+async def retry_stalled(manager, stalled_after: timedelta) -> int:
+    """Put back in the queue every job whose worker has sent no heartbeat for `stalled_after`."""
+    stalled = list(await manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after.total_seconds()))
     for job in stalled:
         log.warning("retrying stalled job %s (%s)", job.id, job.task_name)
         await manager.retry_job(job)
     return len(stalled)
-
-
-STALLED_AFTER = timedelta(seconds=30)
