@@ -1,23 +1,35 @@
 """Security headers on every response."""
 from __future__ import annotations
 
-from flask import Flask, request
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app, request
 from flask_login import current_user
 
 # No inline script or style anywhere: everything the pages run or style with is a file
-# under /static. Bootstrap's CSS draws some icons from data: URIs.
-CONTENT_SECURITY_POLICY = "; ".join((
+# under /static. Bootstrap's CSS draws some icons from data: URIs. Forms post to this app
+# only; "Connect" answers a form with a redirect to the identity platform's admin consent
+# page, and browsers check form-action on that redirect too, so its origin is allowed.
+_POLICY = (
     "default-src 'self'",
     "script-src 'self'",
     "style-src 'self'",
     "img-src 'self' data:",
     "font-src 'self'",
     "connect-src 'self'",
-    "form-action 'self'",
+    "form-action 'self' {login_origin}",
     "frame-ancestors 'none'",
     "base-uri 'none'",
     "object-src 'none'",
-))
+)
+
+
+def content_security_policy(login_url: str) -> str:
+    parts = urlsplit(login_url)
+    return "; ".join(_POLICY).format(login_origin=f"{parts.scheme}://{parts.netloc}")
+
+
+CONTENT_SECURITY_POLICY = content_security_policy("https://login.microsoftonline.com")
 
 
 def init_app(app: Flask) -> None:
@@ -26,7 +38,8 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def add_security_headers(response):
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.setdefault("Content-Security-Policy",
+                           content_security_policy(current_app.extensions["graph_settings"].login_url))
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "same-origin")

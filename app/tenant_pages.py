@@ -6,6 +6,8 @@ child record of another tenant is simply not found (404).
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
@@ -233,6 +235,35 @@ def _version_of(policy: Policy, version_id) -> PolicyVersion:
     return version
 
 
+_GUID_IN_TEXT = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
+
+
+def with_target_names(tenant_id: int, rows):
+    """Assignment targets are kept by id; show them with the tenant's group and filter names
+    (one statement for every id on the page)."""
+    ids = {match.lower() for row in rows for text in (row.path, row.left or "", row.right or "")
+           for match in _GUID_IN_TEXT.findall(text)}
+    if not ids:
+        return rows
+    names = dict(db.session.execute(
+        select(EntraGroup.graph_id, EntraGroup.display_name)
+        .where(EntraGroup.tenant_id == tenant_id, EntraGroup.graph_id.in_(ids))
+        .union_all(select(InventoryItem.graph_id, InventoryItem.display_name)
+                   .where(InventoryItem.tenant_id == tenant_id, InventoryItem.object_type == "assignmentFilters",
+                          InventoryItem.graph_id.in_(ids)))).all())
+    if not names:
+        return rows
+
+    def named(text):
+        if text is None:
+            return None
+        return _GUID_IN_TEXT.sub(lambda m: f"“{names[m.group(0).lower()]}” ({m.group(0)[:8]}…)"
+                                 if m.group(0).lower() in names else m.group(0), text)
+
+    return [dataclasses.replace(row, path=named(row.path), left=named(row.left), right=named(row.right))
+            for row in rows]
+
+
 @bp.get("/policies/<int:policy_id>/diff")
 def policy_diff(policy_id: int):
     policy = _one_or_404(Policy, policy_id)
@@ -243,7 +274,7 @@ def policy_diff(policy_id: int):
         abort(400, "Choose two different versions to compare.")
     if left.version_number > right.version_number:
         left, right = right, left
-    rows = snapshot_diff(left.snapshot, right.snapshot)
+    rows = with_target_names(policy.tenant_id, snapshot_diff(left.snapshot, right.snapshot))
     if request.args.get("changes") == "only":
         rows = [row for row in rows if row.status != "same"]
     return render_template("tenant/policy_diff.html", policy=policy, left=left, right=right, rows=rows,
