@@ -242,8 +242,14 @@ class GraphApp:
         if claims.get("iss") != f"https://sts.windows.net/{claims['tid']}/" or claims.get("appid") != self.sim.client_id:
             raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid issuer.", challenge)
         with self.sim._lock:
-            if claims["tid"] not in self.sim._tenants:
+            tenant = self.sim._tenants.get(claims["tid"])
+            if tenant is None:
                 raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure. Unknown tenant.", challenge)
+            if not tenant.consented:
+                # The app's service principal is gone from the tenant (consent revoked, app removed):
+                # Graph no longer accepts app-only tokens issued to it before.
+                raise GraphError(401, "Authorization_IdentityNotFound",
+                                 "The identity of the calling application could not be established.", challenge)
         return claims
 
     # --- one request -------------------------------------------------------------------------

@@ -214,3 +214,49 @@ def test_repeated_failures_pause_periodic_syncing(connected_tenant, graph_simula
     tenant = db.session.get(Tenant, tenant.id)
     assert tenant.consecutive_failures == FAILURE_PAUSE_THRESHOLD
     assert tenant.sync_paused_at is not None
+
+
+def test_consent_revoked_in_the_middle_of_a_run_fails_it_without_deleting_anything(connected_tenant, graph_simulator,
+                                                                                   graph_app):
+    from app.row_security import working_in_workspace
+    from app.sync.runner import carry_out_sync_run
+
+    tenant = connected_tenant()
+    tid = str(tenant.external_id)
+    sync_now(tenant)
+    policies = policy_rows(tenant)
+
+    def revoke_after_the_first_family(key, outcome):
+        if key == FAMILIES[0].key:
+            graph_simulator.revoke_consent(tid)
+
+    with graph_app.app_context(), working_in_workspace(tenant.workspace_id):
+        run = create_run(db.session.get(Tenant, tenant.id), "user")
+        db.session.commit()
+        assert carry_out_sync_run(run.id, progress=revoke_after_the_first_family) == "failed"
+        run = db.session.get(SyncRun, run.id)
+    assert FAMILIES[0].key in run.families and len(run.families) < len(FAMILIES)
+    tenant = db.session.get(Tenant, tenant.id)
+    assert tenant.connection_status == "consent_revoked"
+    assert {g: row.deleted_at for g, row in policy_rows(tenant).items()} == {g: None for g in policies}
+
+
+def test_paging_and_batches_of_twenty_cover_every_object(connected_tenant, graph_simulator):
+    tenant = connected_tenant(policies_per_family=110)
+    graph_simulator.reset_log()
+    run = sync_now(tenant)
+    assert run.status == "succeeded", run.error
+    tid = str(tenant.external_id)
+    served = {item.key: len(graph_simulator.objects(tid, item.key)) for item in POLICY_FAMILIES}
+    assert min(served.values()) > graph_simulator.page_size  # more than one page per family
+    assert len(policy_rows(tenant)) == sum(served.values())
+    mine = [r for r in graph_simulator.requests if r["tenant_id"] == tid]
+    batches = [r for r in mine if r["path"].endswith("/$batch")]
+    assert batches and all(not r["in_batch"] for r in batches)
+    inner = [r for r in mine if r["in_batch"]]
+    # settings + assignments for the Settings Catalog, assignments for the others, 20 a batch at most.
+    expected_inner = 2 * served["settingsCatalog"] + sum(v for k, v in served.items() if k != "settingsCatalog")
+    assert len(inner) == expected_inner
+    assert len(batches) >= expected_inner / 20
+    assert run.requests / sum(served.values()) <= 0.15
+    assert {r["throttle_priority"] for r in mine if r.get("server") != "login"} <= {"low"}

@@ -44,11 +44,12 @@ def run_queued_jobs(app) -> None:
         queue.run_worker(queues=["sync"], wait=False, concurrency=1, install_signal_handlers=False)
 
 
-def test_a_queued_sync_is_carried_out_by_the_worker_as_the_app_role(worker_database):
+def test_a_queued_sync_is_carried_out_by_the_worker_as_the_app_role(worker_database, graph_simulator):  # noqa: F811
     from app.sync.runner import request_sync
 
     app, owner, refs = worker_database
-    tenant_id, workspace_id, _external = refs[0]
+    tenant_id, workspace_id, external_id = refs[0]
+    graph_simulator.reset_log()
     with app.app_context(), working_in_workspace(workspace_id):
         assert db.session.scalar(text("SELECT current_user")) == "tenantatlas_app"
         tenant = db.session.get(Tenant, tenant_id)
@@ -56,6 +57,8 @@ def test_a_queued_sync_is_carried_out_by_the_worker_as_the_app_role(worker_datab
         db.session.commit()
         run_id = run.id
     run_queued_jobs(app)
+    # Every Graph call of the job was for its own tenant.
+    assert {r["tenant_id"] for r in graph_simulator.requests if r.get("server") != "login"} == {external_id}
     with owner.app_context():
         run = db.session.get(SyncRun, run_id)
         assert run.status == "succeeded", run.error
@@ -84,5 +87,39 @@ def test_a_job_cannot_touch_another_workspaces_run(worker_database):
         run = db.session.get(SyncRun, run_id)
         assert run.status == "queued" and run.attempts == 0
         db.session.delete(run)
+        db.session.commit()
+        db.session.remove()
+
+
+def test_the_scheduler_queues_due_connected_active_tenants_in_their_own_workspaces(worker_database):
+    from app.sync.runner import queue_due_syncs
+
+    app, owner, refs = worker_database
+    with owner.app_context():
+        workspace = db.session.get(Workspace, refs[0][1])
+        extra = [Tenant(workspace_id=workspace.id, external_id=uuid.uuid4(), name=f"Scheduler {kind}",
+                        connection_status=status, status=tenant_status)
+                 for kind, status, tenant_status in (("archived", "connected", "archived"),
+                                                     ("never connected", "not_connected", "active"),
+                                                     ("revoked", "consent_revoked", "active"))]
+        db.session.add_all(extra)
+        db.session.flush()
+        paused = Tenant(workspace_id=workspace.id, external_id=uuid.uuid4(), name="Scheduler paused",
+                        connection_status="failing", sync_paused_at=func.now())
+        db.session.add(paused)
+        db.session.execute(text("UPDATE tenants SET next_sync_at = now() - interval '1 minute'"))
+        db.session.execute(text("DELETE FROM sync_runs"))
+        db.session.commit()
+        skipped = {t.id for t in (*extra, paused)}
+        db.session.remove()
+    with app.app_context():
+        assert queue_due_syncs(limit=100) == 2
+        assert queue_due_syncs(limit=100) == 0  # next_sync_at moved on
+    with owner.app_context():
+        runs = db.session.execute(select(SyncRun.tenant_id, SyncRun.workspace_id, SyncRun.trigger)).all()
+        assert {(tenant_id, workspace_id, "schedule") for tenant_id, workspace_id, _ in refs} == set(runs)
+        assert not skipped & {tenant_id for tenant_id, _, _ in runs}
+        db.session.execute(text("DELETE FROM sync_runs"))
+        db.session.execute(text("DELETE FROM procrastinate_jobs"))
         db.session.commit()
         db.session.remove()

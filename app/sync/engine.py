@@ -147,8 +147,8 @@ def run_sync(run_id: int, context: SyncContext) -> SyncRun | None:
             else:
                 try:
                     sync_family(tenant, item, client, outcome, context.now())
-                except ForeignLinkError:
-                    raise
+                except (ForeignLinkError, ConsentError):
+                    raise  # the whole run stops: no request elsewhere, no tenant that refuses us
                 except GraphError as error:
                     db.session.rollback()
                     outcome.complete, outcome.error = False, error.message[:300]
