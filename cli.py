@@ -63,6 +63,27 @@ def database_errors_as_messages(command):
     return wrapper
 
 
+def _tenant_by_external_id(external_id: str, slug: str | None, *, for_update: bool = False) -> Tenant:
+    """The tenant with this Entra id, in workspace `slug` when given.
+
+    An id may be registered (unproved) in several workspaces; without --workspace the one
+    proved by admin consent is meant, or the only registration.
+    """
+    tenant_uuid = parse_tenant_external_id(external_id)
+    statement = select(Tenant).where(Tenant.external_id == tenant_uuid)
+    if slug is not None:
+        statement = statement.where(Tenant.workspace_id == _workspace_by_slug(slug).id)
+    if for_update:
+        statement = statement.with_for_update()
+    tenants = db.session.scalars(statement.order_by(Tenant.consented_at.desc().nulls_last(), Tenant.id)).all()
+    if not tenants:
+        raise click.ClickException(f"No tenant with id {tenant_uuid}" + (f" in {slug}." if slug else "."))
+    if len(tenants) > 1 and tenants[0].consented_at is None:
+        raise click.ClickException(f"Tenant id {tenant_uuid} is registered in {len(tenants)} workspaces and "
+                                   "proved by consent in none; name one with --workspace SLUG.")
+    return tenants[0]
+
+
 def _workspace_by_slug(slug: str) -> Workspace:
     workspace = db.session.scalar(select(Workspace).where(Workspace.slug == slug.strip().lower()))
     if workspace is None:
@@ -157,8 +178,10 @@ def register_commands(app: Flask) -> None:
         name = validate_name(name)
         domain = validate_domain(domain) if domain else None
         workspace = _workspace_by_slug(slug)
-        if db.session.scalar(select(Tenant.id).where(Tenant.external_id == tenant_uuid)) is not None:
-            raise click.ClickException("This tenant is already managed.")
+        # Unique per workspace; across workspaces only once admin consent proves it (migration 0011).
+        if db.session.scalar(select(Tenant.id).where(Tenant.external_id == tenant_uuid,
+                                                     Tenant.workspace_id == workspace.id)) is not None:
+            raise click.ClickException(f"This tenant is registered in {workspace.slug} already.")
         tenant = Tenant(workspace_id=workspace.id, external_id=tenant_uuid, name=name, primary_domain=domain)
         db.session.add(tenant)
         db.session.flush()
@@ -344,14 +367,13 @@ def register_rollout_commands(app: Flask) -> None:
     @app.cli.command("move-tenant", cls=StrictCommand)
     @click.argument("external_id")
     @click.argument("target_slug")
+    @click.option("--workspace", "source_slug", help="The workspace it is in, when several registered the id.")
     @database_errors_as_messages
-    def move_tenant(external_id: str, target_slug: str):
+    def move_tenant(external_id: str, target_slug: str, source_slug: str | None):
         """Move a tenant and all its rows to another workspace, in one transaction."""
-        tenant_uuid = parse_tenant_external_id(external_id)
         target = _workspace_by_slug(target_slug)
-        tenant = db.session.scalar(select(Tenant).where(Tenant.external_id == tenant_uuid).with_for_update())
-        if tenant is None:
-            raise click.ClickException(f"No tenant with id {tenant_uuid}.")
+        tenant = _tenant_by_external_id(external_id, source_slug, for_update=True)
+        tenant_uuid = tenant.external_id
         source = db.session.get(Workspace, tenant.workspace_id)
         if source.id == target.id:
             raise click.ClickException(f"{tenant.name} is already in {target.slug}.")
@@ -385,8 +407,9 @@ def register_graph_commands(app: Flask) -> None:
 
     @app.cli.command("sync-tenant", cls=StrictCommand)
     @click.argument("external_id")
+    @click.option("--workspace", "slug", help="The tenant's workspace, when several registered the id.")
     @database_errors_as_messages
-    def sync_tenant(external_id: str):
+    def sync_tenant(external_id: str, slug: str | None):
         """Sync a connected tenant now, in the foreground, with progress and a summary.
 
         Exit code: 0 succeeded, 1 failed (or cannot start), 3 partial.
@@ -396,10 +419,7 @@ def register_graph_commands(app: Flask) -> None:
         from app.sync.engine import SyncAlreadyActive, create_run
         from app.sync.runner import carry_out_sync_run
 
-        tenant_uuid = parse_tenant_external_id(external_id)
-        tenant = db.session.scalar(select(Tenant).where(Tenant.external_id == tenant_uuid))
-        if tenant is None:
-            raise click.ClickException(f"No tenant with id {tenant_uuid}.")
+        tenant = _tenant_by_external_id(external_id, slug)
         if not tenant.is_connected:
             raise click.ClickException(f"{tenant.name} is not connected ({tenant.connection_status}); connect it in "
                                        f"the console first.")

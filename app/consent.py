@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from .access import act_in_workspace, set_current_workspace, workspace_access_by_id
 from .audit import record_audit
@@ -69,9 +70,17 @@ def callback():
                       "tenant mismatch")
     try:
         missing = complete_connection(tenant, current_user.id)
+        db.session.flush()
     except ConsentError as error:
         return refuse(f"Consent was recorded, but no token could be had for {tenant.name}: {error.message}",
                       f"token error: {error.kind}")
+    except IntegrityError:  # ux_tenants_verified_external_id: proved already, in another workspace
+        db.session.rollback()
+        act_in_workspace(access.workspace.id)
+        tenant = db.session.get(Tenant, tenant.id)
+        return refuse(f"{tenant.name} ({tenant.external_id}) is already connected to TenantAtlas in another "
+                      "workspace. A tenant is managed from one workspace at a time; ask the MSP that manages it, "
+                      "or TenantAtlas support, to release it first.", "verified elsewhere", 409)
     record_audit("tenant.connect", actor=current_user, tenant=tenant, target_type="tenant", target_id=tenant.id,
                  details={"after": {"connection": tenant.connection_status,
                                     "permissions": tenant.granted_permissions, "missing": missing}})

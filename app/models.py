@@ -199,13 +199,17 @@ class Tenant(db.Model):
         CheckConstraint(_in("connection_status", CONNECTION_STATUSES), name="connection_status_known"),
         Index("ix_tenants_workspace_id_name", "workspace_id", "name"),
         Index("ix_tenants_next_sync_at", "next_sync_at", postgresql_where=text("next_sync_at IS NOT NULL")),
+        Index("ux_tenants_workspace_id_external_id", "workspace_id", "external_id", unique=True),
+        Index("ux_tenants_verified_external_id", "external_id", unique=True,
+              postgresql_where=text("consented_at IS NOT NULL")),
     )
 
     id: Mapped[int] = _pk()
     workspace_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("workspaces.id", ondelete="RESTRICT"), nullable=False
     )
-    external_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False, unique=True)
+    # Unique per workspace; across workspaces only once proved by admin consent (migration 0011).
+    external_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     primary_domain: Mapped[str | None] = mapped_column(String(253))
     status: Mapped[str] = mapped_column(

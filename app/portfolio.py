@@ -105,13 +105,13 @@ def register_tenant():
                         primary_domain=form.primary_domain.data or None)
         db.session.add(tenant)
         try:
-            # The unique key decides, race-free and across workspaces that row-level
-            # security hides from this request.
+            # The unique key (workspace, tenant id) decides, race-free. Another workspace's
+            # registration of the same id plays no part: a registration proves nothing until
+            # admin consent (migration 0011), so no answer here depends on other workspaces.
             db.session.flush()
         except IntegrityError:
             db.session.rollback()
-            # Never say where: the other workspace is none of this user's business.
-            form.external_id.errors.append("This tenant is already managed.")
+            form.external_id.errors.append("This tenant is registered in this workspace already.")
         else:
             record_audit("tenant.create", actor=current_user, tenant=tenant, target_type="tenant",
                          target_id=tenant.id, details={"before": None, "after": {

@@ -457,7 +457,7 @@ def main() -> None:
                  f"{first['rss_peak_kib'] / 1024:.0f} -> {large['rss_peak_kib'] / 1024:.0f} MiB = {rss_ratio:.2f}x",
                  "flat (<= 1.1x)", mark(rss_ratio <= 1.1)))
     rows.append(("  growth above the RSS before the sync", f"{growth[0] / 1024:.0f} -> {growth[1] / 1024:.0f} MiB",
-                 "", ""))
+                 "", "grows with P" if growth[1] >= 2 * max(growth[0], 1024) else ""))
     rows_written = sum(rows_ for _s, rows_ in five_writes.values())
     statements = sum(s for s, _r in five_writes.values())
     rows.append(("rows written by a no-change re-sync (listener)", f"{rows_written} ({statements} statements)", "0",

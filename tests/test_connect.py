@@ -191,3 +191,22 @@ def test_sync_now_queues_one_run_and_says_so_when_one_is_active(client, graph_ap
     response = post_form(client, f"/admin/t/{tenant.external_id}/sync", follow_redirects=True)
     assert "already queued" in response.get_data(as_text=True)
     assert len(db.session.scalars(select(SyncRun).where(SyncRun.tenant_id == tenant.id)).all()) == 1
+
+
+def test_consent_for_a_tenant_proved_in_another_workspace_is_refused_without_naming_it(
+        client, manager_setup, graph_simulator, make_workspace, make_tenant):
+    from datetime import datetime, timezone
+
+    workspace, tenant, _user = manager_setup
+    elsewhere = make_workspace(name="Rival Secret MSP")
+    # The real owner registered the same id and proved it by consent; ours is a mere claim.
+    rival = make_tenant(elsewhere, name="Rival Copy", external_id=tenant.external_id)
+    rival.consented_at, rival.connection_status = datetime.now(timezone.utc), "connected"
+    db.session.commit()
+    back = consent(graph_simulator, start(client, tenant))
+    response = client.get(callback_path(back))
+    text = response.get_data(as_text=True)
+    assert response.status_code == 409 and "already connected to TenantAtlas in another workspace" in text
+    assert "Rival" not in text and elsewhere.slug not in text
+    assert db.session.get(Tenant, tenant.id).consented_at is None
+    assert audit_actions(tenant)[-1] == "tenant.connect_refused"

@@ -82,15 +82,20 @@ def test_landing_tolerates_bad_query_values(client, world):
         assert client.get(f"/admin/w/{world.a.slug}/managed-tenants{query}").status_code == 200, query
 
 
-def test_register_tenant_needs_a_guid_and_reports_duplicates_without_saying_where(client, world, db_session):
+def test_register_tenant_needs_a_guid_and_answers_nothing_about_other_workspaces(client, world, db_session):
     sign_in(client, world.ada.email)
     url = f"/admin/w/{world.a.slug}/managed-tenants"
     response = post_form(client, url, {"external_id": "contoso", "name": "Bad"})
     assert response.status_code == 400 and "is not an Entra tenant id" in response.get_data(as_text=True)
-    response = post_form(client, url, {"external_id": str(world.tenant_b.external_id), "name": "Steal"})
+    # Another workspace's registration of the id neither shows nor blocks (no oracle, no squatting):
+    # only admin consent proves who manages a tenant.
+    response = post_form(client, url, {"external_id": str(world.tenant_b.external_id), "name": "Claimed"})
+    assert response.status_code == 302
+    response = post_form(client, url, {"external_id": str(world.tenant_b.external_id), "name": "Again"})
     body = response.get_data(as_text=True)
-    assert response.status_code == 400 and "This tenant is already managed." in body
+    assert response.status_code == 400 and "registered in this workspace already" in body
     assert "Bravo" not in body
+    assert db_session.get(Tenant, world.tenant_b.id).name == "Bravo Secret Customer"
     new_id = uuid.uuid4()
     response = post_form(client, url, {"external_id": str(new_id).upper(), "name": "Fresh Co",
                                        "primary_domain": "FreshCo.onmicrosoft.com"})

@@ -117,10 +117,25 @@ def test_one_membership_per_user_and_workspace_and_known_roles(db_session, make_
     _refused(db_session, WorkspaceMembership(workspace_id=make_workspace().id, user_id=user.id, role="admin"))
 
 
-def test_tenant_external_id_is_unique_across_workspaces(db_session, make_workspace, make_tenant):
+def test_an_unverified_tenant_id_is_unique_inside_its_workspace_only(db_session, make_workspace, make_tenant):
+    external_id, home = uuid.uuid4(), make_workspace()
+    make_tenant(home, external_id=external_id)
+    _refused(db_session, Tenant(workspace_id=home.id, external_id=external_id, name="Twin"))
+    make_tenant(make_workspace(), external_id=external_id)  # another workspace may claim it, unproved
+
+
+def test_a_tenant_id_proved_by_consent_is_unique_across_workspaces(db_session, make_workspace, make_tenant):
+    from datetime import datetime, timezone
+
     external_id = uuid.uuid4()
-    make_tenant(make_workspace(), external_id=external_id)
-    _refused(db_session, Tenant(workspace_id=make_workspace().id, external_id=external_id, name="Twin"))
+    verified = make_tenant(make_workspace(), external_id=external_id)
+    verified.consented_at = datetime.now(timezone.utc)
+    db_session.commit()
+    claim = make_tenant(make_workspace(), external_id=external_id)  # an unproved claim is allowed…
+    claim.consented_at = datetime.now(timezone.utc)  # …but not a second proof
+    with pytest.raises(IntegrityError):
+        db_session.commit()
+    db_session.rollback()
 
 
 def test_tenant_needs_a_workspace(db_session):

@@ -260,3 +260,27 @@ def test_paging_and_batches_of_twenty_cover_every_object(connected_tenant, graph
     assert len(batches) >= expected_inner / 20
     assert run.requests / sum(served.values()) <= 0.15
     assert {r["throttle_priority"] for r in mine if r.get("server") != "login"} <= {"low"}
+
+
+def test_sync_tenant_command_syncs_in_the_foreground_with_exit_codes(connected_tenant, graph_simulator, graph_app,
+                                                                     make_workspace):
+    runner = graph_app.test_cli_runner()
+    tenant = connected_tenant()
+    result = runner.invoke(args=["sync-tenant", str(tenant.external_id)])
+    assert result.exit_code == 0, result.output
+    assert "succeeded:" in result.output and "settingsCatalog" in result.output
+    graph_simulator.inject("batch-inner-500", count=1, tenant_id=str(tenant.external_id))
+    assert runner.invoke(args=["sync-tenant", str(tenant.external_id)]).exit_code == 3
+    graph_simulator.revoke_consent(str(tenant.external_id))
+    result = runner.invoke(args=["sync-tenant", str(tenant.external_id)])
+    assert result.exit_code == 1 and "failed" in result.output
+    unconnected = connected_tenant(status="not_connected")
+    result = runner.invoke(args=["sync-tenant", str(unconnected.external_id)])
+    assert result.exit_code == 1 and "is not connected" in result.output
+    # One id registered, unproved, in two workspaces: the command asks which.
+    twin = Tenant(workspace_id=make_workspace().id, external_id=unconnected.external_id, name="Twin claim")
+    db.session.add(twin)
+    db.session.commit()
+    result = runner.invoke(args=["sync-tenant", str(unconnected.external_id)])
+    assert result.exit_code == 1 and "--workspace" in result.output
+    assert runner.invoke(args=["sync-tenant", "not-a-guid"]).exit_code == 1
