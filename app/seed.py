@@ -8,7 +8,7 @@ catalogs below, passed as bound parameters and indexed by modulo arithmetic on
 the series values, so no row is ever built or loaded in Python.
 
 Idempotency: tenant `i` (1..N*60) has the external id uuid5(namespace, "tenant-i").
-Tenants are inserted with ON CONFLICT (external_id) DO NOTHING and only the
+Tenants are inserted only when their id exists nowhere yet, and only the
 tenants that this run actually inserted get child rows, so a rerun adds nothing
 and `--scale 3` after a plain seed adds just the extra tenants.
 
@@ -264,7 +264,9 @@ _SHARED_CTES: dict[str, tuple[tuple[str, ...], str]] = {
            template.entry ->> 'odata_type' AS odata_type,
            template.entry ->> 'description' AS description,
            template.entry_no AS template_no,
-           {_graph_id('chunk.tenant_key', "'policy'", 'policy.policy_no')} AS graph_id,
+           -- App protection policy ids look like T_<guid> in Graph (and in the simulator).
+           CASE WHEN template.entry ->> 'policy_type' = 'appProtectionPolicy' THEN 'T_' ELSE '' END
+               || {_graph_id('chunk.tenant_key', "'policy'", 'policy.policy_no')} AS graph_id,
            (template.entry ->> 'display_name') || CASE
                WHEN policy.pass_no = 0 THEN ''
                ELSE ' - ' || {_pick('policy_variants', 'policy.pass_no - 1')}
@@ -844,8 +846,10 @@ WITH planned AS (
            now() - make_interval(days => 90 + planned.tenant_key % 60),
            now() - make_interval(days => planned.tenant_key % 9)
     FROM planned
+    -- A demo tenant id that exists anywhere (moved to another workspace, say) is not made again.
+    WHERE NOT EXISTS (SELECT 1 FROM tenants AS existing WHERE existing.external_id = planned.external_id)
     ORDER BY planned.tenant_key
-    ON CONFLICT (external_id) DO NOTHING
+    ON CONFLICT (workspace_id, external_id) DO NOTHING
     RETURNING id, external_id
 )
 SELECT inserted.id, planned.tenant_key

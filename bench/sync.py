@@ -37,6 +37,11 @@ requests included, the outer $batch POST not) divided by the allowed rate: 1,000
 20/K s (the simulator's limit) or 25*K per s (the client's bucket, the binding one).
 Both ignore the bucket's initial burst of 100 and the window's, so a sync of a few
 hundred requests can come in under them; they are steady-state floors.
+
+Peak RSS: the child resets its high-water mark (/proc/self/clear_refs) just before the
+sync, so getrusage's maxrss is the sync's own peak, not create_app's (Argon2's 64 MiB).
+`--profile DIR` runs syncs A and C under cProfile and prints their top functions (their
+time and CPU figures then include the profiler's overhead). Results: docs/benchmarks.md.
 """
 from __future__ import annotations
 

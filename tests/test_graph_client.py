@@ -104,8 +104,9 @@ def test_the_default_rate_limit_is_shared_per_tenant_and_within_intune_limits():
     assert tenant_rate_limit("11111111-1111-1111-1111-111111111111") is first
     assert tenant_rate_limit("22222222-2222-2222-2222-222222222222") is not first
     # Intune: 1,000 requests per 20 s per app per tenant. The bucket allows at most
-    # capacity + 20 * rate in any 20 seconds; keep a comfortable margin below.
-    assert first.capacity + 20 * first.rate <= 0.7 * 1000
+    # capacity + 20 * rate in any 20 seconds; keep a margin below (bench/sync.py measured
+    # the pace: a large sync runs close to it, so more margin costs wall time directly).
+    assert first.capacity + 20 * first.rate <= 0.9 * 1000
     provider = TokenProvider(SETTINGS)
     one = GraphClient(SETTINGS, "11111111-1111-1111-1111-111111111111", token_provider=provider)
     two = GraphClient(SETTINGS, "11111111-1111-1111-1111-111111111111", token_provider=provider)

@@ -113,6 +113,10 @@ _KIND_BY_OAUTH_ERROR = {
 _AADSTS = re.compile(r"AADSTS(\d{4,9})")
 
 
+# A token is reused without asking msal while it has more than this many seconds left.
+TOKEN_REUSE_LEEWAY = 300.0
+
+
 @dataclass(frozen=True)
 class AccessToken:
     """An app-only Graph token. ``roles`` are the application permissions it carries;
@@ -367,6 +371,9 @@ class TokenProvider:
         the first of them fetched, instead of each asking the token endpoint."""
         tenant_id = _checked_tenant(tenant_id)
         with self._tenant_lock(tenant_id):
+            cached = self._tokens.get(tenant_id)
+            if cached is not None and not cached.expired(self._clock(), leeway=TOKEN_REUSE_LEEWAY):
+                return cached  # valid for minutes yet: no msal call (about 1-2 ms each, per request)
             app = self.client(tenant_id)
             try:
                 result = app.acquire_token_for_client(scopes=[self.settings.scope])
