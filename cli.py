@@ -419,6 +419,9 @@ def register_graph_commands(app: Flask) -> None:
         from app.sync.engine import SyncAlreadyActive, create_run
         from app.sync.runner import carry_out_sync_run
 
+        if not app.extensions["graph_settings"].configured:
+            raise click.ClickException("Microsoft Graph is not configured: set GRAPH_CLIENT_ID and a certificate or "
+                                       "secret (with `make run`'s simulator: `set -a; . instance/simulator/graph.env`).")
         tenant = _tenant_by_external_id(external_id, slug)
         if not tenant.is_connected:
             raise click.ClickException(f"{tenant.name} is not connected ({tenant.connection_status}); connect it in "
@@ -434,7 +437,7 @@ def register_graph_commands(app: Flask) -> None:
             with click.progressbar(length=len(FAMILIES), label=f"Syncing {name}", file=sys.stderr) as bar:
                 status = carry_out_sync_run(run_id, progress=lambda key, outcome: bar.update(1))
             run = db.session.get(SyncRun, run_id)
-            for key, counts in run.families.items():
+            for key, counts in ((f.key, run.families[f.key]) for f in FAMILIES if f.key in run.families):
                 detail = f"  error: {counts['error']}" if counts.get("error") else ""
                 click.echo(f"{key:22} seen {counts['seen']:5}  new {counts['new']:4}  changed {counts['changed']:4}  "
                            f"unchanged {counts['unchanged']:5}  deleted {counts['deleted']:4}{detail}")

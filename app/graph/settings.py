@@ -18,7 +18,10 @@ DEFAULT_API_URL = "https://graph.microsoft.com"
 DEFAULT_LOGIN_URL = "https://login.microsoftonline.com"
 
 
-class GraphConfigError(RuntimeError):
+from app.config import ConfigError
+
+
+class GraphConfigError(ConfigError):
     """The Graph settings cannot work (a bad URL, an unreadable credential)."""
 
 
@@ -69,13 +72,15 @@ class GraphSettings:
     @classmethod
     def from_environ(cls, environ=None) -> GraphSettings:
         environ = os.environ if environ is None else environ
-        certificate_path = _read_value(environ, "GRAPH_CLIENT_CERTIFICATE")
+        # GRAPH_CLIENT_CERTIFICATE names the PEM file (so does GRAPH_CLIENT_CERTIFICATE_FILE).
+        certificate_path = environ.get("GRAPH_CLIENT_CERTIFICATE") or environ.get("GRAPH_CLIENT_CERTIFICATE_FILE")
         certificate_pem = None
         if certificate_path:
             try:
-                certificate_pem = Path(certificate_path).read_text()
-            except OSError as error:
-                raise GraphConfigError(f"GRAPH_CLIENT_CERTIFICATE cannot be read: {error.strerror}") from None
+                certificate_pem = Path(certificate_path.strip()).read_text()
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or "not a text PEM file"
+                raise GraphConfigError(f"GRAPH_CLIENT_CERTIFICATE cannot be read: {reason}") from None
             if "PRIVATE KEY" not in certificate_pem or "CERTIFICATE" not in certificate_pem:
                 raise GraphConfigError("GRAPH_CLIENT_CERTIFICATE must be a PEM holding the certificate and its private key")
         ca_bundle = environ.get("GRAPH_CA_BUNDLE") or None
