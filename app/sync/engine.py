@@ -345,12 +345,7 @@ def _write_inventory(tenant: Tenant, item: Family, normalized: dict, outcome: Fa
             outcome.changed += 1
         else:
             outcome.unchanged += 1
-    if outcome.complete:
-        gone = [row.id for graph_id, row in existing.items() if graph_id not in normalized]
-        if gone:
-            db.session.execute(delete(InventoryItem).where(InventoryItem.tenant_id == tenant.id,
-                                                           InventoryItem.id.in_(gone)))
-            outcome.deleted = len(gone)
+    _delete_missing(InventoryItem, tenant, existing, normalized, outcome)
 
 
 def _role_permissions(raw: dict) -> list[str]:
@@ -379,12 +374,17 @@ def _write_roles(tenant: Tenant, item: Family, normalized: dict, outcome: Family
             outcome.changed += 1
         else:
             outcome.unchanged += 1
-    if outcome.complete:
-        gone = [row.id for graph_id, row in existing.items() if graph_id not in normalized]
-        if gone:
-            db.session.execute(delete(EntraRoleDefinition).where(EntraRoleDefinition.tenant_id == tenant.id,
-                                                                 EntraRoleDefinition.id.in_(gone)))
-            outcome.deleted = len(gone)
+    _delete_missing(EntraRoleDefinition, tenant, existing, normalized, outcome)
+
+
+def _delete_missing(model, tenant: Tenant, existing: dict, seen, outcome: FamilyOutcome) -> None:
+    """Rows of a complete listing's family that Graph no longer lists are removed (never after a partial one)."""
+    if not outcome.complete:
+        return
+    gone = [row.id for graph_id, row in existing.items() if graph_id not in seen]
+    if gone:
+        db.session.execute(delete(model).where(model.tenant_id == tenant.id, model.id.in_(gone)))
+        outcome.deleted = len(gone)
 
 
 def group_type_of(raw: dict) -> str:
