@@ -375,6 +375,12 @@ def register_rollout_commands(app: Flask) -> None:
         tenant = _tenant_by_external_id(external_id, source_slug, for_update=True)
         tenant_uuid = tenant.external_id
         source = db.session.get(Workspace, tenant.workspace_id)
+        active = db.session.scalar(select(SyncRun).where(SyncRun.tenant_id == tenant.id,
+                                                         SyncRun.status.in_(("queued", "running"))))
+        if active is not None:
+            # Its job carries the old workspace: it would find nothing and hold the tenant's one active slot.
+            raise click.ClickException(f"A sync of {tenant.name} is {active.status} (run {active.id}); move the "
+                                       "tenant when it has finished.")
         if source.id == target.id:
             raise click.ClickException(f"{tenant.name} is already in {target.slug}.")
         moved = rollout.move_tenant(db.session.connection(), tenant.id, target.id)

@@ -57,6 +57,9 @@ def callback():
     except ConsentRefused as refused:
         db.session.rollback()
         return refuse(refused.message, refused.audit_reason)
+    db.session.commit()  # used, whatever happens next: an answer is never worth a second try
+    if tenant.status == "archived":
+        return refuse(f"{tenant.name} is archived; unarchive it before connecting.", "tenant archived")
     if not access.allows("manager"):
         return refuse(f"Only a manager or higher can connect a tenant; your role in {access.workspace.name} is "
                       f"{access.role}.", "role too small", 403)

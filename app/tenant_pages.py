@@ -651,7 +651,11 @@ def sync_now():
 def sync_resume():
     require_role("operator", "resume syncing")
     tenant = _tenant()
-    if tenant.sync_paused_at is None:
+    if tenant.status == "archived":
+        flash(f"{tenant.name} is archived; unarchive it to sync again.", "warning")
+    elif not tenant.is_connected:
+        flash(f"{tenant.name} is not connected; a manager connects it first.", "warning")
+    elif tenant.sync_paused_at is None:
         flash("Syncing is not paused.", "info")
     else:
         tenant.sync_paused_at, tenant.consecutive_failures = None, 0

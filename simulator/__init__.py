@@ -9,6 +9,7 @@ of app/graph/families.py, served over real HTTPS on loopback.
     sim.client_id, sim.client_secret, sim.client_certificate_path
     sim.add_tenant(tenant_id, name="Contoso", roles=None, consented=True, objects=None, policies_per_family=None)
     sim.set_roles(...), sim.revoke_consent(...), sim.grant_consent(...), sim.set_consent_mode("accept")
+    sim.set_signin_user(tenant_id, username=None, roles=("62e90394-...",))   # who OIDC sign-in signs in
     sim.objects(...), sim.add_object(...), sim.change_object(...), sim.delete_object(...)
     sim.inject("429", count=1, tenant_id=None, path_contains=None)
     sim.requests, sim.reset_log()

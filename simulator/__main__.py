@@ -10,6 +10,7 @@
     python -m simulator add-tenant --tenant T [--name N] [--not-consented]
     python -m simulator revoke-consent --tenant T | grant-consent --tenant T
     python -m simulator set-roles --tenant T --role DeviceManagementConfiguration.Read.All [--role ...]
+    python -m simulator set-signin-user --tenant T [--username U] [--role ROLE_TEMPLATE_ID ...] [--no-roles]
     python -m simulator inject FAULT [--count N] [--tenant T] [--path-contains TEXT]
     python -m simulator consent-mode prompt|accept|deny
     python -m simulator requests [--reset]
@@ -183,6 +184,13 @@ def control(args: argparse.Namespace) -> int:
     elif command == "set-roles":
         client.call("PUT", f"/tenants/{args.tenant}/roles", {"roles": args.role or []})
         result = {"roles": args.role or []}
+    elif command == "set-signin-user":
+        body: dict[str, Any] = {"username": args.username}
+        if args.no_roles:
+            body["roles"] = []
+        elif args.role:
+            body["roles"] = args.role
+        result = client.call("PUT", f"/tenants/{args.tenant}/signin-user", body)
     elif command == "inject":
         client.call("POST", "/inject", {"fault": args.fault, "count": args.count, "tenant_id": args.tenant,
                                         "path_contains": args.path_contains, "retry_after": args.retry_after})
@@ -264,6 +272,11 @@ def parser() -> argparse.ArgumentParser:
     sub = control_command("set-roles", "set the roles claim of the next tokens")
     sub.add_argument("--tenant", required=True)
     sub.add_argument("--role", action="append")
+    sub = control_command("set-signin-user", "who signs in to a tenant (default admin@<domain>, Global Administrator)")
+    sub.add_argument("--tenant", required=True)
+    sub.add_argument("--username", default=None)
+    sub.add_argument("--role", action="append", metavar="ROLE_TEMPLATE_ID", help="a directory role (wids); repeatable")
+    sub.add_argument("--no-roles", action="store_true", help="an ordinary user (no wids)")
     sub = control_command("inject", "make the next matching requests fail")
     sub.add_argument("fault", choices=sorted(FAULTS))
     sub.add_argument("--count", type=int, default=1)

@@ -9,6 +9,8 @@
     POST   /_simulator/tenants/{tenant}/revoke-consent
     POST   /_simulator/tenants/{tenant}/grant-consent
     PUT    /_simulator/tenants/{tenant}/roles                    {"roles": [...]}
+    GET    /_simulator/tenants/{tenant}/signin-user              who signs in there (username, name, object_id, roles)
+    PUT    /_simulator/tenants/{tenant}/signin-user              {"username": null, "roles": [role template ids], "name": null}
     POST   /_simulator/inject                                    {"fault", "count", "tenant_id", "path_contains", "retry_after"}
     GET    /_simulator/faults ; DELETE /_simulator/faults
     PUT    /_simulator/consent-mode                              {"mode": "prompt" | "accept" | "deny"}
@@ -106,6 +108,14 @@ def control(sim: Simulator, request: Request) -> Response:
                     raise StoreError('the body must be {"roles": [permission names]}')
                 sim.set_roles(tenant_id, roles)
                 return Response(status=204)
+            if action == "signin-user" and len(parts) == 3 and method == "GET":
+                return json_response(sim.signin_user(tenant_id))
+            if action == "signin-user" and len(parts) == 3 and method == "PUT":
+                body = _body(request)
+                if not isinstance(body, dict):
+                    raise StoreError('the body must be {"username": ..., "roles": [role template ids]}')
+                options = {key: body[key] for key in ("username", "roles", "name") if body.get(key) is not None}
+                return json_response(sim.set_signin_user(tenant_id, **options))
         if parts == ["inject"] and method == "POST":
             body = _body(request)
             if not isinstance(body, dict) or "fault" not in body:

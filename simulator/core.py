@@ -25,6 +25,8 @@ from .pki import Pki
 from .store import StoreError, TenantState, utc_now
 
 CONSENT_MODES = ("prompt", "accept", "deny")
+GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
+AUTH_CODE_LIFETIME_SECONDS = 600
 MAX_RECORDS = 500_000
 
 
@@ -97,6 +99,8 @@ class Simulator:
         self.page_size = 100
         self.consent_mode = "prompt"
         self.delta_token_lifetime = float(DELTA_TOKEN_LIFETIME_SECONDS)
+        self.auth_code_lifetime = float(AUTH_CODE_LIFETIME_SECONDS)
+        self._signin_users: dict[str, dict[str, Any]] = {}
         self.started_at = utc_now()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -361,7 +365,9 @@ class Simulator:
 
     def remove_tenant(self, tenant_id: str) -> None:
         with self._lock:
-            self._tenants.pop(self._tenant(tenant_id).tenant_id, None)
+            removed = self._tenants.pop(self._tenant(tenant_id).tenant_id, None)
+            if removed is not None:
+                self._signin_users.pop(removed.tenant_id, None)
 
     def tenants(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -377,6 +383,48 @@ class Simulator:
             raise ValueError("roles must be a list of permission names")
         with self._lock:
             self._tenant(tenant_id).roles = list(roles)
+
+    def set_signin_user(self, tenant_id: str, *, username: str | None = None,
+                        roles: tuple[str, ...] | list[str] = (GLOBAL_ADMINISTRATOR,),
+                        name: str | None = None) -> dict[str, Any]:
+        """Who signs in to this tenant through /oauth2/v2.0/authorize from now on: `username`
+        (default admin@<domain>; a bare name gets @<domain>) holding the directory roles
+        `roles` (role *template* ids, the id token's `wids`; () = an ordinary user). Returns
+        `signin_user(tenant_id)`."""
+        if isinstance(roles, str) or not isinstance(roles, (list, tuple)):
+            raise ValueError("roles is a list of directory role template ids")
+        checked = []
+        for role in roles:
+            try:
+                checked.append(str(uuid.UUID(str(role))))
+            except ValueError:
+                raise ValueError(f"a directory role template id is a GUID, not {role!r}") from None
+        if username is not None and (not isinstance(username, str) or not username.strip()
+                                     or any(character.isspace() for character in username.strip())):
+            raise ValueError(f"username must be a user principal name, not {username!r}")
+        with self._lock:
+            tenant = self._tenant(tenant_id)
+            self._signin_users[tenant.tenant_id] = {
+                "username": username.strip() if username else None, "roles": list(dict.fromkeys(checked)),
+                "name": str(name) if name else None,
+            }
+        return self.signin_user(tenant_id)
+
+    def signin_user(self, tenant_id: str) -> dict[str, Any]:
+        """{"username", "name", "object_id", "roles"} of the user who signs in to this tenant
+        (by default admin@<domain>, a Global Administrator)."""
+        with self._lock:
+            tenant = self._tenant(tenant_id)
+            chosen = self._signin_users.get(tenant.tenant_id, {})
+            username = chosen.get("username") or "admin"
+            if "@" not in username:
+                username = f"{username}@{tenant.domain}"
+            roles = chosen.get("roles", [GLOBAL_ADMINISTRATOR])
+            local = username.split("@", 1)[0]
+            name = chosen.get("name") or (f"{tenant.name} Administrator" if local.lower() == "admin"
+                                          else local.replace(".", " ").title())
+            return {"username": username, "name": name, "roles": list(roles),
+                    "object_id": shapes.stable_guid(tenant.tenant_id, "user", username.lower())}
 
     def revoke_consent(self, tenant_id: str) -> None:
         """The token endpoint answers AADSTS700016 for this tenant from now on (tokens already

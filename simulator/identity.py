@@ -4,6 +4,17 @@
     GET  /{tenant}/discovery/v2.0/keys                       the token signing keys (JWKS)
     POST /{tenant}/oauth2/v2.0/token                         client credentials: client_secret or a
                                                              client_assertion (RS256 + x5t, PS256 + x5t#S256)
+                                                             or authorization_code (+ code_verifier,
+                                                             redirect_uri; same client authentication):
+                                                             id_token (RS256, the JWKS key) + access_token
+    GET  /{tenant}/oauth2/v2.0/authorize?client_id&response_type=code&redirect_uri&scope(openid ...)
+         &state&nonce&code_challenge&code_challenge_method=S256[&prompt&login_hint&response_mode]
+                                                             OpenID Connect sign-in of the tenant's
+                                                             sign-in user (Simulator.set_signin_user):
+                                                             a Continue/Cancel page ("prompt"), or an
+                                                             immediate redirect with code+state
+                                                             ("accept") or access_denied ("deny")
+    POST /{tenant}/oauth2/v2.0/authorize/decision           the sign-in page's answer
     GET  /{tenant}/v2.0/adminconsent?client_id&scope&redirect_uri&state
                                                              admin consent: a page with Accept/Cancel
                                                              ("prompt"), or an immediate redirect
@@ -16,7 +27,10 @@ followed by trace and correlation ids and a timestamp, `error_codes`, `timestamp
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
+import json
+import re
 import secrets
 import sys
 import time
@@ -42,6 +56,22 @@ JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 GENERIC_TENANTS = ("common", "organizations", "consumers")
 RESERVED_SCOPES = {"openid", "profile", "offline_access", "email"}
 ACCESS_TOKEN_LIFETIME = 3600
+ID_TOKEN_LIFETIME = 3600
+PKCE_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
+PKCE_VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
+RESPONSE_MODES = ("query", "fragment", "form_post")
+# Directory role template ids (the `wids` claim) -> display names, for the sign-in page.
+ROLE_TEMPLATE_NAMES = {
+    "62e90394-69f5-4237-9190-012177145e10": "Global Administrator",
+    "f2ef992c-3afb-46b9-b7cf-a126ee74c451": "Global Reader",
+    "3a2c62db-5318-420d-8d74-23affee5d9d5": "Intune Administrator",
+    "194ae4cb-b126-40b2-bd5b-6091b380977d": "Security Administrator",
+    "5d6b6bb7-de71-4623-b4af-96380a352509": "Security Reader",
+    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3": "Application Administrator",
+    "158c047a-c907-4556-b7ef-446551a6b5f7": "Cloud Application Administrator",
+    "e8611ab8-c189-46e8-94e1-60213ab1f814": "Privileged Role Administrator",
+    "b79fbf4d-3ef9-4689-8143-76b194e85509": "User",
+}
 
 
 class AadError(Exception):
@@ -62,6 +92,8 @@ class LoginApp:
     def __init__(self, simulator: Simulator):
         self.sim = simulator
         self._consent_nonces: dict[str, float] = {}
+        self._signin_tickets: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._codes: dict[str, dict[str, Any]] = {}
 
     def __call__(self, environ, start_response):
         request = Request(environ)
@@ -127,6 +159,10 @@ class LoginApp:
             if request.method != "POST":
                 raise AadError(900561, "invalid_request", "The endpoint only accepts POST, OPTIONS requests. Received a GET request.")
             return self.token(request, segment, correlation_id, tenant_record)
+        if rest == ["oauth2", "v2.0", "authorize"] and request.method in ("GET", "POST"):
+            return self.authorize(request, segment, tenant_record)
+        if rest == ["oauth2", "v2.0", "authorize", "decision"] and request.method == "POST":
+            return self.signin_decision(request, segment, tenant_record)
         if rest == ["v2.0", "adminconsent"] and request.method == "GET":
             return self.admin_consent(request, segment, tenant_record)
         if rest == ["v2.0", "adminconsent", "decision"] and request.method == "POST":
@@ -165,7 +201,9 @@ class LoginApp:
             "http_logout_supported": True,
             "frontchannel_logout_supported": True,
             "end_session_endpoint": f"{login}/{segment}/oauth2/v2.0/logout",
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "roles"],
+            "claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name",
+                                 "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce",
+                                 "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"],
             "tenant_region_scope": "EU",
             "cloud_instance_name": urlsplit(login).netloc,
             "cloud_graph_host_name": urlsplit(self.sim.api_url).netloc,
@@ -213,7 +251,7 @@ class LoginApp:
         grant_type = form.get("grant_type")
         if not grant_type:
             raise AadError(900144, "invalid_request", "The request body must contain the following parameter: 'grant_type'.")
-        if grant_type != "client_credentials":
+        if grant_type not in ("client_credentials", "authorization_code"):
             raise AadError(70003, "unsupported_grant_type", f"The app requested an unsupported grant type '{grant_type}'.")
 
         client_id = form.get("client_id")
@@ -224,6 +262,9 @@ class LoginApp:
             raise AadError(900144, "invalid_request", "The request body must contain the following parameter: 'client_id'.")
         if client_id.lower() != self.sim.client_id:
             raise AadError(700016, "unauthorized_client", self._app_not_found(tenant).replace(self.sim.client_id, client_id))
+        if grant_type == "authorization_code":
+            self._check_credential(request, form, basic, segment, tenant)
+            return self.redeem_code(form, tenant, client_id, correlation_id)
 
         fault = self.sim._faults.take({"consent-revoked", "consent-required"}, tenant.tenant_id, request.path)
         if fault and fault.kind == "consent-required":
@@ -504,3 +545,256 @@ code {{ font-size: .8rem; word-break: break-all; }}
         if form.get("decision") == "accept":
             return self._grant(consent, tenant)
         return self._deny(consent)
+
+    # --- OpenID Connect sign-in (authorization code flow with PKCE) ------------------------
+
+    @staticmethod
+    def _described(code: int, message: str) -> str:
+        return (f"AADSTS{code}: {message}\r\nTrace ID: {uuid.uuid4()}\r\nCorrelation ID: {uuid.uuid4()}"
+                f"\r\nTimestamp: {_timestamp()}")
+
+    def _auth_redirect(self, auth: dict[str, Any], params: dict[str, str]) -> Response:
+        """The answer to the redirect URI, in the request's response_mode (query by default)."""
+        if auth.get("state") is not None:
+            params["state"] = auth["state"]
+        uri = auth["redirect_uri"]
+        mode = auth.get("response_mode") or "query"
+        if mode == "form_post":
+            fields = "".join(f'<input type="hidden" name="{html.escape(key)}" value="{html.escape(value)}">'
+                             for key, value in params.items())
+            document = (f'<!doctype html><html><head><title>Working...</title></head><body onload="document.forms[0].submit()">'
+                        f'<form method="POST" name="hiddenform" action="{html.escape(uri)}">{fields}'
+                        '<noscript><p>Script is disabled. Click Submit to continue.</p><input type="submit" value="Submit">'
+                        '</noscript></form></body></html>')
+            return Response(document, status=200, content_type="text/html; charset=utf-8",
+                            headers={"Cache-Control": "no-store"})
+        if mode == "fragment":
+            location = uri + "#" + urlencode(params)
+        else:
+            location = uri + ("&" if urlsplit(uri).query else ("" if uri.endswith("?") else "?")) + urlencode(params)
+        return Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+
+    def _auth_error(self, auth: dict[str, Any], error: str, code: int, message: str, **extra: str) -> Response:
+        return self._auth_redirect(auth, {"error": error, "error_description": self._described(code, message), **extra})
+
+    def _signin_tenant(self, segment: str, login_hint: str) -> TenantState | None:
+        if segment.lower() not in GENERIC_TENANTS:
+            return self._tenant(segment)
+        domain = login_hint.rpartition("@")[2] if "@" in login_hint else ""
+        return self._tenant(domain) if domain else None
+
+    def authorize(self, request: Request, segment: str, tenant_record: list) -> Response:
+        values = request.values
+        client_id = values.get("client_id", "")
+        redirect_uri = values.get("redirect_uri", "")
+        if not client_id:
+            return self._consent_error_page(900144, "The request body must contain the following parameter: 'client_id'.")
+        if client_id.lower() != self.sim.client_id:
+            return self._consent_error_page(700016, self._app_not_found(segment).replace(self.sim.client_id, client_id))
+        if not redirect_uri:
+            return self._consent_error_page(900144, "The request body must contain the following parameter: 'redirect_uri'.")
+        parsed = urlsplit(redirect_uri)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.fragment:
+            return self._consent_error_page(50011, f"The redirect URI '{redirect_uri}' specified in the request does "
+                                            f"not match the redirect URIs configured for the application '{client_id}'.")
+        response_mode = values.get("response_mode") or "query"
+        if response_mode not in RESPONSE_MODES:
+            return self._consent_error_page(70007, f"The application returned an unsupported value of "
+                                            f"'{response_mode}' for 'response_mode' when requesting a token.")
+        login_hint = values.get("login_hint", "")
+        tenant = self._signin_tenant(segment, login_hint)
+        if tenant is None:
+            if segment.lower() in GENERIC_TENANTS:
+                return self._consent_error_page(90002, f"The simulator cannot pick a tenant for '{segment}': use a "
+                                                "tenant id in the authority, or a login_hint with the tenant's domain.")
+            return self._consent_error_page(90002, self._tenant_not_found(segment))
+        tenant_record[0] = tenant.tenant_id
+
+        auth: dict[str, Any] = {"redirect_uri": redirect_uri, "response_mode": response_mode}
+        if "state" in values:
+            auth["state"] = values.get("state", "")
+        response_type = values.get("response_type", "")
+        if not response_type:
+            return self._auth_error(auth, "invalid_request", 900144,
+                                    "The request body must contain the following parameter: 'response_type'.")
+        if response_type.split() != ["code"]:
+            return self._auth_error(auth, "unsupported_response_type", 70005,
+                                    f"The provided value for the input parameter 'response_type' is not allowed for "
+                                    f"this request. Expected value: 'code'. Received value: '{response_type}'.")
+        scope = values.get("scope", "")
+        if not scope:
+            return self._auth_error(auth, "invalid_request", 900144,
+                                    "The request body must contain the following parameter: 'scope'.")
+        if "openid" not in scope.split():
+            return self._auth_error(auth, "invalid_scope", 70011,
+                                    f"The provided value for the input parameter 'scope' is not valid. The scope "
+                                    f"'{scope}' does not contain 'openid', which the simulator's sign-in requires.")
+        challenge = values.get("code_challenge", "")
+        method = values.get("code_challenge_method", "")
+        if not challenge:
+            return self._auth_error(auth, "invalid_request", 50147,
+                                    "The request body must contain the following parameter: 'code_challenge' "
+                                    "(the simulator only issues codes with PKCE, code_challenge_method=S256).")
+        if method != "S256":
+            return self._auth_error(auth, "invalid_request", 501491,
+                                    f"Invalid code_challenge_method '{method}': the simulator supports 'S256' only.")
+        if not PKCE_CHALLENGE.fullmatch(challenge):
+            return self._auth_error(auth, "invalid_request", 50147,
+                                    "The size of the code challenge parameter is not valid.")
+        prompt = values.get("prompt", "")
+        auth.update({
+            "tenant_id": tenant.tenant_id, "client_id": self.sim.client_id, "scope": scope,
+            "nonce": values.get("nonce"), "code_challenge": challenge, "segment": segment,
+        })
+        mode = self.sim.consent_mode
+        if mode == "deny":
+            return self._signin_denied(auth)
+        if mode == "accept":
+            return self._issue_code(auth, tenant)
+        if prompt == "none":
+            return self._auth_error(auth, "login_required", 50058,
+                                    "A silent sign-in request was sent but no user is signed in.")
+        ticket = secrets.token_urlsafe(24)
+        now = time.time()
+        with self.sim._lock:
+            self._signin_tickets = {key: item for key, item in self._signin_tickets.items() if item[0] > now - 3600}
+            self._signin_tickets[ticket] = (now, auth)
+        user = self.sim.signin_user(tenant.tenant_id)
+        roles = ", ".join(ROLE_TEMPLATE_NAMES.get(role, role) for role in user["roles"]) or "no directory roles"
+        body = f"""<p>Sign in to <strong>{html.escape(tenant.name)}</strong> as <strong>{html.escape(user['username'])}</strong>
+({html.escape(roles)})</p>
+<p><strong>TenantAtlas</strong> (<code>{html.escape(self.sim.client_id)}</code>) will learn who you are
+(<code>{html.escape(scope)}</code>).</p>
+<p class="note">Tenant <code>{html.escape(tenant.tenant_id)}</code>; the simulator signs this user in without a password.</p>
+<form method="post" action="/{html.escape(segment)}/oauth2/v2.0/authorize/decision">
+<input type="hidden" name="ticket" value="{html.escape(ticket)}">
+<div class="buttons"><button type="submit" name="decision" value="cancel">Cancel</button>
+<button type="submit" name="decision" value="continue" class="primary">Continue</button></div></form>"""
+        return self.page(200, "Sign in", body)
+
+    def signin_decision(self, request: Request, segment: str, tenant_record: list) -> Response:
+        ticket = request.form.get("ticket", "")
+        with self.sim._lock:
+            issued, auth = self._signin_tickets.pop(ticket, (None, None))
+        if issued is None or auth is None or issued < time.time() - 3600:
+            return self._consent_error_page(90014, "The sign-in page has expired or was already answered: start again.")
+        tenant_record[0] = auth["tenant_id"]
+        tenant = self._tenant(auth["tenant_id"])
+        if tenant is None:
+            return self._consent_error_page(90002, self._tenant_not_found(auth["tenant_id"]))
+        if request.form.get("decision") == "continue":
+            return self._issue_code(auth, tenant)
+        return self._signin_denied(auth)
+
+    def _signin_denied(self, auth: dict[str, Any]) -> Response:
+        return self._auth_error(auth, "access_denied", 65004, "User declined to consent to access the app.",
+                                error_subcode="cancel")
+
+    def _issue_code(self, auth: dict[str, Any], tenant: TenantState) -> Response:
+        code = "1." + secrets.token_urlsafe(96)
+        now = time.time()
+        entry = {**auth, "user": self.sim.signin_user(tenant.tenant_id), "issued": now, "redeemed": False,
+                 "session": str(uuid.uuid4())}
+        with self.sim._lock:
+            horizon = now - max(3600.0, self.sim.auth_code_lifetime)
+            self._codes = {key: item for key, item in self._codes.items() if item["issued"] > horizon}
+            self._codes[code] = entry
+        return self._auth_redirect(auth, {"code": code, "session_state": entry["session"]})
+
+    def redeem_code(self, form, tenant: TenantState, client_id: str, correlation_id: str) -> Response:
+        code = form.get("code")
+        if not code:
+            raise AadError(900144, "invalid_request", "The request body must contain the following parameter: 'code'.")
+        redirect_uri = form.get("redirect_uri")
+        if not redirect_uri:
+            raise AadError(900144, "invalid_request",
+                           "The request body must contain the following parameter: 'redirect_uri'.")
+        with self.sim._lock:
+            entry = self._codes.get(code)
+        if entry is None or entry["tenant_id"] != tenant.tenant_id or entry["client_id"] != client_id.lower():
+            raise AadError(70000, "invalid_grant", "The provided value for the 'code' parameter is not valid.")
+        if entry["redeemed"]:
+            raise AadError(54005, "invalid_grant", "OAuth2 Authorization code was already redeemed, please retry with "
+                           "a new valid code or use an existing refresh token.")
+        if time.time() - entry["issued"] >= self.sim.auth_code_lifetime:
+            raise AadError(70008, "invalid_grant", "The provided authorization code or refresh token has expired due "
+                           "to inactivity. Send a new interactive authorization request for this user and resource.")
+        if redirect_uri != entry["redirect_uri"]:
+            raise AadError(50011, "invalid_grant", f"The reply address '{redirect_uri}' does not match the reply "
+                           f"address '{entry['redirect_uri']}' provided when requesting Authorization code.")
+        verifier = form.get("code_verifier") or ""
+        digest = b64url(hashlib.sha256(verifier.encode("ascii", "replace")).digest())
+        if not PKCE_VERIFIER.fullmatch(verifier) or not secrets.compare_digest(digest, entry["code_challenge"]):
+            raise AadError(501481, "invalid_grant",
+                           "The Code_Verifier does not match the code_challenge supplied in the authorization request.")
+        with self.sim._lock:  # single use: the first redemption wins
+            if entry["redeemed"]:
+                raise AadError(54005, "invalid_grant", "OAuth2 Authorization code was already redeemed, please retry "
+                               "with a new valid code or use an existing refresh token.")
+            entry["redeemed"] = True
+        user = entry["user"]
+        scopes = [item for item in entry["scope"].split() if item in ("openid", "profile", "email")]
+        granted = " ".join([*scopes, "User.Read"])
+        access_token = self._user_access_token(tenant, user, granted, "2" if form.get("client_assertion") else "1")
+        client_info = b64url(json.dumps({"uid": user["object_id"], "utid": tenant.tenant_id},
+                                        separators=(",", ":")).encode())
+        return json_response(
+            {"token_type": "Bearer", "scope": granted, "expires_in": ACCESS_TOKEN_LIFETIME - 1,
+             "ext_expires_in": ACCESS_TOKEN_LIFETIME - 1, "access_token": access_token,
+             "id_token": self.id_token(tenant, user, entry), "client_info": client_info},
+            headers={"client-request-id": correlation_id, "Cache-Control": "no-store, no-cache", "Pragma": "no-cache"},
+        )
+
+    def _sign(self, claims: dict[str, Any], *, x5t: bool) -> str:
+        kid = self.sim._pki.signing_kid
+        headers = {"typ": "JWT", "kid": kid, **({"x5t": kid} if x5t else {})}
+        return jwt.encode(claims, self.sim._pki.signing_key, algorithm="RS256", headers=headers)
+
+    def id_token(self, tenant: TenantState, user: dict[str, Any], entry: dict[str, Any]) -> str:
+        """A v2.0 ID token for the signed-in user (see "ID token claims reference")."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "aud": self.sim.client_id,
+            "iss": f"{self.sim.login_url}/{tenant.tenant_id}/v2.0",
+            "iat": now, "nbf": now, "exp": now + ID_TOKEN_LIFETIME,
+            "aio": b64url(secrets.token_bytes(24)),
+            "name": user["name"],
+            "oid": user["object_id"],
+            "preferred_username": user["username"],
+            "rh": "0." + b64url(secrets.token_bytes(24)),
+            "sid": entry["session"],
+            # pairwise: the same user has another sub in another app
+            "sub": b64url(hashlib.sha256(f"{self.sim.client_id}:{user['object_id']}".encode()).digest()),
+            "tid": tenant.tenant_id,
+            "uti": b64url(secrets.token_bytes(16)),
+            "ver": "2.0",
+        }
+        if entry.get("nonce") is not None:
+            claims["nonce"] = entry["nonce"]
+        if user["roles"]:
+            claims["wids"] = list(user["roles"])
+        return self._sign(claims, x5t=False)
+
+    def _user_access_token(self, tenant: TenantState, user: dict[str, Any], scope: str, appidacr: str) -> str:
+        """A delegated (user) token for the simulator's Graph; it carries no application roles."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "aud": self.sim.api_url,
+            "iss": f"https://sts.windows.net/{tenant.tenant_id}/",
+            "iat": now, "nbf": now, "exp": now + ACCESS_TOKEN_LIFETIME,
+            "acr": "1", "amr": ["pwd"],
+            "app_displayname": "TenantAtlas",
+            "appid": self.sim.client_id, "appidacr": appidacr,
+            "idtyp": "user",
+            "name": user["name"],
+            "oid": user["object_id"],
+            "scp": " ".join(item for item in scope.split() if item not in ("openid",)),
+            "sub": b64url(hashlib.sha256(f"{self.sim.api_url}:{user['object_id']}".encode()).digest()),
+            "tid": tenant.tenant_id,
+            "unique_name": user["username"], "upn": user["username"],
+            "uti": b64url(secrets.token_bytes(16)),
+            "ver": "1.0",
+        }
+        if user["roles"]:
+            claims["wids"] = list(user["roles"])
+        return self._sign(claims, x5t=True)

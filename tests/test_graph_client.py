@@ -582,3 +582,21 @@ def test_the_pace_keeps_a_client_under_graphs_throttle_that_an_unpaced_one_hits(
     assert paced.stats.throttled == 0 and paced.stats.inner_requests == 50
     refused = [result for result in unpaced_results if not result.ok]
     assert refused and all(isinstance(result.error, ThrottledError) for result in refused)
+
+
+@pytest.mark.parametrize("suffix", ["..%2fadmin", "%2f%2e%2e%2fadmin", "x/%2e%2e%2f%2e%2e%2fadmin", "%5c..%5cadmin",
+                                    "..;/admin", "deviceManagement%252fx"])
+def test_links_with_encoded_separators_are_refused(make_graph_client, make_tenant_id, graph_settings, suffix):
+    from app.graph.errors import ForeignLinkError
+
+    client = make_graph_client(make_tenant_id())
+    with pytest.raises(ForeignLinkError):
+        client._checked_link(f"{graph_settings.api_url}/v1.0/{suffix}")
+
+
+def test_a_kept_delta_link_from_another_graph_root_starts_a_full_round(make_graph_client, make_tenant_id):
+    from app.graph.families import family
+
+    client = make_graph_client(make_tenant_id())
+    page = client.delta(family("groups"), "https://graph.microsoft.com/v1.0/groups/delta?$deltatoken=old")
+    assert page.restarted and page.items and page.delta_link.startswith(client._root)

@@ -7,13 +7,14 @@ own on the same state directory.
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import html
 import json
 import re
 import ssl
 import time
 import uuid
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import jwt
@@ -267,6 +268,161 @@ def test_admin_consent_accept_deny_and_prompt(fresh, client):
 
     wrong_app = client.get(_consent_url(sim, tenant).replace(sim.client_id, str(uuid.uuid4())))
     assert wrong_app.status_code == 400 and "AADSTS700016" in wrong_app.text
+
+
+GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
+CALLBACK = "https://atlas.example/auth/callback"
+
+
+def _signin_app(sim, tenant=TENANT):
+    return msal.ConfidentialClientApplication(
+        sim.client_id, authority=f"{sim.login_url}/{tenant}", client_credential=sim.client_secret,
+        instance_discovery=False, http_client=RecordingSession(sim.ca_bundle),
+    )
+
+
+def _sign_in(sim, client, tenant=TENANT, state="s-1"):
+    """msal's auth code flow up to the redirect back: (app, flow, the redirect's query as a dict)."""
+    app = _signin_app(sim, tenant)
+    flow = app.initiate_auth_code_flow(scopes=[], redirect_uri=CALLBACK, state=state)
+    answer = client.get(flow["auth_uri"])
+    if answer.status_code == 200:  # prompt mode: the sign-in page
+        action = re.search(r'<form method="post" action="([^"]+)"', answer.text).group(1)
+        ticket = re.search(r'<input type="hidden" name="ticket" value="([^"]*)">', answer.text).group(1)
+        answer = client.post(f"{sim.login_url}{action}", data={"ticket": html.unescape(ticket), "decision": "continue"})
+    assert answer.status_code == 302, answer.text
+    location = urlsplit(answer.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == CALLBACK
+    return app, flow, {key: values[0] for key, values in parse_qs(location.query).items()}
+
+
+def test_oidc_sign_in_with_msal(fresh, client):
+    sim = fresh
+    discovery = client.get(f"{sim.login_url}/{TENANT}/v2.0/.well-known/openid-configuration").json()
+    assert discovery["authorization_endpoint"] == f"{sim.login_url}/{TENANT}/oauth2/v2.0/authorize"
+    page = client.get(_sign_in_url(sim))
+    assert page.status_code == 200
+    assert f"Sign in to <strong>Contoso Pharma</strong> as <strong>admin@" in page.text
+    assert "Global Administrator" in page.text and "Continue" in page.text and "Cancel" in page.text
+
+    app, flow, query = _sign_in(sim, client)
+    assert query["state"] == "s-1" and query["code"]
+    result = app.acquire_token_by_auth_code_flow(flow, query)
+    assert "id_token" in result, result
+    claims = result["id_token_claims"]
+    user = sim.signin_user(TENANT)
+    assert claims["tid"] == TENANT and claims["aud"] == sim.client_id and claims["ver"] == "2.0"
+    assert claims["iss"] == f"{sim.login_url}/{TENANT}/v2.0" == discovery["issuer"]
+    assert claims["wids"] == [GLOBAL_ADMINISTRATOR] and claims["oid"] == user["object_id"]
+    assert claims["preferred_username"] == user["username"] and user["username"].startswith("admin@")
+    assert claims["nonce"] == hashlib.sha256(flow["nonce"].encode()).hexdigest()  # msal sends the nonce's hash
+    keys = client.get(discovery["jwks_uri"]).json()["keys"]
+    header = jwt.get_unverified_header(result["id_token"])
+    key = next(item for item in keys if item["kid"] == header["kid"])
+    verified = jwt.decode(result["id_token"], jwt.PyJWK(key).key, algorithms=["RS256"], audience=sim.client_id,
+                          issuer=discovery["issuer"])
+    assert verified["exp"] > time.time() and verified["sub"] != verified["oid"]
+    assert result["token_type"] == "Bearer" and result["access_token"]
+
+    replayed = client.post(f"{sim.login_url}/{TENANT}/oauth2/v2.0/token", data={
+        "grant_type": "authorization_code", "client_id": sim.client_id, "client_secret": sim.client_secret,
+        "code": query["code"], "redirect_uri": CALLBACK, "code_verifier": flow["code_verifier"]})
+    assert_aad_error(replayed, 400, 54005, "invalid_grant")
+    again = app.acquire_token_by_auth_code_flow(flow, query)
+    assert again.get("error") == "invalid_grant" and again["error_codes"] == [54005]
+
+
+def _sign_in_url(sim, tenant=TENANT, **overrides):
+    params = {"client_id": sim.client_id, "response_type": "code", "redirect_uri": CALLBACK,
+              "scope": "openid profile", "state": "st", "nonce": "n-1",
+              "code_challenge": jwt.utils.base64url_encode(hashlib.sha256(b"v" * 50).digest()).decode(),
+              "code_challenge_method": "S256", **overrides}
+    return f"{sim.login_url}/{tenant}/oauth2/v2.0/authorize?" + urlencode({k: v for k, v in params.items() if v is not None})
+
+
+def _redeem(sim, client, code, verifier="v" * 50, redirect_uri=CALLBACK, **extra):
+    return client.post(f"{sim.login_url}/{TENANT}/oauth2/v2.0/token", data={
+        "grant_type": "authorization_code", "client_id": sim.client_id, "client_secret": sim.client_secret,
+        "code": code, "redirect_uri": redirect_uri, "code_verifier": verifier, "scope": "openid profile", **extra})
+
+
+def test_oidc_code_is_bound_and_checked(fresh, client):
+    sim = fresh
+    sim.set_consent_mode("accept")
+
+    def code(**overrides):
+        answer = client.get(_sign_in_url(sim, **overrides))
+        assert answer.status_code == 302, answer.text
+        return parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
+
+    issued = code()
+    assert_aad_error(_redeem(sim, client, issued, verifier="w" * 50), 400, 501481, "invalid_grant")
+    assert_aad_error(_redeem(sim, client, issued, redirect_uri="https://atlas.example/other"), 400, 50011, "invalid_grant")
+    assert_aad_error(_redeem(sim, client, issued, client_secret="wrong"), 401, 7000215, "invalid_client")
+    good = _redeem(sim, client, issued)  # failed attempts do not use the code up (as in Entra)
+    assert good.status_code == 200, good.text
+    body = good.json()
+    assert set(body) >= {"token_type", "scope", "expires_in", "id_token", "access_token"} and body["expires_in"] == 3599
+    assert jwt.decode(body["id_token"], options={"verify_signature": False})["nonce"] == "n-1"
+    assert_aad_error(_redeem(sim, client, issued), 400, 54005, "invalid_grant")
+    assert_aad_error(_redeem(sim, client, "1.forged"), 400, 70000, "invalid_grant")
+
+    sim.auth_code_lifetime, lifetime = 0, sim.auth_code_lifetime
+    try:
+        assert_aad_error(_redeem(sim, client, code()), 400, 70008, "invalid_grant")
+    finally:
+        sim.auth_code_lifetime = lifetime
+
+    def error_of(**overrides):
+        answer = client.get(_sign_in_url(sim, **overrides))
+        assert answer.status_code == 302, answer.text
+        query = parse_qs(urlsplit(answer.headers["Location"]).query)
+        assert query["state"] == ["st"]
+        return query["error"][0], query["error_description"][0].split(":")[0]
+
+    assert error_of(scope="profile") == ("invalid_scope", "AADSTS70011")
+    assert error_of(code_challenge=None) == ("invalid_request", "AADSTS50147")
+    assert error_of(code_challenge_method="plain") == ("invalid_request", "AADSTS501491")
+    assert error_of(response_type="token") == ("unsupported_response_type", "AADSTS70005")
+    assert client.get(_sign_in_url(sim, redirect_uri="ftp://x")).status_code == 400
+    assert "AADSTS700016" in client.get(_sign_in_url(sim, client_id=str(uuid.uuid4()))).text
+    assert "AADSTS90002" in client.get(_sign_in_url(sim, tenant=str(uuid.uuid4()))).text
+
+
+def test_oidc_deny_and_an_ordinary_user(fresh, client, capsys):
+    sim = fresh
+    sim.set_consent_mode("deny")
+    app = _signin_app(sim)
+    flow = app.initiate_auth_code_flow(scopes=[], redirect_uri=CALLBACK, state="s-2")
+    denied = client.get(flow["auth_uri"])
+    query = parse_qs(urlsplit(denied.headers["Location"]).query)
+    assert denied.status_code == 302 and query["error"] == ["access_denied"] and query["state"] == ["s-2"]
+    assert query["error_description"][0].startswith("AADSTS65004:")
+
+    sim.set_consent_mode("prompt")
+    page = client.get(flow["auth_uri"])
+    ticket = re.search(r'name="ticket" value="([^"]*)"', page.text).group(1)
+    action = re.search(r'<form method="post" action="([^"]+)"', page.text).group(1)
+    cancelled = client.post(f"{sim.login_url}{action}", data={"ticket": html.unescape(ticket), "decision": "cancel"})
+    assert parse_qs(urlsplit(cancelled.headers["Location"]).query)["error"] == ["access_denied"]
+    assert client.post(f"{sim.login_url}{action}", data={"ticket": ticket, "decision": "continue"}).status_code == 400
+
+    other = sim.add_tenant(str(uuid.uuid4()), name="Tailspin Toys")
+    user = sim.set_signin_user(other, username="megan", roles=())
+    assert user["username"].startswith("megan@") and user["roles"] == []
+    sim.set_consent_mode("accept")
+    app, flow, query = _sign_in(sim, client, tenant=other)
+    claims = app.acquire_token_by_auth_code_flow(flow, query)["id_token_claims"]
+    assert claims["tid"] == other and "wids" not in claims and claims["preferred_username"] == user["username"]
+
+    reader = "f2ef992c-3afb-46b9-b7cf-a126ee74c451"
+    assert cli_main(["set-signin-user", "--api-url", sim.api_url, "--ca", sim.ca_bundle, "--tenant", other,
+                     "--role", reader]) == 0
+    assert json.loads(capsys.readouterr().out)["roles"] == [reader]
+    app, flow, query = _sign_in(sim, client, tenant=other)
+    assert app.acquire_token_by_auth_code_flow(flow, query)["id_token_claims"]["wids"] == [reader]
+    with pytest.raises(ValueError):
+        sim.set_signin_user(other, roles=("Global Administrator",))
 
 
 # --- Graph -------------------------------------------------------------------------------------

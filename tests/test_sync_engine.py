@@ -284,3 +284,68 @@ def test_sync_tenant_command_syncs_in_the_foreground_with_exit_codes(connected_t
     result = runner.invoke(args=["sync-tenant", str(unconnected.external_id)])
     assert result.exit_code == 1 and "--workspace" in result.output
     assert runner.invoke(args=["sync-tenant", "not-a-guid"]).exit_code == 1
+
+
+def test_a_group_id_with_a_nul_makes_the_family_partial_not_a_crash(connected_tenant):
+    """A hostile delta answer (the simulator refuses such ids, so the answer is handed in as
+    the client would return it): the bad id is counted, the rest is stored, no delta link kept."""
+    from app.graph.client import DeltaPage
+    from app.sync.engine import FamilyOutcome, sync_family, usable_id
+
+    class HostileGraph:
+        def delta(self, family, delta_link):
+            return DeltaPage(items=[{"id": "g\x00x", "displayName": "Broken"},
+                                    {"id": "0b5c1d2e-0000-4000-8000-000000000001", "displayName": "Fine",
+                                     "groupTypes": [], "securityEnabled": True}],
+                             removed_ids=[], delta_link="https://graph.example/v1.0/groups/delta?x=1")
+
+    assert not usable_id("g\x00x") and not usable_id("a\nb") and not usable_id("x" * 129) and usable_id("T_1")
+    tenant = connected_tenant()
+    outcome = FamilyOutcome()
+    sync_family(tenant, family("groups"), HostileGraph(), outcome, None)
+    db.session.commit()
+    assert (outcome.complete, outcome.failed_items, outcome.new) == (False, 1, 1)
+    assert db.session.get(Tenant, tenant.id).groups_delta_link is None
+
+
+def test_a_run_broken_outside_the_engine_counts_as_a_failure(connected_tenant, graph_app, monkeypatch):
+    from app.row_security import working_in_workspace
+    from app.sync import runner
+
+    tenant = connected_tenant()
+
+    def broken(run_id, context):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner, "run_sync", broken)
+    with graph_app.app_context(), working_in_workspace(tenant.workspace_id):
+        run = create_run(db.session.get(Tenant, tenant.id), "user")
+        db.session.commit()
+        assert runner.carry_out_sync_run(run.id) == "failed"
+    tenant = db.session.get(Tenant, tenant.id)
+    assert tenant.consecutive_failures == 1 and tenant.connection_status == "failing"
+    assert "Internal error" in tenant.connection_error and tenant.next_sync_at is not None
+
+
+def test_a_run_of_a_tenant_archived_after_queueing_reads_nothing(connected_tenant, graph_simulator, graph_app):
+    from app.row_security import working_in_workspace
+    from app.sync.runner import carry_out_sync_run
+
+    tenant = connected_tenant()
+    with graph_app.app_context(), working_in_workspace(tenant.workspace_id):
+        run = create_run(db.session.get(Tenant, tenant.id), "user")
+        db.session.get(Tenant, tenant.id).status = "archived"
+        db.session.commit()
+        graph_simulator.reset_log()
+        assert carry_out_sync_run(run.id) == "failed"
+    assert [r for r in graph_simulator.requests if r["tenant_id"] == str(tenant.external_id)] == []
+
+
+def test_move_tenant_waits_for_an_active_sync(connected_tenant, graph_app, make_workspace):
+    tenant = connected_tenant()
+    create_run(tenant, "user")
+    db.session.commit()
+    target = make_workspace()
+    result = graph_app.test_cli_runner().invoke(args=["move-tenant", str(tenant.external_id), target.slug])
+    assert result.exit_code == 1 and "is queued" in result.output
+    assert db.session.get(Tenant, tenant.id).workspace_id != target.id

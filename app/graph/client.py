@@ -434,6 +434,10 @@ class GraphClient:
         raw_path = link[len(prefix) - 1:].split("?", 1)[0].split("#", 1)[0]
         if any(segment.lower().replace("%2e", ".") in (".", "..") for segment in raw_path.split("/")):
             raise ForeignLinkError("Microsoft Graph returned a link with dot segments; it was not followed")
+        # Encoded separators, parameters and escapes: a proxy in front of Graph may decode them
+        # into a path of its own choosing. Graph's links never carry them in the path.
+        if any(token in raw_path.lower() for token in ("%2f", "%5c", "%25", ";")):
+            raise ForeignLinkError("Microsoft Graph returned a link with encoded separators; it was not followed")
         root_path = root.path.rstrip("/")
         if not parsed.path.startswith((f"{root_path}/v1.0/", f"{root_path}/beta/")):
             raise ForeignLinkError()
@@ -568,8 +572,17 @@ class GraphClient:
 
     def _delta(self, family: Family, delta_link: str | None) -> DeltaPage:
         start = self._root + family.list_url_path
-        url = self._checked_link(delta_link) if delta_link else start
         restarted = False
+        url = start
+        if delta_link:
+            try:
+                url = self._checked_link(delta_link)
+            except ForeignLinkError:
+                # Kept from another Graph root (GRAPH_API_URL changed: another cloud, a proxy,
+                # the simulator): useless here, so a full round, as after 410 Gone.
+                log.info("Graph delta for %s in tenant %s: the kept delta link is not under %s, full round",
+                         family.key, self.tenant_id, self._root)
+                restarted = True
         pages = 0
         objects: dict[str, dict] = {}
         anonymous: list[dict] = []

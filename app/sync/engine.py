@@ -124,6 +124,10 @@ def run_sync(run_id: int, context: SyncContext) -> SyncRun | None:
         return run  # finished already: a duplicate delivery of the job does nothing
     tenant = db.session.get(Tenant, run.tenant_id)
     now = context.now()
+    if tenant.status == "archived":  # archived after the run was queued: nothing is read
+        run.status, run.finished_at, run.error = "failed", now, "The tenant was archived; nothing was read."
+        db.session.commit()
+        return run
     run.status, run.attempts = "running", run.attempts + 1
     run.started_at = run.started_at or now
     run.error = None
@@ -186,7 +190,13 @@ def _record_stats(run: SyncRun, client) -> None:
 
 
 def _finish(run: SyncRun, tenant: Tenant, status: str, error: str | None, client, context: SyncContext) -> SyncRun:
-    now = context.now()
+    return record_outcome(run, tenant, status, error, client, context.now(), context.interval)
+
+
+def record_outcome(run: SyncRun, tenant: Tenant, status: str, error: str | None, client, now: datetime,
+                   interval: timedelta) -> SyncRun:
+    """End a run and carry its outcome to the tenant: failures counted (a pause after the
+    threshold), the connection state, the next periodic sync. Commits."""
     run.status, run.finished_at, run.current_family = status, now, None
     run.error = error[:1000] if error else None
     _record_stats(run, client)
@@ -201,7 +211,7 @@ def _finish(run: SyncRun, tenant: Tenant, status: str, error: str | None, client
     else:
         tenant.consecutive_failures = 0
         tenant.connection_error = None if not error else error[:500]
-    tenant.next_sync_at = now + context.interval
+    tenant.next_sync_at = now + interval
     db.session.commit()
     return run
 
@@ -214,12 +224,13 @@ def sync_family(tenant: Tenant, item: Family, client, outcome: FamilyOutcome, no
     if item.store == STORE_GROUP:
         return _sync_groups(tenant, item, client, outcome)
     raw_objects = client.list_all(item)
-    related = client.get_related(item, [obj["id"] for obj in raw_objects if isinstance(obj, dict) and "id" in obj]) \
+    related = client.get_related(item, [obj["id"] for obj in raw_objects
+                                        if isinstance(obj, dict) and usable_id(obj.get("id"))]) \
         if item.per_object else {}
     normalized: dict[str, tuple[dict, dict]] = {}
     for raw in raw_objects:
         graph_id = raw.get("id") if isinstance(raw, dict) else None
-        if not isinstance(graph_id, str) or not graph_id or len(graph_id) > 128:
+        if not usable_id(graph_id):
             outcome.failed_items += 1
             outcome.complete = False
             continue
@@ -249,6 +260,13 @@ def sync_family(tenant: Tenant, item: Family, client, outcome: FamilyOutcome, no
         _write_inventory(tenant, item, normalized, outcome, now)
     elif item.store == STORE_ROLE:
         _write_roles(tenant, item, normalized, outcome)
+
+
+def usable_id(value) -> bool:
+    """A Graph object id this app stores: a short string without control characters (a NUL
+    would not even fit in PostgreSQL text). Anything else makes its family partial."""
+    return (isinstance(value, str) and 0 < len(value) <= 128
+            and not any(ord(ch) < 32 or ord(ch) == 127 for ch in value))
 
 
 def _policy_scope(tenant: Tenant, item: Family):
@@ -407,7 +425,7 @@ def _sync_groups(tenant: Tenant, item: Family, client, outcome: FamilyOutcome) -
     seen = set()
     for raw in page.items:
         graph_id = raw.get("id") if isinstance(raw, dict) else None
-        if not isinstance(graph_id, str) or not graph_id or len(graph_id) > 128:
+        if not usable_id(graph_id):
             outcome.failed_items += 1
             continue
         seen.add(graph_id)

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from app.extensions import db
 from app.graph.settings import GraphSettings
 from app.models import SyncRun, Tenant
-from app.sync.engine import SyncAlreadyActive, SyncContext, create_run, run_sync, utcnow
+from app.sync.engine import SyncAlreadyActive, SyncContext, create_run, record_outcome, run_sync, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,11 @@ def carry_out_sync_run(run_id: int, progress=None) -> str:
 
 
 def _fail(run_id: int, message: str) -> str:
+    """A run that broke outside the engine's own handling ends failed, counted like any failure
+    (so a tenant that always breaks pauses itself and says why)."""
     run = db.session.get(SyncRun, run_id)
     if run is not None and run.status in ("queued", "running"):
-        run.status, run.finished_at, run.error, run.current_family = "failed", utcnow(), message[:1000], None
-        tenant = db.session.get(Tenant, run.tenant_id)
-        tenant.last_sync_at, tenant.last_sync_status = run.finished_at, "failed"
-        db.session.commit()
+        record_outcome(run, db.session.get(Tenant, run.tenant_id), "failed", message, None, utcnow(), sync_interval())
     return "failed"
 
 

@@ -4,7 +4,9 @@
   consent_revoked, failing), when and by whom consent was given, the application
   permissions the last token carried, consecutive failures and a pause, the last and
   next sync, the groups delta link. Every new column is nullable or has a constant
-  default, so adding it rewrites no rows (PostgreSQL 11+) and holds its lock briefly.
+  default, so adding it rewrites no rows (PostgreSQL 11+) and holds its lock briefly; the
+  constraints are added NOT VALID and validated, and the index built CONCURRENTLY, after
+  that transaction has committed.
 - policies: the normalized content hash and when a policy disappeared from a complete
   listing (kept, never deleted). Both nullable: no rewrite.
 - sync_runs: one row per sync with its counts per family; a partial unique index allows
@@ -25,6 +27,8 @@ import os
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
+
+from migrations.rollout import run_outside_transaction
 
 revision = "0009_graph_connection_and_sync"
 down_revision = "0008_definer_search_path"
@@ -70,15 +74,12 @@ def upgrade():
     add("tenants", sa.Column("last_sync_status", sa.String(16)))
     add("tenants", sa.Column("next_sync_at", sa.DateTime(timezone=True)))
     add("tenants", sa.Column("groups_delta_link", sa.Text))
-    # NOT VALID then VALIDATE: the check is proved without holding the strong lock while scanning.
+    # NOT VALID now (no scan); VALIDATE and the index below, after this transaction has
+    # committed and released its ACCESS EXCLUSIVE lock on tenants.
     op.execute(f"ALTER TABLE tenants ADD CONSTRAINT ck_tenants_connection_status_known "
                f"CHECK ({_in('connection_status', CONNECTION_STATUSES)}) NOT VALID")
-    op.execute("ALTER TABLE tenants VALIDATE CONSTRAINT ck_tenants_connection_status_known")
     op.execute("ALTER TABLE tenants ADD CONSTRAINT fk_tenants_consented_by_user_id_users FOREIGN KEY "
                "(consented_by_user_id) REFERENCES users (id) ON DELETE SET NULL NOT VALID")
-    op.execute("ALTER TABLE tenants VALIDATE CONSTRAINT fk_tenants_consented_by_user_id_users")
-    op.create_index("ix_tenants_next_sync_at", "tenants", ["next_sync_at"],
-                    postgresql_where=sa.text("next_sync_at IS NOT NULL"))
 
     add("policies", sa.Column("content_hash", sa.String(64)))
     add("policies", sa.Column("deleted_at", sa.DateTime(timezone=True)))
@@ -140,6 +141,13 @@ def upgrade():
     op.execute("REVOKE ALL ON FUNCTION tenants_due_for_sync(integer) FROM PUBLIC")
     op.execute(f"GRANT EXECUTE ON FUNCTION tenants_due_for_sync(integer) TO {APP_ROLE}")
 
+    # Outside the transaction: VALIDATE scans under SHARE UPDATE EXCLUSIVE (writes go on), the
+    # index is built CONCURRENTLY; each commits on its own under the short lock_timeout.
+    run_outside_transaction("ALTER TABLE tenants VALIDATE CONSTRAINT ck_tenants_connection_status_known",
+                            "ALTER TABLE tenants VALIDATE CONSTRAINT fk_tenants_consented_by_user_id_users",
+                            "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_tenants_next_sync_at ON tenants (next_sync_at) "
+                            "WHERE next_sync_at IS NOT NULL", lift_statement_timeout=True)
+
 
 def downgrade():
     op.execute("DROP FUNCTION IF EXISTS tenants_due_for_sync(integer)")
@@ -147,7 +155,7 @@ def downgrade():
         op.drop_table(table)
     op.drop_column("policies", "deleted_at")
     op.drop_column("policies", "content_hash")
-    op.drop_index("ix_tenants_next_sync_at", table_name="tenants")
+    op.execute("DROP INDEX IF EXISTS ix_tenants_next_sync_at")
     op.execute("ALTER TABLE tenants DROP CONSTRAINT fk_tenants_consented_by_user_id_users")
     op.execute("ALTER TABLE tenants DROP CONSTRAINT ck_tenants_connection_status_known")
     for column in ("groups_delta_link", "next_sync_at", "last_sync_status", "last_sync_at", "sync_paused_at",
