@@ -91,8 +91,9 @@ def create_app(config: dict | None = None, database_role: str | None = None) -> 
     app.url_map.converters["int"] = DatabaseIdConverter
 
     from . import isolation, row_security  # noqa: F401  (register their session listeners)
-    from . import auth, errors, health, legacy, portfolio, security, shell, tenant_pages, workspaces
+    from . import auth, errors, health, legacy, logsafe, portfolio, security, shell, tenant_pages, workspaces
 
+    logsafe.init_app(app)
     auth.init_app(app)
     errors.init_app(app)
     security.init_app(app)

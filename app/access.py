@@ -125,7 +125,7 @@ def require_workspace_member(slug: str) -> WorkspaceAccess:
 
 
 def parse_external_id(value: str) -> uuid.UUID | None:
-    return uuid.UUID(value) if GUID_RE.match(value) else None
+    return uuid.UUID(value) if GUID_RE.fullmatch(value) else None
 
 
 def require_tenant_access(external_id: str) -> TenantAccess:
