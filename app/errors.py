@@ -9,7 +9,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from .extensions import db
 from .isolation import WorkspaceMismatchError
 
-SHOWN_DESCRIPTIONS = {400, 403, 409}
+SHOWN_DESCRIPTIONS = {400, 403, 409, 429}
 
 MESSAGES = {
     400: ("Bad request", "The request could not be understood. Check what you entered and try again."),
@@ -17,7 +17,7 @@ MESSAGES = {
     404: ("Not found", "There is nothing here, or it is not yours to see."),
     405: ("Method not allowed", "This page does not accept that kind of request."),
     413: ("Too large", "What you sent is larger than this console accepts."),
-    429: ("Too many attempts", "Too many sign-in attempts in a short time. Wait a minute, then try again."),
+    429: ("Too many attempts", "Too many attempts in a short time. Wait a minute, then try again."),
     500: ("Something went wrong", "The error has been logged. Try again in a moment."),
     503: ("Unavailable", "The console cannot reach its database right now. Try again in a moment."),
 }
