@@ -394,21 +394,35 @@ def schedule_edit(schedule_id: int):
     return render_template("tenant/schedule_form.html", form=form, schedule=schedule), status
 
 
-@bp.post("/schedules/<int:schedule_id>/toggle")
-def schedule_toggle(schedule_id: int):
+def _set_schedule_enabled(schedule_id: int, enabled: bool):
+    """Enable or disable, as asked: never flips, so a stale tab's "Disable" cannot turn a schedule back on."""
     schedule = _one_or_404(BackupSchedule, schedule_id)
     require_role("operator", "enable or disable backup schedules")
+    state = "enabled" if enabled else "disabled"
+    if schedule.is_enabled == enabled:
+        flash(f"Schedule {schedule.name} is already {state}; nothing changed.", "info")
+        return redirect(url_for(".schedules"))
     before = _schedule_snapshot(schedule)
-    schedule.is_enabled = not schedule.is_enabled
+    schedule.is_enabled = enabled
     now = datetime.now(timezone.utc)
-    if schedule.is_enabled and (schedule.next_run_at is None or schedule.next_run_at < now):
+    if enabled and (schedule.next_run_at is None or schedule.next_run_at < now):
         schedule.next_run_at = next_run_after(now, schedule.frequency)
-    record_audit("schedule.enable" if schedule.is_enabled else "schedule.disable", actor=current_user,
+    record_audit("schedule.enable" if enabled else "schedule.disable", actor=current_user,
                  tenant=_tenant(), target_type="backup_schedule", target_id=schedule.id,
                  details={"before": before, "after": _schedule_snapshot(schedule)})
     db.session.commit()
-    flash(f"Schedule {schedule.name} {'enabled' if schedule.is_enabled else 'disabled'}.", "success")
+    flash(f"Schedule {schedule.name} {state}.", "success")
     return redirect(url_for(".schedules"))
+
+
+@bp.post("/schedules/<int:schedule_id>/enable")
+def schedule_enable(schedule_id: int):
+    return _set_schedule_enabled(schedule_id, True)
+
+
+@bp.post("/schedules/<int:schedule_id>/disable")
+def schedule_disable(schedule_id: int):
+    return _set_schedule_enabled(schedule_id, False)
 
 
 # --- inventory, groups, roles, permissions --------------------------------------------------------------------

@@ -6,7 +6,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from app.models import AuditLog, TenantPin, WorkspaceMembership
+from app.models import AuditLog, BackupSchedule, TenantPin, WorkspaceMembership
 from tests.conftest import TEST_PASSWORD, csrf_token, enter, sign_in
 
 BELOW = {"operator": "readonly", "manager": "operator", "owner": "manager"}
@@ -22,6 +22,9 @@ def prepare(endpoint, world, db_session):
     a, ext, ids = world.a, world.tenant_a.external_id, world.ids_a
     if endpoint == "portfolio.unarchive_tenant":
         world.tenant_a2.status = "archived"
+        db_session.commit()
+    if endpoint == "tenant.schedule_enable":
+        db_session.get(BackupSchedule, world.ids_a["schedule_id"]).is_enabled = False
         db_session.commit()
     if endpoint == "tenant.unpin":
         db_session.add(TenantPin(user_id=world.ada.id, tenant_id=world.tenant_a.id, workspace_id=a.id))
@@ -40,8 +43,10 @@ def prepare(endpoint, world, db_session):
         "tenant.schedule_new": (f"/admin/t/{ext}/schedules/new", schedule, "operator", "schedule.create"),
         "tenant.schedule_edit": (f"/admin/t/{ext}/schedules/{ids['schedule_id']}/edit", schedule, "operator",
                                  "schedule.update"),
-        "tenant.schedule_toggle": (f"/admin/t/{ext}/schedules/{ids['schedule_id']}/toggle", {}, "operator",
-                                   "schedule.disable"),
+        "tenant.schedule_disable": (f"/admin/t/{ext}/schedules/{ids['schedule_id']}/disable", {}, "operator",
+                                    "schedule.disable"),
+        "tenant.schedule_enable": (f"/admin/t/{ext}/schedules/{ids['schedule_id']}/enable", {}, "operator",
+                                   "schedule.enable"),
         "tenant.finding_transition": (f"/admin/t/{ext}/findings/{ids['finding_id']}/acknowledge", {}, "operator",
                                       "finding.acknowledge"),
         "workspaces.settings": (f"/admin/workspaces/{a.slug}/settings", {"name": "Alpha Renamed"}, "owner",
@@ -94,7 +99,7 @@ def test_the_table_covers_every_post_route(app, world, db_session):
 
 @pytest.mark.parametrize("endpoint", [
     "portfolio.register_tenant", "portfolio.archive_tenant", "tenant.pin", "tenant.schedule_new",
-    "tenant.schedule_toggle", "tenant.finding_transition", "workspaces.settings", "workspaces.add_member",
+    "tenant.schedule_disable", "tenant.finding_transition", "workspaces.settings", "workspaces.add_member",
     "workspaces.change_role", "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout",
     "auth.change_password",
 ])
@@ -109,7 +114,8 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_s
 
 @pytest.mark.parametrize("endpoint", [
     "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.schedule_new",
-    "tenant.schedule_edit", "tenant.schedule_toggle", "tenant.finding_transition", "workspaces.settings",
+    "tenant.schedule_edit", "tenant.schedule_disable", "tenant.schedule_enable", "tenant.finding_transition",
+    "workspaces.settings",
     "workspaces.add_member", "workspaces.change_role", "workspaces.remove_member",
 ])
 def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_session, role_users, endpoint):
@@ -125,7 +131,7 @@ def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_s
 
 @pytest.mark.parametrize("endpoint", [
     "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.pin",
-    "tenant.unpin", "tenant.schedule_new", "tenant.schedule_edit", "tenant.schedule_toggle",
+    "tenant.unpin", "tenant.schedule_new", "tenant.schedule_edit", "tenant.schedule_disable", "tenant.schedule_enable",
     "tenant.finding_transition", "workspaces.settings", "workspaces.add_member", "workspaces.change_role",
     "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout",
 ])

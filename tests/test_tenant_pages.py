@@ -90,7 +90,7 @@ def test_finding_triage_cycle(ada, world, db_session):
     assert post_form(ada, f"{base}/delete").status_code in (404, 405)
 
 
-def test_schedule_create_edit_and_toggle(ada, world, db_session):
+def test_schedule_create_edit_and_enable(ada, world, db_session):
     base = tenant_url(world.tenant_a, "/schedules")
     response = post_form(ada, f"{base}/new", {"name": "Hourly", "frequency": "hourly", "retention_days": "7",
                                               "is_enabled": "y"})
@@ -101,9 +101,33 @@ def test_schedule_create_edit_and_toggle(ada, world, db_session):
                                                              "retention_days": "90"})
     db_session.refresh(schedule)
     assert (schedule.frequency, schedule.retention_days, schedule.is_enabled) == ("daily", 90, False)
-    post_form(ada, f"{base}/{schedule.id}/toggle")
+    post_form(ada, f"{base}/{schedule.id}/enable")
     db_session.refresh(schedule)
     assert schedule.is_enabled
+
+
+def test_disable_from_a_stale_tab_keeps_the_schedule_disabled_and_says_nothing_changed(ada, world, db_session):
+    from app.models import AuditLog
+
+    schedule = db_session.get(BackupSchedule, world.ids_a["schedule_id"])
+    url = tenant_url(world.tenant_a, f"/schedules/{schedule.id}/disable")
+    first = post_form(ada, url, follow_redirects=True)
+    assert "disabled." in first.get_data(as_text=True)
+    second = post_form(ada, url, follow_redirects=True)  # the same button, in a tab opened before the first
+    assert "is already disabled; nothing changed" in second.get_data(as_text=True)
+    db_session.refresh(schedule)
+    assert schedule.is_enabled is False
+    audited = db_session.scalars(select(AuditLog.action).where(AuditLog.target_id == str(schedule.id))).all()
+    assert audited == ["schedule.disable"]
+    again = post_form(ada, tenant_url(world.tenant_a, f"/schedules/{schedule.id}/enable"), follow_redirects=True)
+    assert "enabled." in again.get_data(as_text=True)
+    assert post_form(ada, tenant_url(world.tenant_a, f"/schedules/{schedule.id}/toggle")).status_code in (404, 405)
+
+
+def test_the_schedule_list_offers_the_action_for_the_current_state(ada, world, db_session):
+    body = page(ada, tenant_url(world.tenant_a, "/schedules"))
+    assert f"/schedules/{world.ids_a['schedule_id']}/disable" in body and "/enable" not in body
+    assert "/toggle" not in body
 
 
 @pytest.mark.parametrize("form, message", [
