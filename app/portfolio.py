@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
+from urllib.parse import urlencode
+
+from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import String, and_, cast, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from .access import parse_external_id, require_role, require_workspace_member
 from .audit import record_audit
@@ -162,6 +166,44 @@ def archive_tenant(external_id: str):
 @bp.post("/managed-tenants/<external_id>/unarchive")
 def unarchive_tenant(external_id: str):
     return _set_tenant_status(external_id, "active", "unarchive")
+
+
+# --- permalinks: a tenant page that names its workspace --------------------------------------
+
+
+@bp.get("/t/<tenant_ext>", defaults={"rest": ""})
+@bp.get("/t/<tenant_ext>/<path:rest>")
+def tenant_permalink(tenant_ext: str, rest: str):
+    """/admin/w/<slug>/t/<tenant>/<section path>: a link that works whatever workspace is current.
+
+    The membership check (require_membership) has made this workspace current; the tenant
+    must be one of its tenants and the rest a tenant page, else the same 404 as anywhere.
+    """
+    tenant = _workspace_tenant_or_404(tenant_ext)
+    target = url_for("tenant.dashboard", tenant_ext=str(tenant.external_id)) + (f"/{rest}" if rest else "")
+    try:
+        endpoint, _ = current_app.url_map.bind("").match(target, method="GET")
+    except (HTTPException, RequestRedirect):
+        endpoint = None
+    if endpoint is None or not endpoint.startswith("tenant."):
+        abort(404)
+    if request.args:
+        target += "?" + urlencode(list(request.args.items(multi=True)))
+    return redirect(target)
+
+
+def tenant_permalink_of_this_page() -> str | None:
+    """The workspace-qualified permalink of the tenant page being rendered (for "Copy link")."""
+    access = g.get("tenant_access")
+    if access is None or request.method != "GET":
+        return None
+    prefix = url_for("tenant.dashboard", tenant_ext=str(access.tenant.external_id))
+    rest = request.path[len(prefix):].strip("/") if request.path.startswith(prefix) else ""
+    link = url_for("portfolio.tenant_permalink", slug=access.workspace.slug,
+                   tenant_ext=str(access.tenant.external_id), rest=rest or None)
+    if request.args:
+        link += "?" + urlencode(list(request.args.items(multi=True)))
+    return link
 
 
 # --- the workspace audit log ---------------------------------------------------------------

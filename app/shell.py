@@ -68,6 +68,7 @@ def current_url(**query) -> str:
 
 @bp.app_context_processor
 def shell_context():
+    from .portfolio import tenant_permalink_of_this_page
     from .tenant_pages import SECTIONS, section_endpoint
 
     return {
@@ -78,4 +79,5 @@ def shell_context():
         "current_section": section_endpoint(request.endpoint) if (request.endpoint or "").startswith("tenant.") else None,
         "workspace_access": g.get("workspace_access"),
         "tenant_access": g.get("tenant_access"),
+        "tenant_permalink": tenant_permalink_of_this_page,
     }

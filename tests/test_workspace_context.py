@@ -310,3 +310,54 @@ def test_switcher_shows_users_own_marks_only(client, world, db_session):
 
 def test_user_model_has_no_stale_current_workspace_after_removal(db_session, world):
     assert db_session.scalar(select(User.last_workspace_id).where(User.id == world.olivia.id)) is None
+
+
+# --- workspace-qualified permalinks: /admin/w/<slug>/t/<tenant>/<section path> -----------------------
+
+
+def permalink(workspace, tenant, rest: str = "") -> str:
+    return f"/admin/w/{workspace.slug}/t/{tenant.external_id}{rest}"
+
+
+def test_a_permalink_makes_its_workspace_current_and_opens_the_page_with_its_query(client, world):
+    sign_in(client, world.dual.email)
+    enter(client, world.b)  # another of Dual's workspaces is current: the bare tenant URL is a 404
+    policy = world.ids_a["policy_id"]
+    assert client.get(tenant_url(world.tenant_a, f"/policies/{policy}")).status_code == 404
+    response = client.get(permalink(world.a, world.tenant_a, f"/policies/{policy}?q=x&page=2"))
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/admin/t/{world.tenant_a.external_id}/policies/{policy}?q=x&page=2"
+    assert client.get(response.headers["Location"]).status_code == 200
+    with client.session_transaction() as session:
+        assert session["current_workspace_id"] == world.a.id
+    bare = client.get(permalink(world.a, world.tenant_a))
+    assert bare.headers["Location"] == f"/admin/t/{world.tenant_a.external_id}"
+
+
+def test_a_permalink_is_the_same_404_for_anyone_else_and_for_any_mismatch(client, world):
+    def body(url):
+        response = client.get(url)
+        assert response.status_code == 404, url
+        return response.get_data(as_text=True)
+
+    sign_in(client, world.bob.email)
+    enter(client, world.b)
+    reference = body(f"/admin/t/{uuid.uuid4()}")
+    bodies = {
+        body(permalink(world.a, world.tenant_a)),  # not a member of A
+        body(permalink(world.b, world.tenant_a)),  # a member of B, but the tenant is A's
+        body(f"/admin/w/{world.b.slug}/t/{uuid.uuid4()}/policies"),  # unknown tenant
+        body(f"/admin/w/{world.b.slug}/t/{world.tenant_b.external_id}/no-such-section"),  # no such page
+        body(f"/admin/w/{world.b.slug}/t/{world.tenant_b.external_id}/pin"),  # a POST-only action
+        body(f"/admin/w/{world.b.slug}/t/garbage%0A/policies"),
+    }
+    assert bodies == {reference}
+    assert "Alpha" not in reference
+
+
+def test_tenant_pages_offer_a_copy_link_with_the_permalink(client, world):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    page = client.get(tenant_url(world.tenant_a, "/findings?status=all")).get_data(as_text=True)
+    assert f'href="/admin/w/{world.a.slug}/t/{world.tenant_a.external_id}/findings?status=all"' in page
+    assert "Copy link" in page

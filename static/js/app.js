@@ -111,7 +111,41 @@
     });
   }
 
+  function setupCopyLinks() {
+    // "Copy link": the workspace-qualified permalink, as an absolute URL, to the clipboard.
+    document.querySelectorAll("[data-copy-link]").forEach(function (link) {
+      var label = link.querySelector(".copy-link-label");
+      function done(text) {
+        if (!label) { return; }
+        label.textContent = text;
+        setTimeout(function () { label.textContent = "Copy link"; }, 2000);
+      }
+      function fallback(url) {
+        var field = document.createElement("textarea");
+        field.value = url;
+        field.setAttribute("readonly", "");
+        field.className = "visually-hidden";
+        document.body.appendChild(field);
+        field.select();
+        var copied = false;
+        try { copied = document.execCommand("copy"); } catch (error) { copied = false; }
+        field.remove();
+        done(copied ? "Link copied" : "Copy failed: right-click to copy");
+      }
+      link.addEventListener("click", function (event) {
+        event.preventDefault();
+        var url = link.href;  // absolute
+        if (navigator.clipboard && window.isSecureContext) {
+          navigator.clipboard.writeText(url).then(function () { done("Link copied"); }, function () { fallback(url); });
+        } else {
+          fallback(url);
+        }
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    setupCopyLinks();
     setupTenantSwitcher();
     setupDiffPickers();
     autoDismissAlerts();
