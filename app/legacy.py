@@ -2,16 +2,23 @@
 
 A deep link to one tenant (numeric id or external id, with or without a trailing
 section) resolves only within the current workspace; any other tenant is a 404.
+What follows the section (a record id, `/edit`) and the query string are kept when
+they lead to a page that exists (a tenant route, and a record of this tenant);
+otherwise the link lands on the section's list.
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, url_for
+from urllib.parse import urlencode
+
+from flask import Blueprint, abort, current_app, redirect, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from .access import current_workspace_id, parse_external_id
 from .extensions import db
-from .models import Tenant, WorkspaceMembership
+from .models import BackupSchedule, BackupSet, InventoryItem, Policy, RestoreRun, Tenant, WorkspaceMembership
 from .shell import redirect_to_current_landing
 from .validation import parse_database_id
 
@@ -28,6 +35,13 @@ LEGACY_SECTIONS = {
     "permissions": "tenant.permissions", "audit": "tenant.audit_log",
 }
 COLLECTION_WORDS = {"", "create", "new", "index"}
+# The record a tenant route's id argument names: it must be one of the tenant's for the deep link to be kept.
+RECORD_OF_ARGUMENT = {"policy_id": Policy, "backup_set_id": BackupSet, "restore_run_id": RestoreRun,
+                      "schedule_id": BackupSchedule, "item_id": InventoryItem}
+
+
+def _query_suffix() -> str:
+    return "?" + urlencode(list(request.args.items(multi=True))) if request.args else ""
 
 
 @bp.before_request
@@ -57,7 +71,12 @@ def _tenant_in_current_workspace(reference: str) -> Tenant | None:
 @bp.get("/<path:rest>")
 def redirect_legacy(rest: str):
     segments = [segment for segment in rest.split("/") if segment]
-    if not segments or segments[0] in COLLECTION_WORDS:
+    if not segments or segments[0] in ("", "index"):
+        landing = redirect_to_current_landing()
+        if "/admin/w/" in landing.location:
+            landing.location += _query_suffix()  # the portfolio's search, sort and page
+        return landing
+    if segments[0] in COLLECTION_WORDS:
         return redirect_to_current_landing()
     reference, section = segments[0], (segments[1] if len(segments) > 1 else "")
     if parse_database_id(reference) is None and parse_external_id(reference) is None:
@@ -66,4 +85,24 @@ def redirect_legacy(rest: str):
     if tenant is None:
         abort(404)
     endpoint = LEGACY_SECTIONS.get(section, "tenant.dashboard")
-    return redirect(url_for(endpoint, tenant_ext=str(tenant.external_id)))
+    section_url = url_for(endpoint, tenant_ext=str(tenant.external_id))
+    deep_url = "/".join([section_url, *segments[2:]])
+    if _is_page_of(tenant, deep_url):
+        return redirect(deep_url + _query_suffix())
+    return redirect(section_url)
+
+
+def _is_page_of(tenant: Tenant, path: str) -> bool:
+    """Whether `path` is a tenant page (GET) whose records, if it names any, are this tenant's."""
+    try:
+        endpoint, arguments = current_app.url_map.bind("").match(path, method="GET")
+    except (HTTPException, RequestRedirect):
+        return False
+    if not endpoint.startswith("tenant."):
+        return False
+    for name, value in arguments.items():
+        model = RECORD_OF_ARGUMENT.get(name)
+        if model is not None and db.session.scalar(
+                select(model.id).where(model.id == value, model.tenant_id == tenant.id)) is None:
+            return False
+    return True

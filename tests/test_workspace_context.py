@@ -205,6 +205,32 @@ def test_legacy_deep_links_resolve_within_the_current_workspace(client, world):
         assert response.headers["Location"] == modern
 
 
+def test_legacy_deep_links_keep_their_sub_path_and_query_when_the_target_exists(client, world):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    ext, ids = str(world.tenant_a.external_id), world.ids_a
+    cases = {
+        f"/admin/managed-tenants/{ext}/policies/{ids['policy_id']}": f"/admin/t/{ext}/policies/{ids['policy_id']}",
+        f"/admin/managed-tenants/{ext}/policies?page=2&q=x": f"/admin/t/{ext}/policies?page=2&q=x",
+        f"/admin/managed-tenants/{world.tenant_a.id}/backup-sets/{ids['backup_set_id']}?page=3":
+            f"/admin/t/{ext}/backups/{ids['backup_set_id']}?page=3",
+        f"/admin/managed-tenants/{ext}/backup-schedules/{ids['schedule_id']}/edit":
+            f"/admin/t/{ext}/schedules/{ids['schedule_id']}/edit",
+        f"/admin/managed-tenants/{ext}/findings?status=all": f"/admin/t/{ext}/findings?status=all",
+        # No such record in this tenant, or no such page: the section's list instead.
+        f"/admin/managed-tenants/{ext}/policies/{world.ids_b['policy_id']}": f"/admin/t/{ext}/policies",
+        f"/admin/managed-tenants/{ext}/policies/99999999": f"/admin/t/{ext}/policies",
+        f"/admin/managed-tenants/{ext}/policies/258/history?page=2": f"/admin/t/{ext}/policies",
+        f"/admin/managed-tenants/{ext}/inventory/not-a-number%20": f"/admin/t/{ext}/inventory",
+        "/admin/managed-tenants?q=alpha&page=2": f"/admin/w/{world.a.slug}/managed-tenants?q=alpha&page=2",
+    }
+    for legacy, modern in cases.items():
+        response = client.get(legacy)
+        assert response.status_code == 302, legacy
+        assert response.headers["Location"] == modern, legacy
+        assert client.get(modern).status_code == 200, modern
+
+
 def test_legacy_deep_link_to_a_tenant_outside_the_current_workspace_is_404(client, world):
     sign_in(client, world.dual.email)
     for path in (f"/admin/managed-tenants/{world.tenant_a.id}", f"/admin/managed-tenants/{world.tenant_a.external_id}"):
