@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 
 from .extensions import db
 from .models import ROLES, Tenant, Workspace, WorkspaceMembership
-from .validation import GUID_RE
+from .validation import parse_guid
 
 SESSION_WORKSPACE_KEY = "current_workspace_id"
 
@@ -125,7 +125,7 @@ def require_workspace_member(slug: str) -> WorkspaceAccess:
 
 
 def parse_external_id(value: str) -> uuid.UUID | None:
-    return uuid.UUID(value) if GUID_RE.fullmatch(value) else None
+    return parse_guid(value)
 
 
 def require_tenant_access(external_id: str) -> TenantAccess:

@@ -8,18 +8,15 @@ otherwise the link lands on the section's list.
 """
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
-from flask import Blueprint, abort, current_app, redirect, request, url_for
+from flask import Blueprint, abort, redirect, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
-from werkzeug.exceptions import HTTPException
-from werkzeug.routing import RequestRedirect
 
 from .access import current_workspace_id, parse_external_id
 from .extensions import db
 from .models import BackupSchedule, BackupSet, InventoryItem, Policy, RestoreRun, Tenant, WorkspaceMembership
-from .shell import redirect_to_current_landing
+from .shell import current_query_suffix, redirect_to_current_landing
+from .tenant_pages import tenant_page_match
 from .validation import parse_database_id
 
 bp = Blueprint("legacy", __name__, url_prefix="/admin/managed-tenants")
@@ -40,8 +37,7 @@ RECORD_OF_ARGUMENT = {"policy_id": Policy, "backup_set_id": BackupSet, "restore_
                       "schedule_id": BackupSchedule, "item_id": InventoryItem}
 
 
-def _query_suffix() -> str:
-    return "?" + urlencode(list(request.args.items(multi=True))) if request.args else ""
+
 
 
 @bp.before_request
@@ -74,7 +70,7 @@ def redirect_legacy(rest: str):
     if not segments or segments[0] in ("", "index"):
         landing = redirect_to_current_landing()
         if "/admin/w/" in landing.location:
-            landing.location += _query_suffix()  # the portfolio's search, sort and page
+            landing.location += current_query_suffix()  # the portfolio's search, sort and page
         return landing
     if segments[0] in COLLECTION_WORDS:
         return redirect_to_current_landing()
@@ -88,19 +84,16 @@ def redirect_legacy(rest: str):
     section_url = url_for(endpoint, tenant_ext=str(tenant.external_id))
     deep_url = "/".join([section_url, *segments[2:]])
     if _is_page_of(tenant, deep_url):
-        return redirect(deep_url + _query_suffix())
+        return redirect(deep_url + current_query_suffix())
     return redirect(section_url)
 
 
 def _is_page_of(tenant: Tenant, path: str) -> bool:
     """Whether `path` is a tenant page (GET) whose records, if it names any, are this tenant's."""
-    try:
-        endpoint, arguments = current_app.url_map.bind("").match(path, method="GET")
-    except (HTTPException, RequestRedirect):
+    match = tenant_page_match(path)
+    if match is None:
         return False
-    if not endpoint.startswith("tenant."):
-        return False
-    for name, value in arguments.items():
+    for name, value in match[1].items():
         model = RECORD_OF_ARGUMENT.get(name)
         if model is not None and db.session.scalar(
                 select(model.id).where(model.id == value, model.tenant_id == tenant.id)) is None:

@@ -3,15 +3,11 @@ from __future__ import annotations
 
 import uuid
 
-from urllib.parse import urlencode
-
-from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import String, and_, cast, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
-from werkzeug.exceptions import HTTPException
-from werkzeug.routing import RequestRedirect
 
 from .access import parse_external_id, require_role, require_workspace_member
 from .audit import record_audit
@@ -19,7 +15,9 @@ from .extensions import db
 from .forms import ActionForm, TenantRegisterForm
 from .listing import paginate, read_list_params, search_clause
 from .models import AuditLog, Tenant, TenantHealth, User
+from .shell import current_query_suffix
 from .switcher import search_switcher_tenants
+from .tenant_pages import tenant_page_match
 
 bp = Blueprint("portfolio", __name__, url_prefix="/admin/w/<slug>")
 
@@ -181,15 +179,9 @@ def tenant_permalink(tenant_ext: str, rest: str):
     """
     tenant = _workspace_tenant_or_404(tenant_ext)
     target = url_for("tenant.dashboard", tenant_ext=str(tenant.external_id)) + (f"/{rest}" if rest else "")
-    try:
-        endpoint, _ = current_app.url_map.bind("").match(target, method="GET")
-    except (HTTPException, RequestRedirect):
-        endpoint = None
-    if endpoint is None or not endpoint.startswith("tenant."):
+    if tenant_page_match(target) is None:
         abort(404)
-    if request.args:
-        target += "?" + urlencode(list(request.args.items(multi=True)))
-    return redirect(target)
+    return redirect(target + current_query_suffix())
 
 
 def tenant_permalink_of_this_page() -> str | None:
@@ -201,9 +193,7 @@ def tenant_permalink_of_this_page() -> str | None:
     rest = request.path[len(prefix):].strip("/") if request.path.startswith(prefix) else ""
     link = url_for("portfolio.tenant_permalink", slug=access.workspace.slug,
                    tenant_ext=str(access.tenant.external_id), rest=rest or None)
-    if request.args:
-        link += "?" + urlencode(list(request.args.items(multi=True)))
-    return link
+    return link + current_query_suffix()
 
 
 # --- the workspace audit log ---------------------------------------------------------------

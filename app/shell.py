@@ -1,6 +1,8 @@
 """The signed-in shell: where /admin leads, and what every layout page shows in its bars."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from flask import Blueprint, g, redirect, request, url_for
 from flask_login import current_user, login_required
 
@@ -58,6 +60,11 @@ def switch_target(tenant_ext: str) -> str:
     endpoint = request.endpoint or ""
     target = section_endpoint(endpoint) if endpoint.startswith("tenant.") else "tenant.dashboard"
     return url_for(target, tenant_ext=tenant_ext)
+
+
+def current_query_suffix() -> str:
+    """"?" and this request's query arguments, re-encoded (for redirects that keep them), or ""."""
+    return "?" + urlencode(list(request.args.items(multi=True))) if request.args else ""
 
 
 @bp.app_template_global()

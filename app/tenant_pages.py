@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from .access import require_role, require_tenant_access
 from .audit import record_audit
@@ -38,6 +40,7 @@ from .models import (
     TenantPin,
     User,
 )
+from .shell import current_query_suffix
 from .switcher import is_pinned, record_visit
 
 bp = Blueprint("tenant", __name__, url_prefix="/admin/t/<tenant_ext>")
@@ -93,7 +96,7 @@ def require_access():
     """The hard rule, for every tenant page (see app.access)."""
     access = require_tenant_access(g.tenant_ext)
     canonical = str(access.tenant.external_id)
-    if request.method == "GET" and g.tenant_ext != canonical:
+    if request.method == "GET" and g.tenant_ext != canonical and request.endpoint != "tenant.trailing_slash":
         # One address per tenant page (an upper-case GUID, say, goes to the lower-case one).
         return redirect(request.full_path.replace(g.tenant_ext, canonical, 1).rstrip("?"), 301)
     if request.method == "GET":
@@ -103,6 +106,31 @@ def require_access():
 
 def _tenant():
     return g.tenant_access.tenant
+
+
+@bp.get("/", defaults={"rest": ""})
+@bp.get("/<path:rest>/", strict_slashes=False)
+def trailing_slash(rest: str):
+    """A pasted tenant URL with a trailing slash: the canonical page, for whoever may see it.
+
+    require_access has already refused anyone else (the same 404). Only a path that is a
+    tenant page once the slashes are gone redirects; anything else is a 404.
+    """
+    target = url_for(".dashboard") + (f"/{rest.strip('/')}" if rest.strip("/") else "")
+    if not request.path.endswith("/") or tenant_page_match(target) is None:
+        abort(404)
+    return redirect(target + current_query_suffix(), 301)
+
+
+def tenant_page_match(path: str) -> tuple[str, dict] | None:
+    """(endpoint, arguments) when `path` is a tenant page a GET can open, else None."""
+    try:
+        endpoint, arguments = current_app.url_map.bind("").match(path, method="GET")
+    except (HTTPException, RequestRedirect):
+        return None
+    if not endpoint.startswith("tenant.") or endpoint == "tenant.trailing_slash":
+        return None
+    return endpoint, arguments
 
 
 def _one_or_404(model, record_id: int):

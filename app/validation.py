@@ -69,6 +69,13 @@ def validate_domain(domain: str) -> str:
     return domain
 
 
+def parse_guid(value: str) -> uuid.UUID | None:
+    """A GUID as typed or pasted into a URL: 8-4-4-4-12 hex digits, optionally in braces
+    (as PowerShell and the registry print it); anything else, whitespace included, is None."""
+    bare = value[1:-1] if value.startswith("{") and value.endswith("}") else value
+    return uuid.UUID(bare) if GUID_RE.fullmatch(bare) else None
+
+
 def parse_tenant_external_id(value: str) -> uuid.UUID:
     """An Entra tenant id: a GUID in its 8-4-4-4-12 form (braces, as some tools copy it, are allowed)."""
     value = (value or "").strip()

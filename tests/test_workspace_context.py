@@ -387,3 +387,42 @@ def test_tenant_pages_offer_a_copy_link_with_the_permalink(client, world):
     page = client.get(tenant_url(world.tenant_a, "/findings?status=all")).get_data(as_text=True)
     assert f'href="/admin/w/{world.a.slug}/t/{world.tenant_a.external_id}/findings?status=all"' in page
     assert "Copy link" in page
+
+
+# --- pasted tenant URLs: a trailing slash, a GUID in braces ---------------------------------------------
+
+
+@pytest.mark.parametrize("pasted, canonical", [
+    ("/admin/t/{ext}/", "/admin/t/{ext}"),
+    ("/admin/t/{ext}/policies/", "/admin/t/{ext}/policies"),
+    ("/admin/t/{ext}/findings/?status=all", "/admin/t/{ext}/findings?status=all"),
+    ("/admin/t/%7B{ext}%7D", "/admin/t/{ext}"),
+    ("/admin/t/{{{EXT}}}/policies?page=1", "/admin/t/{ext}/policies?page=1"),
+    ("/admin/t/{{{ext}}}/policies/", "/admin/t/{ext}/policies"),
+])
+def test_a_pasted_tenant_url_redirects_to_the_canonical_one_for_its_member(client, world, pasted, canonical):
+    ext = str(world.tenant_a.external_id)
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    response = client.get(pasted.format(ext=ext, EXT=ext.upper()))
+    assert response.status_code == 301
+    assert response.headers["Location"] == canonical.format(ext=ext)
+    assert client.get(response.headers["Location"]).status_code == 200
+
+
+@pytest.mark.parametrize("pasted", ["/admin/t/{ext}/", "/admin/t/{ext}/policies/", "/admin/t/%7B{ext}%7D",
+                                    "/admin/t/{{{ext}}}/policies/"])
+def test_a_pasted_tenant_url_is_the_same_404_for_anyone_else(client, world, pasted):
+    sign_in(client, world.bob.email)
+    enter(client, world.b)
+    reference = client.get(f"/admin/t/{uuid.uuid4()}").get_data(as_text=True)
+    response = client.get(pasted.format(ext=world.tenant_a.external_id))
+    assert response.status_code == 404
+    assert response.get_data(as_text=True) == reference
+
+
+def test_a_trailing_slash_on_no_tenant_page_is_a_404(client, world):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    for path in ("/nonsense/", "/nonsense", "/pin/", "/policies/diff/", "/nonsense/deeper/"):
+        assert client.get(tenant_url(world.tenant_a, path)).status_code == 404, path
