@@ -181,4 +181,5 @@ def require_role(role: str, action: str) -> None:
     if access is None:
         abort(404)
     if not access.allows(role):
-        abort(403, f"Only a {role} or higher can {action}; your role in {access.workspace.name} is {access.role}.")
+        article = "an" if role[0] in "aeiou" else "a"
+        abort(403, f"Only {article} {role} or higher can {action}; your role in {access.workspace.name} is {access.role}.")

@@ -13,7 +13,7 @@ from .access import parse_external_id, require_role, require_workspace_member
 from .audit import record_audit
 from .extensions import db
 from .forms import ActionForm, TenantRegisterForm
-from .listing import paginate, read_list_params, search_clause
+from .listing import paginate, read_list_params, read_search_term, search_clause
 from .models import AuditLog, Tenant, TenantHealth, User
 from .shell import current_query_suffix
 from .switcher import search_switcher_tenants
@@ -224,7 +224,7 @@ def audit_log():
 
 @bp.get("/tenant-switcher/search")
 def switcher_search():
-    term = " ".join(request.args.get("q", "").split())[:200]
+    term = read_search_term()
     tenants = search_switcher_tenants(g.workspace_access.workspace.id, term)
     return jsonify(results=[
         {"external_id": str(t.external_id), "name": t.name, "domain": t.primary_domain} for t in tenants

@@ -125,7 +125,7 @@ def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_s
     response = client.post(url, data={**data, "csrf_token": csrf_token(client)})
     assert response.status_code == 403
     body = response.get_data(as_text=True)
-    assert f"Only a {minimum} or higher can" in body
+    assert f"Only {'an' if minimum in ('operator', 'owner') else 'a'} {minimum} or higher can" in body
     assert db_session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == action)) == 0
 
 

@@ -1,13 +1,15 @@
 """The portfolio landing: health table, search, sort, filter, pages, registration, archive."""
 from __future__ import annotations
 
+import pytest
+
 import re
 import uuid
 
 from sqlalchemy import select, text
 
 from app.models import Tenant
-from tests.conftest import post_form, sign_in
+from tests.conftest import enter, post_form, sign_in
 
 
 def names_on(page: str) -> list[str]:
@@ -78,8 +80,28 @@ def test_landing_filters_by_status_and_paginates(client, world, make_tenant):
 def test_landing_tolerates_bad_query_values(client, world):
     sign_in(client, world.ada.email)
     for query in ("?page=abc", "?page=-5", "?page=99999999999999999999", "?per_page=7", "?sort=password_hash",
-                  "?dir=sideways", "?status=deleted", "?q=" + "x" * 5000):
+                  "?dir=sideways", "?status=deleted", "?q=" + "x" * 200, "?q=" + " " * 5000):
         assert client.get(f"/admin/w/{world.a.slug}/managed-tenants{query}").status_code == 200, query
+
+
+@pytest.mark.parametrize("path", ["/admin/w/alpha-msp/managed-tenants", "/admin/w/alpha-msp/audit",
+                                  "/admin/t/{ext}/policies", "/admin/t/{ext}/findings"])
+def test_an_overlong_search_is_a_400_in_the_console_that_says_how_long_it_may_be(client, world, path):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    response = client.get(path.format(ext=world.tenant_a.external_id) + "?q=" + "x" * 5000)
+    assert response.status_code == 400
+    body = response.get_data(as_text=True)
+    assert "A search can be at most 200 characters; this one has 5,000." in body
+    assert 'class="sidebar' in body  # the app's layout, not a bare error page
+
+
+def test_an_overlong_switcher_search_is_a_json_400(client, world):
+    sign_in(client, world.ada.email)
+    response = client.get(f"/admin/w/{world.a.slug}/tenant-switcher/search?q={'x' * 5000}",
+                          headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert "at most 200 characters" in response.get_json()["message"]
 
 
 def test_register_tenant_needs_a_guid_and_reports_duplicates_without_saying_where(client, world, db_session):

@@ -235,3 +235,15 @@ def test_next_run_is_the_next_slot_of_the_frequency(moment, frequency, expected)
 
     start = datetime.fromisoformat(moment).replace(tzinfo=timezone.utc)
     assert next_run_after(start, frequency) == datetime.fromisoformat(expected).replace(tzinfo=timezone.utc)
+
+
+def test_a_restore_run_says_whether_it_was_a_dry_run_or_live(ada, world, db_session):
+    from app.models import RestoreRun
+
+    url = tenant_url(world.tenant_a, f"/restore-runs/{world.ids_a['restore_run_id']}")
+    assert "<strong>Dry run</strong>: the results show what a restore would do" in page(ada, url)
+    run = db_session.get(RestoreRun, world.ids_a["restore_run_id"])
+    run.is_dry_run = False
+    db_session.commit()
+    body = page(ada, url)
+    assert "<strong>Live restore</strong>: these items were written to the tenant" in body and "Dry run" not in body
