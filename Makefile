@@ -20,7 +20,7 @@ run: $(STAMP)
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-demo --if-empty
 	@echo "TenantAtlas is serving at http://$(HOST):$(PORT)"
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --threads 4 --limit-request-line 8190 --preload --access-logfile - wsgi:app
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 1 --threads 8 --no-control-socket --limit-request-line 8190 --preload --access-logfile - wsgi:app
 
 # Chromium drives the browser tests (Debian's package; Playwright never downloads a browser).
 system-packages:

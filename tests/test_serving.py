@@ -67,3 +67,19 @@ def test_a_5000_character_search_reaches_the_app_instead_of_gunicorns_raw_414(gu
     answer = raw_get(port, f"/admin/t/00000000-0000-0000-0000-000000000001/policies?q={'x' * 5000}")
     assert answer.startswith("HTTP/1.1 200"), answer[:200]
     assert int(flag_value(make_run_gunicorn_flags(), "--limit-request-line")) <= 8190  # gunicorn's maximum
+
+
+def test_make_run_serves_from_one_process_so_the_per_process_sign_in_counters_are_exact(gunicorn_server):
+    """Sign-in counters live in memory (RATELIMIT_STORAGE_URI unset): with two worker processes an
+    attacker got 40 attempts a minute through instead of 20. One process with threads holds them."""
+    port, _ = gunicorn_server
+    flags = make_run_gunicorn_flags()
+    assert flag_value(flags, "--workers") == "1" and int(flag_value(flags, "--threads")) >= 4
+    pids = {raw_get(port, f"/?n={n}").split("pid=")[1].split()[0] for n in range(30)}
+    assert len(pids) == 1
+
+
+def test_make_run_does_not_use_gunicorns_shared_default_control_socket():
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    supported = "--no-control-socket" in subprocess.run([gunicorn, "--help"], capture_output=True, text=True).stdout
+    assert ("--no-control-socket" in make_run_gunicorn_flags()) == supported
