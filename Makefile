@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test system-packages serve
+.PHONY: run test system-packages serve stop-db
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ run: $(STAMP)
 	@echo "TenantAtlas is serving at http://$(HOST):$(PORT)"
 	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 1 --threads 8 --no-control-socket --limit-request-line 8190 --preload --access-logfile - wsgi:app
 
+# Stops the embedded PostgreSQL that `make run` (and every flask command) leaves running.
+stop-db:
+	$(BIN)/python -m app.stop_database
+
 # Chromium drives the browser tests (Debian's package; Playwright never downloads a browser).
 system-packages:
 	@if ! command -v chromium >/dev/null 2>&1; then \
@@ -30,5 +34,6 @@ system-packages:
 	fi
 
 # Installs what the tests need (system packages included) and runs the whole suite.
+# Both cores (pytest-xdist; a test file stays on one worker, which has its own PostgreSQL).
 test: $(STAMP) system-packages
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
