@@ -150,3 +150,50 @@ def test_staff_journey_through_portfolio_switcher_policy_diff_findings_and_works
         expect(page.locator("#tenant-switcher-results")).to_contain_text("No active tenant matches.")
         shot(page, "07-switched-workspace")
         page.close()
+
+
+def test_switcher_enter_opens_the_first_match_of_what_was_typed_and_arrows_move_a_visible_highlight(live_app, browser):
+    with LiveServer(live_app) as server:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        sign_in(page, server)
+        page.wait_for_url(re.compile(r".*/admin/(workspaces|w/[a-z-]+/managed-tenants)$"))  # the last workspace's
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants")
+        page.click("tr.tenant-row a:has-text('Contoso Customer 03')")  # now a recent tenant, listed first
+        expect(page.locator("h1")).to_have_text("Contoso Customer 03")
+        page.wait_for_load_state("load")
+
+        # Type and press Enter at once, before the search has answered: the match opens, not the recent tenant.
+        page.keyboard.press("Control+k")
+        expect(page.locator("#tenant-switcher-search")).to_be_focused()
+        page.keyboard.type("northwind ph")
+        page.keyboard.press("Enter")
+        expect(page.locator("h1")).to_have_text("Northwind Pharma")
+        page.wait_for_load_state("load")
+
+        # Arrow keys move a visible highlight over the results; Enter opens the highlighted one.
+        page.keyboard.press("Control+k")
+        page.fill("#tenant-switcher-search", "customer 1")
+        expect(page.locator(".switcher-result")).to_have_count(10)
+        expect(page.locator(".switcher-result.active")).to_have_text("Contoso Customer 10contoso10.onmicrosoft.com")
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowDown")
+        highlighted = page.locator(".switcher-result.active")
+        expect(highlighted).to_have_count(1)
+        expect(highlighted).to_contain_text("Contoso Customer 12")
+        background = highlighted.evaluate("element => getComputedStyle(element).backgroundColor")
+        plain = page.locator(".switcher-result:not(.active)").first.evaluate(
+            "element => getComputedStyle(element).backgroundColor")
+        assert background != plain  # the highlight is visible, not only a class
+        page.keyboard.press("ArrowUp")
+        expect(page.locator(".switcher-result.active")).to_contain_text("Contoso Customer 11")
+        shot(page, "08-switcher-highlight")
+        page.keyboard.press("Enter")
+        expect(page.locator("h1")).to_have_text("Contoso Customer 11")
+        page.wait_for_load_state("load")
+
+        # With nothing typed, the arrows walk the pinned and recent lists.
+        page.keyboard.press("Control+k")
+        expect(page.locator("#tenant-switcher-marks .switcher-entry.active")).to_have_count(1)
+        page.keyboard.press("ArrowDown")
+        expect(page.locator("#tenant-switcher-marks .switcher-entry.active")).to_have_count(1)
+        page.close()
