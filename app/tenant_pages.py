@@ -456,11 +456,20 @@ def schedule_disable(schedule_id: int):
 # --- inventory, groups, roles, permissions --------------------------------------------------------------------
 
 
-def inventory_page(tenant_id: int):
+def inventory_object_types(tenant_id: int) -> list[str]:
+    """The object types this tenant's inventory holds (the type filter's choices), bounded."""
+    return list(db.session.scalars(
+        select(InventoryItem.object_type).where(InventoryItem.tenant_id == tenant_id).distinct()
+        .order_by(InventoryItem.object_type).limit(100)))
+
+
+def inventory_page(tenant_id: int, object_types: list[str]):
     sortable = {"name": InventoryItem.display_name, "type": InventoryItem.object_type,
                 "last_seen": InventoryItem.last_seen_at}
-    params = read_list_params(sortable, "name")
+    params = read_list_params(sortable, "name", filters={"type": ("", *object_types)}, filter_defaults={"type": ""})
     statement = select(InventoryItem).where(InventoryItem.tenant_id == tenant_id)
+    if params.filters["type"]:
+        statement = statement.where(InventoryItem.object_type == params.filters["type"])
     if params.q:
         statement = statement.where(search_clause([InventoryItem.display_name, InventoryItem.object_type], params.q))
     return paginate(statement, params, sortable, tiebreak=InventoryItem.id)
@@ -468,7 +477,9 @@ def inventory_page(tenant_id: int):
 
 @bp.get("/inventory")
 def inventory():
-    return render_template("tenant/inventory.html", page=inventory_page(_tenant().id))
+    object_types = inventory_object_types(_tenant().id)
+    return render_template("tenant/inventory.html", page=inventory_page(_tenant().id, object_types),
+                           object_types=object_types)
 
 
 def item_links(item: InventoryItem):
@@ -555,6 +566,8 @@ def findings():
                            severities=SEVERITIES, statuses=FINDING_STATUSES)
 
 
+MAX_ACKNOWLEDGEMENT_NOTE = 1000
+
 FINDING_TRANSITIONS = {
     # action: (allowed from, to, past tense for messages)
     "acknowledge": (("open",), "acknowledged", "acknowledged"),
@@ -568,16 +581,28 @@ def finding_transition(finding_id: int, action: str):
     finding = _one_or_404(Finding, finding_id)
     require_role("operator", "triage findings")
     allowed_from, target, done = FINDING_TRANSITIONS[action]
+    note = " ".join(request.form.get("note", "").split()) if action == "acknowledge" else ""
+    if len(note) > MAX_ACKNOWLEDGEMENT_NOTE:
+        abort(400, f"A note can be at most {MAX_ACKNOWLEDGEMENT_NOTE} characters; this one has {len(note):,}.")
     if finding.status not in allowed_from:
         flash(f"“{finding.title}” is {finding.status}; it cannot be {done} from there.", "warning")
     else:
         before = finding.status
+        now = datetime.now(timezone.utc)
         finding.status = target
-        finding.resolved_at = datetime.now(timezone.utc) if target == "resolved" else None
+        finding.resolved_at = now if target == "resolved" else None
+        # The acknowledgement (who, when, why) stays on the finding until it is reopened.
+        detail = dict(finding.detail or {})
+        if target == "acknowledged":
+            detail["acknowledgement"] = {"note": note, "by": current_user.name, "at": now.isoformat()}
+        elif target == "open":
+            detail.pop("acknowledgement", None)
+        finding.detail = detail
+        after = {"status": target, **({"note": note} if note else {})}
         record_audit(f"finding.{action}", actor=current_user, tenant=_tenant(), target_type="finding",
-                     target_id=finding.id, details={"before": {"status": before}, "after": {"status": target}})
+                     target_id=finding.id, details={"before": {"status": before}, "after": after})
         db.session.commit()
-        flash(f"Finding “{finding.title}” {done}.", "success")
+        flash(f"Finding “{finding.title}” {done}" + (" with your note." if note else "."), "success")
     back = request.form.get("next", "")
     return redirect(back if back.startswith(url_for(".findings")) else url_for(".findings"))
 

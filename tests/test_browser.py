@@ -119,14 +119,20 @@ def test_staff_journey_through_portfolio_switcher_policy_diff_findings_and_works
         expect(page.locator("tr.diff-changed")).to_have_count(2)
         shot(page, "05-policy-diff")
 
-        # Acknowledge a finding.
+        # Acknowledge a finding with a note.
         page.click(".sidebar >> text=Findings")
         row = page.locator("tr.finding-row", has_text="Northwind drift")
-        row.locator("button", has_text="Acknowledge").click()
-        expect(page.locator(".alert-success")).to_contain_text("Northwind drift” acknowledged.")
-        page.select_option("select[name=status]", "acknowledged")
-        page.click("button:has-text('Apply')")
-        expect(page.locator("tr.finding-row", has_text="Northwind drift")).to_contain_text("acknowledged")
+        row.locator("button.acknowledge-toggle").click()
+        row.locator("textarea[name=note]").fill("Accepted until the Q3 rollout (PSA-4711)")
+        shot(page, "06a-finding-acknowledge-note")
+        row.locator("button", has_text="Acknowledge finding").click()
+        expect(page.locator(".alert-success")).to_contain_text("Northwind drift” acknowledged with your note.")
+        # Filters apply as soon as they change: no Apply click.
+        with page.expect_navigation(url=re.compile(r".*status=acknowledged.*")):
+            page.select_option("select[name=status]", "acknowledged")
+        acknowledged = page.locator("tr.finding-row", has_text="Northwind drift")
+        expect(acknowledged).to_contain_text("acknowledged")
+        expect(acknowledged).to_contain_text("“Accepted until the Q3 rollout (PSA-4711)” · acknowledged by Ada Lovelace")
         shot(page, "06-finding-acknowledged")
 
         # The switcher on a tenant section keeps the section, and lists only Contoso tenants.

@@ -247,3 +247,46 @@ def test_a_restore_run_says_whether_it_was_a_dry_run_or_live(ada, world, db_sess
     db_session.commit()
     body = page(ada, url)
     assert "<strong>Live restore</strong>: these items were written to the tenant" in body and "Dry run" not in body
+
+
+def test_acknowledging_a_finding_keeps_the_note_shows_it_and_audits_it(ada, world, db_session):
+    from app.models import AuditLog
+
+    url = tenant_url(world.tenant_a, f"/findings/{world.ids_a['finding_id']}/acknowledge")
+    response = post_form(ada, url, {"note": "  Accepted risk:\n ticket PSA-4711 "}, follow_redirects=True)
+    assert "acknowledged with your note" in response.get_data(as_text=True)
+    finding = db_session.get(Finding, world.ids_a["finding_id"])
+    db_session.refresh(finding)
+    assert finding.status == "acknowledged"
+    assert finding.detail["acknowledgement"]["note"] == "Accepted risk: ticket PSA-4711"
+    assert finding.detail["acknowledgement"]["by"] == "Ada"
+    entry = db_session.scalar(select(AuditLog).where(AuditLog.action == "finding.acknowledge"))
+    assert entry.details["after"] == {"status": "acknowledged", "note": "Accepted risk: ticket PSA-4711"}
+    body = page(ada, tenant_url(world.tenant_a, "/findings?status=all"))
+    assert "“Accepted risk: ticket PSA-4711” · acknowledged by Ada" in body
+    post_form(ada, tenant_url(world.tenant_a, f"/findings/{world.ids_a['finding_id']}/reopen"))
+    db_session.refresh(finding)
+    assert finding.status == "open" and "acknowledgement" not in finding.detail
+
+
+def test_a_finding_note_over_the_limit_is_a_clear_400_and_changes_nothing(ada, world, db_session):
+    url = tenant_url(world.tenant_a, f"/findings/{world.ids_a['finding_id']}/acknowledge")
+    response = post_form(ada, url, {"note": "x" * 1001})
+    assert response.status_code == 400
+    assert "A note can be at most 1000 characters" in response.get_data(as_text=True)
+    assert db_session.get(Finding, world.ids_a["finding_id"]).status == "open"
+
+
+def test_inventory_filters_by_object_type(ada, world):
+    both = page(ada, tenant_url(world.tenant_a, "/inventory"))
+    assert "ALPHA laptop" in both and "ALPHA person" in both
+    assert '<option value="device"' in both and '<option value="user"' in both
+    devices = page(ada, tenant_url(world.tenant_a, "/inventory?type=device"))
+    assert "ALPHA laptop" in devices and "ALPHA person" not in devices
+    unknown = page(ada, tenant_url(world.tenant_a, "/inventory?type=nonsense%0A"))
+    assert "ALPHA laptop" in unknown and "ALPHA person" in unknown  # an unknown type falls back to all
+
+
+def test_a_new_schedule_defaults_to_daily(ada, world):
+    body = page(ada, tenant_url(world.tenant_a, "/schedules/new"))
+    assert '<option selected value="daily">' in body or '<option value="daily" selected>' in body

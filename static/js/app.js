@@ -201,7 +201,20 @@
     });
   }
 
+  function applyFiltersOnChange() {
+    // List filters (severity, status, type, rows per page) apply as soon as one changes.
+    document.querySelectorAll("form.list-toolbar select").forEach(function (select) {
+      select.addEventListener("change", function () {
+        var form = select.form;
+        var page = form.querySelector("input[name=page]");
+        if (page) { page.value = "1"; }
+        if (form.requestSubmit) { form.requestSubmit(); } else { form.submit(); }
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    applyFiltersOnChange();
     setupCopyLinks();
     setupTenantSwitcher();
     setupDiffPickers();
