@@ -90,9 +90,18 @@ def portfolio_page(workspace_id: int):
                     count_statement=select(Tenant.id).where(*rows))
 
 
+def workspace_has_tenants(workspace_id: int, page) -> bool:
+    """Whether the workspace has any tenant, archived ones included (asked only when the page is empty)."""
+    if page.total:
+        return True
+    return db.session.scalar(select(Tenant.id).where(Tenant.workspace_id == workspace_id).limit(1)) is not None
+
+
 @bp.get("/managed-tenants")
 def managed_tenants():
-    return render_template("portfolio/managed_tenants.html", page=portfolio_page(g.workspace_access.workspace.id),
+    workspace_id = g.workspace_access.workspace.id
+    page = portfolio_page(workspace_id)
+    return render_template("portfolio/managed_tenants.html", page=page, has_tenants=workspace_has_tenants(workspace_id, page),
                            register_form=TenantRegisterForm(), action_form=ActionForm())
 
 
@@ -122,7 +131,8 @@ def register_tenant():
             db.session.commit()
             flash(f"Tenant {tenant.name} registered.", "success")
             return redirect(url_for(".managed_tenants"))
-    return render_template("portfolio/managed_tenants.html", page=portfolio_page(workspace.id),
+    page = portfolio_page(workspace.id)
+    return render_template("portfolio/managed_tenants.html", page=page, has_tenants=workspace_has_tenants(workspace.id, page),
                            register_form=form, action_form=ActionForm(), show_register=True), 400
 
 

@@ -203,3 +203,42 @@ def test_switcher_enter_opens_the_first_match_of_what_was_typed_and_arrows_move_
         page.keyboard.press("ArrowDown")
         expect(page.locator("#tenant-switcher-marks .switcher-entry.active")).to_have_count(1)
         page.close()
+
+
+TOP_BAR_ITEMS = ".topbar > *:visible"
+
+
+@pytest.mark.parametrize("width", [390, 768, 1024, 1400])
+def test_the_top_bar_stays_one_line_at_every_width(live_app, browser, width):
+    with LiveServer(live_app) as server:
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        sign_in(page, server)
+        page.wait_for_load_state("load")
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants?q=northwind")
+        page.click("tr.tenant-row a.tenant-name")
+        expect(page.locator("h1")).to_have_text("Northwind Pharma")
+        boxes = [item.bounding_box() for item in page.locator(TOP_BAR_ITEMS).all()]
+        bar = page.locator(".topbar").bounding_box()
+        assert bar["height"] < 64, f"the top bar is {bar['height']}px high at {width}px: it wrapped"
+        for box in boxes:  # side by side, none overlapping the next, all inside the bar
+            assert box["y"] >= bar["y"] and box["y"] + box["height"] <= bar["y"] + bar["height"] + 1
+        for left, right in zip(boxes, boxes[1:]):
+            assert left["x"] + left["width"] <= right["x"] + 1, (left, right)
+        assert all(box["x"] + box["width"] <= width + 1 for box in boxes)
+        shot(page, f"09-top-bar-{width}")
+        page.close()
+
+
+def test_portfolio_severities_are_labelled_with_a_legend(live_app, browser):
+    with LiveServer(live_app) as server:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        sign_in(page, server)
+        page.wait_for_load_state("load")
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants?q=northwind")
+        row = page.locator("tr.tenant-row", has_text="Northwind Pharma")
+        badge = row.locator(".severity-count")
+        assert badge.locator("[aria-hidden=true]").inner_text().replace("\u00a0", " ") == "H 1"
+        expect(badge.locator(".visually-hidden")).to_have_text("1 high")
+        expect(page.locator(".severity-legend")).to_contain_text("Critical")
+        shot(page, "10-portfolio-severities")
+        page.close()

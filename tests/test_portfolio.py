@@ -1,10 +1,10 @@
 """The portfolio landing: health table, search, sort, filter, pages, registration, archive."""
 from __future__ import annotations
 
-import pytest
-
 import re
 import uuid
+
+import pytest
 
 from sqlalchemy import select, text
 
@@ -28,7 +28,8 @@ def test_landing_shows_health_columns(client, world):
     assert "Alpha Customer One" in page and "Bravo" not in page
     row = page[page.index("Alpha Customer One"):page.index("Alpha Customer Two")]
     assert "completed" in row  # last backup status
-    assert 'severity-high" title="high">1<' in row  # one open high finding
+    # One open high finding: a letter and a count, spelled out for screen readers, not colour alone.
+    assert '<span aria-hidden="true">H&nbsp;1</span><span class="visually-hidden">1 high</span>' in row
     assert '<span class="text-danger fw-semibold">1</span>' in row  # one missing permission
 
 
@@ -144,3 +145,32 @@ def test_workspace_audit_log_shows_this_workspace_only(client, world):
     sign_in(ada, world.ada.email)
     page = ada.get(f"/admin/w/{world.a.slug}/audit").get_data(as_text=True)
     assert "tenant.pin" not in page and "Bravo" not in page
+
+
+def test_landing_has_a_legend_for_the_severity_letters(client, world):
+    sign_in(client, world.ada.email)
+    page = landing(client, world)
+    legend = page[page.index('class="severity-legend'):]
+    legend = legend[:legend.index("</div>")]
+    for letter, word in (("C", "Critical"), ("H", "High"), ("M", "Medium"), ("L", "Low")):
+        assert f">{letter}</span>&nbsp;{word}" in legend
+
+
+def test_a_new_workspace_is_told_what_to_do_first(client, world, make_workspace, make_user, add_member):
+    fresh = make_workspace("fresh-msp", name="Fresh MSP")
+    add_member(fresh, world.ada, "owner")
+    viewer = make_user("fresh-viewer@example.test", name="Viewer")
+    add_member(fresh, viewer, "readonly")
+    sign_in(client, world.ada.email)
+    body = client.get("/admin/w/fresh-msp/managed-tenants").get_data(as_text=True)
+    assert "Fresh MSP has no tenants yet" in body and "Register your first customer tenant" in body
+    assert "Register your first tenant" in body and "/admin/workspaces/fresh-msp/members" in body
+    assert "No tenants in this view yet" not in body  # no empty table under the first steps
+    # A filter that matches nothing in a workspace with tenants is not a new workspace.
+    filtered = landing(client, world, "?q=nothing-like-this")
+    assert "has no tenants yet" not in filtered and "No tenant matches." in filtered
+    other = client.application.test_client()
+    sign_in(other, viewer.email)
+    body = other.get("/admin/w/fresh-msp/managed-tenants").get_data(as_text=True)
+    assert "a manager or owner of Fresh MSP registers its customer tenants" in body
+    assert "Register your first tenant" not in body
