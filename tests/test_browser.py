@@ -229,16 +229,63 @@ def test_the_top_bar_stays_one_line_at_every_width(live_app, browser, width):
         page.close()
 
 
-def test_portfolio_severities_are_labelled_with_a_legend(live_app, browser):
+def test_portfolio_shows_a_legend_for_its_severity_badges(live_app, browser):
+    """The badges themselves (letter and count) are checked in test_portfolio; here, that the legend reads."""
     with LiveServer(live_app) as server:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         sign_in(page, server)
         page.wait_for_load_state("load")
-        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants?q=northwind")
-        row = page.locator("tr.tenant-row", has_text="Northwind Pharma")
-        badge = row.locator(".severity-count")
-        assert badge.locator("[aria-hidden=true]").inner_text().replace("\u00a0", " ") == "H 1"
-        expect(badge.locator(".visually-hidden")).to_have_text("1 high")
-        expect(page.locator(".severity-legend")).to_contain_text("Critical")
-        shot(page, "10-portfolio-severities")
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants")
+        legend = page.locator(".severity-legend")
+        expect(legend).to_be_visible()
+        assert legend.inner_text().replace("\u00a0", " ").split() == [
+            "Open", "findings:", "C", "Critical", "·", "H", "High", "·", "M", "Medium", "·", "L", "Low"]
+        shot(page, "10-portfolio-legend")
         page.close()
+
+
+def test_on_a_phone_the_sidebar_is_a_menu_wide_tables_say_they_scroll_and_no_ctrl_k_hint(live_app, browser):
+    with LiveServer(live_app) as server:
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+        page = phone.new_page()
+        sign_in(page, server)
+        page.wait_for_load_state("load")
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants")
+        page.wait_for_load_state("load")
+
+        # The sidebar is out of the way until the menu button opens it.
+        expect(page.locator("#sidebar")).not_to_be_visible()
+        expect(page.locator("h1")).to_be_in_viewport()
+        page.click(".sidebar-toggle")
+        expect(page.locator("#sidebar")).to_be_visible()
+        expect(page.locator("#sidebar")).not_to_have_class(re.compile(r"\bshowing\b"))  # done sliding in
+        expect(page.locator("#sidebar a.nav-link", has_text="Workspace audit")).to_be_in_viewport()
+        shot(page, "11-phone-menu-open")
+        page.click("#sidebar a.nav-link:has-text('Workspace audit')")
+        page.wait_for_url(re.compile(r".*/admin/w/contoso-msp/audit$"))
+        expect(page.locator("#sidebar")).not_to_be_visible()
+
+        # The portfolio table is wider than the phone: a hint says so, and the side with more columns fades.
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants")
+        expect(page.locator(".table-scroll-hint")).to_be_visible()
+        expect(page.locator(".table-scroll-hint")).to_contain_text("swipe the table sideways")
+        expect(page.locator(".table-scroll-frame")).to_have_class(re.compile(r"\bis-scrollable\b"))
+        page.locator(".table-card").evaluate("card => card.scrollLeft = card.scrollWidth")
+        expect(page.locator(".table-scroll-frame")).to_have_class(re.compile(r"\bat-end\b"))
+
+        # No keyboard shortcut hint on a touch screen.
+        expect(page.locator(".tenant-switcher-button")).to_be_visible()
+        expect(page.locator(".tenant-switcher-button kbd")).not_to_be_visible()
+        shot(page, "12-phone-portfolio")
+        phone.close()
+
+        # At desktop width: the sidebar is in place, no menu button, no scroll hint, the Ctrl K hint shows.
+        desk = browser.new_page(viewport={"width": 1400, "height": 900})
+        sign_in(desk, server)
+        desk.wait_for_load_state("load")
+        desk.goto(server.url + "/admin/w/contoso-msp/managed-tenants")
+        expect(desk.locator("#sidebar")).to_be_visible()
+        expect(desk.locator(".sidebar-toggle")).not_to_be_visible()
+        expect(desk.locator(".table-scroll-hint")).not_to_be_visible()
+        expect(desk.locator(".tenant-switcher-button kbd")).to_be_visible()
+        desk.close()

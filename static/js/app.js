@@ -213,7 +213,35 @@
     });
   }
 
+  function markScrollingTables() {
+    // A table wider than the screen scrolls sideways inside its card: say so, and fade the hidden side.
+    document.querySelectorAll(".table-card").forEach(function (card) {
+      var frame = document.createElement("div");
+      frame.className = "table-scroll-frame";
+      card.parentNode.insertBefore(frame, card);
+      frame.appendChild(card);
+      var hint = document.createElement("div");
+      hint.className = "table-scroll-hint small text-body-secondary";
+      var icon = document.createElement("i");
+      icon.className = "bi bi-arrow-left-right";
+      icon.setAttribute("aria-hidden", "true");
+      hint.appendChild(icon);
+      hint.appendChild(document.createTextNode(" Wider than the screen: swipe the table sideways for more columns."));
+      frame.parentNode.insertBefore(hint, frame);
+      function update() {
+        var scrollable = card.scrollWidth > card.clientWidth + 1;
+        frame.classList.toggle("is-scrollable", scrollable);
+        frame.classList.toggle("at-end", card.scrollLeft + card.clientWidth >= card.scrollWidth - 1);
+        hint.classList.toggle("shown", scrollable);
+      }
+      card.addEventListener("scroll", update, { passive: true });
+      window.addEventListener("resize", update);
+      update();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    markScrollingTables();
     applyFiltersOnChange();
     setupCopyLinks();
     setupTenantSwitcher();
