@@ -289,3 +289,30 @@ def test_on_a_phone_the_sidebar_is_a_menu_wide_tables_say_they_scroll_and_no_ctr
         expect(desk.locator(".table-scroll-hint")).not_to_be_visible()
         expect(desk.locator(".tenant-switcher-button kbd")).to_be_visible()
         desk.close()
+
+
+def test_copy_link_copies_the_workspace_qualified_permalink_which_opens_the_page_from_another_workspace(
+        live_app, browser):
+    with LiveServer(live_app) as server:
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+        page = context.new_page()
+        sign_in(page, server)
+        page.wait_for_load_state("load")
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants?q=northwind")
+        page.click("tr.tenant-row a.tenant-name")
+        page.click(".sidebar >> text=Policies")
+        page.wait_for_load_state("load")
+        policies_url = page.url
+        page.click(".copy-link")
+        expect(page.locator(".copy-link")).to_contain_text("Link copied")
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert re.fullmatch(re.escape(server.url) + r"/admin/w/contoso-msp/t/[0-9a-f-]{36}/policies", copied), copied
+
+        # Another workspace is current: the bare URL is a 404, the copied permalink opens the page.
+        page.goto(server.url + "/admin/w/fabrikam-it/managed-tenants")
+        assert page.goto(policies_url).status == 404
+        page.goto(copied)
+        assert page.url == policies_url
+        expect(page.locator("h1")).to_have_text("Policies")
+        context.close()
