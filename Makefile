@@ -24,7 +24,7 @@ SIMULATOR_INIT := @echo "Microsoft Graph: using GRAPH_CLIENT_ID and GRAPH_API_UR
 GRAPH_ENV_FILE := -e /dev/null
 endif
 
-.PHONY: run test system-packages serve
+.PHONY: run test system-packages serve stop-db
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -44,6 +44,10 @@ run: $(STAMP)
 	HOST=$(HOST) WEB_PORT=$(PORT) SIMULATOR_API_PORT=$(SIMULATOR_API_PORT) \
 		SIMULATOR_LOGIN_PORT=$(SIMULATOR_LOGIN_PORT) $(BIN)/honcho start -f Procfile $(GRAPH_ENV_FILE) $(PROCESSES)
 
+# Stops the embedded PostgreSQL that `make run` (and every flask command) leaves running.
+stop-db:
+	$(BIN)/python -m app.stop_database
+
 # Chromium drives the browser tests (Debian's package; Playwright never downloads a browser).
 system-packages:
 	@if ! command -v chromium >/dev/null 2>&1; then \
@@ -52,5 +56,6 @@ system-packages:
 	fi
 
 # Installs what the tests need (system packages included) and runs the whole suite.
+# Both cores (pytest-xdist; a test file stays on one worker, which has its own PostgreSQL).
 test: $(STAMP) system-packages
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile

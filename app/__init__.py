@@ -91,12 +91,13 @@ def create_app(config: dict | None = None, database_role: str | None = None) -> 
     app.url_map.converters["int"] = DatabaseIdConverter
 
     from . import isolation, row_security  # noqa: F401  (register their session listeners)
-    from . import auth, consent, errors, health, legacy, portfolio, security, shell, tenant_pages, workspaces
+    from . import auth, consent, errors, health, legacy, logsafe, portfolio, security, shell, tenant_pages, workspaces
     from .graph.settings import GraphSettings
 
     # Where Graph lives and the app's credentials (app/graph/settings.py); tests pass their own.
     app.extensions["graph_settings"] = app.config.get("GRAPH_SETTINGS") or GraphSettings.from_environ()
 
+    logsafe.init_app(app)
     auth.init_app(app)
     errors.init_app(app)
     security.init_app(app)

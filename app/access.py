@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 
 from .extensions import db
 from .models import ROLES, Tenant, Workspace, WorkspaceMembership
-from .validation import GUID_RE
+from .validation import parse_guid
 
 SESSION_WORKSPACE_KEY = "current_workspace_id"
 
@@ -125,7 +125,7 @@ def require_workspace_member(slug: str) -> WorkspaceAccess:
 
 
 def parse_external_id(value: str) -> uuid.UUID | None:
-    return uuid.UUID(value) if GUID_RE.match(value) else None
+    return parse_guid(value)
 
 
 def require_tenant_access(external_id: str) -> TenantAccess:
@@ -181,4 +181,5 @@ def require_role(role: str, action: str) -> None:
     if access is None:
         abort(404)
     if not access.allows(role):
-        abort(403, f"Only a {role} or higher can {action}; your role in {access.workspace.name} is {access.role}.")
+        article = "an" if role[0] in "aeiou" else "a"
+        abort(403, f"Only {article} {role} or higher can {action}; your role in {access.workspace.name} is {access.role}.")

@@ -56,9 +56,16 @@ def init_rate_limits(app):
     (RATELIMIT_STORAGE_URI: memory by default, Redis when given; RATELIMIT_ENABLED).
     """
     limiter = Limiter(key_func=get_remote_address, headers_enabled=True, app=app)
-    per_address = limiter.limit(SIGN_IN_LIMIT_PER_ADDRESS, methods=["POST"])
-    per_email = limiter.limit(SIGN_IN_LIMIT_PER_EMAIL, methods=["POST"], key_func=_attempted_email)
+    per_address = limiter.limit(SIGN_IN_LIMIT_PER_ADDRESS, methods=["POST"], error_message=TOO_MANY_SIGN_INS)
+    per_email = limiter.limit(SIGN_IN_LIMIT_PER_EMAIL, methods=["POST"], key_func=_attempted_email,
+                              error_message=TOO_MANY_SIGN_INS)
     app.view_functions["auth.login"] = per_address(per_email(login))
+    # A password change checks the current password: the same guessing, the same limits.
+    change_per_address = limiter.limit(SIGN_IN_LIMIT_PER_ADDRESS, methods=["POST"],
+                                       error_message=TOO_MANY_PASSWORD_CHANGES)
+    change_per_account = limiter.limit(SIGN_IN_LIMIT_PER_EMAIL, methods=["POST"], key_func=_changing_account,
+                                       error_message=TOO_MANY_PASSWORD_CHANGES)
+    app.view_functions["auth.change_password"] = change_per_address(change_per_account(change_password))
     app.extensions["sign_in_limiter"] = limiter  # the decorators hold it weakly; the app keeps it
 
 
@@ -87,10 +94,16 @@ def init_app(app):
 # account (many machines trying one account).
 SIGN_IN_LIMIT_PER_ADDRESS = "20 per minute;200 per hour"
 SIGN_IN_LIMIT_PER_EMAIL = "5 per minute;30 per hour"
+TOO_MANY_SIGN_INS = "Too many sign-in attempts in a short time. Wait a minute, then try again."
+TOO_MANY_PASSWORD_CHANGES = "Too many password change attempts in a short time. Wait a minute, then try again."
 
 
 def _attempted_email() -> str:
     return "email:" + normalize_email(request.form.get("email", ""))[:254]
+
+
+def _changing_account() -> str:
+    return f"user:{current_user.id}" if current_user.is_authenticated else "user:anonymous"
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -150,6 +163,10 @@ def change_password():
         matches, _ = verify_password(current_user.password_hash, form.current_password.data)
         if not matches:
             form.current_password.errors.append("This is not your current password.")
+            current_app.logger.info("Failed password change for user %s: wrong current password", current_user.id)
+            record_audit("auth.password_change_failed", actor=current_user,
+                         details={"reason": "wrong current password"})
+            db.session.commit()
         else:
             current_user.password_hash = hash_password(form.new_password.data)
             current_user.rotate_session_token()

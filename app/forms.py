@@ -57,7 +57,8 @@ class TenantRegisterForm(FlaskForm):
 
 class BackupScheduleForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), _check(validation.validate_name)])
-    frequency = SelectField("Frequency", choices=[SelectChoice(f, f.title()) for f in ("hourly", "daily", "weekly", "monthly")])
+    frequency = SelectField("Frequency", choices=[SelectChoice(f, f.title()) for f in ("hourly", "daily", "weekly", "monthly")],
+                            default="daily")
     retention_days = IntegerField("Retention (days)", default=30,
                                   validators=[InputRequired(), NumberRange(min=1, max=3650)])
     is_enabled = BooleanField("Enabled", default=True)

@@ -2,6 +2,9 @@
 
 A deep link to one tenant (numeric id or external id, with or without a trailing
 section) resolves only within the current workspace; any other tenant is a 404.
+What follows the section (a record id, `/edit`) and the query string are kept when
+they lead to a page that exists (a tenant route, and a record of this tenant);
+otherwise the link lands on the section's list.
 """
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ from sqlalchemy import select
 
 from .access import current_workspace_id, parse_external_id
 from .extensions import db
-from .models import Tenant, WorkspaceMembership
-from .shell import redirect_to_current_landing
+from .models import BackupSchedule, BackupSet, InventoryItem, Policy, RestoreRun, Tenant, WorkspaceMembership
+from .shell import current_query_suffix, redirect_to_current_landing
+from .tenant_pages import tenant_page_match
 from .validation import parse_database_id
 
 bp = Blueprint("legacy", __name__, url_prefix="/admin/managed-tenants")
@@ -28,6 +32,12 @@ LEGACY_SECTIONS = {
     "permissions": "tenant.permissions", "audit": "tenant.audit_log",
 }
 COLLECTION_WORDS = {"", "create", "new", "index"}
+# The record a tenant route's id argument names: it must be one of the tenant's for the deep link to be kept.
+RECORD_OF_ARGUMENT = {"policy_id": Policy, "backup_set_id": BackupSet, "restore_run_id": RestoreRun,
+                      "schedule_id": BackupSchedule, "item_id": InventoryItem}
+
+
+
 
 
 @bp.before_request
@@ -57,7 +67,12 @@ def _tenant_in_current_workspace(reference: str) -> Tenant | None:
 @bp.get("/<path:rest>")
 def redirect_legacy(rest: str):
     segments = [segment for segment in rest.split("/") if segment]
-    if not segments or segments[0] in COLLECTION_WORDS:
+    if not segments or segments[0] in ("", "index"):
+        landing = redirect_to_current_landing()
+        if "/admin/w/" in landing.location:
+            landing.location += current_query_suffix()  # the portfolio's search, sort and page
+        return landing
+    if segments[0] in COLLECTION_WORDS:
         return redirect_to_current_landing()
     reference, section = segments[0], (segments[1] if len(segments) > 1 else "")
     if parse_database_id(reference) is None and parse_external_id(reference) is None:
@@ -66,4 +81,21 @@ def redirect_legacy(rest: str):
     if tenant is None:
         abort(404)
     endpoint = LEGACY_SECTIONS.get(section, "tenant.dashboard")
-    return redirect(url_for(endpoint, tenant_ext=str(tenant.external_id)))
+    section_url = url_for(endpoint, tenant_ext=str(tenant.external_id))
+    deep_url = "/".join([section_url, *segments[2:]])
+    if _is_page_of(tenant, deep_url):
+        return redirect(deep_url + current_query_suffix())
+    return redirect(section_url)
+
+
+def _is_page_of(tenant: Tenant, path: str) -> bool:
+    """Whether `path` is a tenant page (GET) whose records, if it names any, are this tenant's."""
+    match = tenant_page_match(path)
+    if match is None:
+        return False
+    for name, value in match[1].items():
+        model = RECORD_OF_ARGUMENT.get(name)
+        if model is not None and db.session.scalar(
+                select(model.id).where(model.id == value, model.tenant_id == tenant.id)) is None:
+            return False
+    return True

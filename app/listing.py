@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import request
+from flask import abort, request
 from sqlalchemy import Select, func, or_, select
 
 from .extensions import db
@@ -60,8 +60,17 @@ def read_list_params(sortable: dict, default_sort: str, *, default_direction: st
     for name, allowed in (filters or {}).items():
         value = args.get(name, (filter_defaults or {}).get(name, ""))
         chosen[name] = value if value in allowed else (filter_defaults or {}).get(name, "")
-    q = " ".join(args.get("q", "").split())[:MAX_SEARCH_LENGTH]
+    q = read_search_term()
     return ListParams(q=q, sort=sort, direction=direction, page=page, per_page=per_page, filters=chosen)
+
+
+def read_search_term() -> str:
+    """The `q` of the query string, whitespace collapsed; longer than MAX_SEARCH_LENGTH is a 400 that says so."""
+    term = " ".join(request.args.get("q", "").split())
+    if len(term) > MAX_SEARCH_LENGTH:
+        abort(400, f"A search can be at most {MAX_SEARCH_LENGTH} characters; this one has {len(term):,}. "
+                   "Shorten it and search again.")
+    return term
 
 
 def escape_like(term: str) -> str:

@@ -13,9 +13,11 @@ from .access import parse_external_id, require_role, require_workspace_member
 from .audit import record_audit
 from .extensions import db
 from .forms import ActionForm, TenantRegisterForm
-from .listing import paginate, read_list_params, search_clause
+from .listing import paginate, read_list_params, read_search_term, search_clause
 from .models import AuditLog, Tenant, TenantHealth, User
+from .shell import current_query_suffix
 from .switcher import search_switcher_tenants
+from .tenant_pages import tenant_page_match
 
 bp = Blueprint("portfolio", __name__, url_prefix="/admin/w/<slug>")
 
@@ -88,9 +90,18 @@ def portfolio_page(workspace_id: int):
                     count_statement=select(Tenant.id).where(*rows))
 
 
+def workspace_has_tenants(workspace_id: int, page) -> bool:
+    """Whether the workspace has any tenant, archived ones included (asked only when the page is empty)."""
+    if page.total:
+        return True
+    return db.session.scalar(select(Tenant.id).where(Tenant.workspace_id == workspace_id).limit(1)) is not None
+
+
 @bp.get("/managed-tenants")
 def managed_tenants():
-    return render_template("portfolio/managed_tenants.html", page=portfolio_page(g.workspace_access.workspace.id),
+    workspace_id = g.workspace_access.workspace.id
+    page = portfolio_page(workspace_id)
+    return render_template("portfolio/managed_tenants.html", page=page, has_tenants=workspace_has_tenants(workspace_id, page),
                            register_form=TenantRegisterForm(), action_form=ActionForm())
 
 
@@ -120,7 +131,8 @@ def register_tenant():
             db.session.commit()
             flash(f"Tenant {tenant.name} registered.", "success")
             return redirect(url_for(".managed_tenants"))
-    return render_template("portfolio/managed_tenants.html", page=portfolio_page(workspace.id),
+    page = portfolio_page(workspace.id)
+    return render_template("portfolio/managed_tenants.html", page=page, has_tenants=workspace_has_tenants(workspace.id, page),
                            register_form=form, action_form=ActionForm(), show_register=True), 400
 
 
@@ -164,6 +176,36 @@ def unarchive_tenant(external_id: str):
     return _set_tenant_status(external_id, "active", "unarchive")
 
 
+# --- permalinks: a tenant page that names its workspace --------------------------------------
+
+
+@bp.get("/t/<tenant_ext>", defaults={"rest": ""})
+@bp.get("/t/<tenant_ext>/<path:rest>")
+def tenant_permalink(tenant_ext: str, rest: str):
+    """/admin/w/<slug>/t/<tenant>/<section path>: a link that works whatever workspace is current.
+
+    The membership check (require_membership) has made this workspace current; the tenant
+    must be one of its tenants and the rest a tenant page, else the same 404 as anywhere.
+    """
+    tenant = _workspace_tenant_or_404(tenant_ext)
+    target = url_for("tenant.dashboard", tenant_ext=str(tenant.external_id)) + (f"/{rest}" if rest else "")
+    if tenant_page_match(target) is None:
+        abort(404)
+    return redirect(target + current_query_suffix())
+
+
+def tenant_permalink_of_this_page() -> str | None:
+    """The workspace-qualified permalink of the tenant page being rendered (for "Copy link")."""
+    access = g.get("tenant_access")
+    if access is None or request.method != "GET":
+        return None
+    prefix = url_for("tenant.dashboard", tenant_ext=str(access.tenant.external_id))
+    rest = request.path[len(prefix):].strip("/") if request.path.startswith(prefix) else ""
+    link = url_for("portfolio.tenant_permalink", slug=access.workspace.slug,
+                   tenant_ext=str(access.tenant.external_id), rest=rest or None)
+    return link + current_query_suffix()
+
+
 # --- the workspace audit log ---------------------------------------------------------------
 
 
@@ -192,7 +234,7 @@ def audit_log():
 
 @bp.get("/tenant-switcher/search")
 def switcher_search():
-    term = " ".join(request.args.get("q", "").split())[:200]
+    term = read_search_term()
     tenants = search_switcher_tenants(g.workspace_access.workspace.id, term)
     return jsonify(results=[
         {"external_id": str(t.external_id), "name": t.name, "domain": t.primary_domain} for t in tenants

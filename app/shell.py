@@ -1,6 +1,8 @@
 """The signed-in shell: where /admin leads, and what every layout page shows in its bars."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from flask import Blueprint, current_app, g, redirect, request, url_for
 from flask_login import current_user, login_required
 
@@ -60,6 +62,11 @@ def switch_target(tenant_ext: str) -> str:
     return url_for(target, tenant_ext=tenant_ext)
 
 
+def current_query_suffix() -> str:
+    """"?" and this request's query arguments, re-encoded (for redirects that keep them), or ""."""
+    return "?" + urlencode(list(request.args.items(multi=True))) if request.args else ""
+
+
 @bp.app_template_global()
 def current_url(**query) -> str:
     """This page's URL with other query arguments (list pages' sort, search and paging links)."""
@@ -68,6 +75,7 @@ def current_url(**query) -> str:
 
 @bp.app_context_processor
 def shell_context():
+    from .portfolio import tenant_permalink_of_this_page
     from .tenant_pages import SECTIONS, section_endpoint
 
     return {
@@ -79,4 +87,5 @@ def shell_context():
         "workspace_access": g.get("workspace_access"),
         "tenant_access": g.get("tenant_access"),
         "graph_simulated": current_app.extensions["graph_settings"].simulated,
+        "tenant_permalink": tenant_permalink_of_this_page,
     }

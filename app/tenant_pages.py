@@ -14,6 +14,8 @@ from flask import Blueprint, abort, current_app, flash, g, redirect, render_temp
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from .access import require_role, require_tenant_access
 from .audit import record_audit
@@ -42,6 +44,7 @@ from .models import (
     User,
 )
 from .graph.families import FAMILIES, permission_features
+from .shell import current_query_suffix
 from .switcher import is_pinned, record_visit
 from .sync.connection import start_consent
 from .sync.runner import request_sync
@@ -101,7 +104,7 @@ def require_access():
     """The hard rule, for every tenant page (see app.access)."""
     access = require_tenant_access(g.tenant_ext)
     canonical = str(access.tenant.external_id)
-    if request.method == "GET" and g.tenant_ext != canonical:
+    if request.method == "GET" and g.tenant_ext != canonical and request.endpoint != "tenant.trailing_slash":
         # One address per tenant page (an upper-case GUID, say, goes to the lower-case one).
         return redirect(request.full_path.replace(g.tenant_ext, canonical, 1).rstrip("?"), 301)
     if request.method == "GET":
@@ -111,6 +114,31 @@ def require_access():
 
 def _tenant():
     return g.tenant_access.tenant
+
+
+@bp.get("/", defaults={"rest": ""})
+@bp.get("/<path:rest>/", strict_slashes=False)
+def trailing_slash(rest: str):
+    """A pasted tenant URL with a trailing slash: the canonical page, for whoever may see it.
+
+    require_access has already refused anyone else (the same 404). Only a path that is a
+    tenant page once the slashes are gone redirects; anything else is a 404.
+    """
+    target = url_for(".dashboard") + (f"/{rest.strip('/')}" if rest.strip("/") else "")
+    if not request.path.endswith("/") or tenant_page_match(target) is None:
+        abort(404)
+    return redirect(target + current_query_suffix(), 301)
+
+
+def tenant_page_match(path: str) -> tuple[str, dict] | None:
+    """(endpoint, arguments) when `path` is a tenant page a GET can open, else None."""
+    try:
+        endpoint, arguments = current_app.url_map.bind("").match(path, method="GET")
+    except (HTTPException, RequestRedirect):
+        return None
+    if not endpoint.startswith("tenant.") or endpoint == "tenant.trailing_slash":
+        return None
+    return endpoint, arguments
 
 
 def _one_or_404(model, record_id: int):
@@ -433,31 +461,54 @@ def schedule_edit(schedule_id: int):
     return render_template("tenant/schedule_form.html", form=form, schedule=schedule), status
 
 
-@bp.post("/schedules/<int:schedule_id>/toggle")
-def schedule_toggle(schedule_id: int):
+def _set_schedule_enabled(schedule_id: int, enabled: bool):
+    """Enable or disable, as asked: never flips, so a stale tab's "Disable" cannot turn a schedule back on."""
     schedule = _one_or_404(BackupSchedule, schedule_id)
     require_role("operator", "enable or disable backup schedules")
+    state = "enabled" if enabled else "disabled"
+    if schedule.is_enabled == enabled:
+        flash(f"Schedule {schedule.name} is already {state}; nothing changed.", "info")
+        return redirect(url_for(".schedules"))
     before = _schedule_snapshot(schedule)
-    schedule.is_enabled = not schedule.is_enabled
+    schedule.is_enabled = enabled
     now = datetime.now(timezone.utc)
-    if schedule.is_enabled and (schedule.next_run_at is None or schedule.next_run_at < now):
+    if enabled and (schedule.next_run_at is None or schedule.next_run_at < now):
         schedule.next_run_at = next_run_after(now, schedule.frequency)
-    record_audit("schedule.enable" if schedule.is_enabled else "schedule.disable", actor=current_user,
+    record_audit("schedule.enable" if enabled else "schedule.disable", actor=current_user,
                  tenant=_tenant(), target_type="backup_schedule", target_id=schedule.id,
                  details={"before": before, "after": _schedule_snapshot(schedule)})
     db.session.commit()
-    flash(f"Schedule {schedule.name} {'enabled' if schedule.is_enabled else 'disabled'}.", "success")
+    flash(f"Schedule {schedule.name} {state}.", "success")
     return redirect(url_for(".schedules"))
+
+
+@bp.post("/schedules/<int:schedule_id>/enable")
+def schedule_enable(schedule_id: int):
+    return _set_schedule_enabled(schedule_id, True)
+
+
+@bp.post("/schedules/<int:schedule_id>/disable")
+def schedule_disable(schedule_id: int):
+    return _set_schedule_enabled(schedule_id, False)
 
 
 # --- inventory, groups, roles, permissions --------------------------------------------------------------------
 
 
-def inventory_page(tenant_id: int):
+def inventory_object_types(tenant_id: int) -> list[str]:
+    """The object types this tenant's inventory holds (the type filter's choices), bounded."""
+    return list(db.session.scalars(
+        select(InventoryItem.object_type).where(InventoryItem.tenant_id == tenant_id).distinct()
+        .order_by(InventoryItem.object_type).limit(100)))
+
+
+def inventory_page(tenant_id: int, object_types: list[str]):
     sortable = {"name": InventoryItem.display_name, "type": InventoryItem.object_type,
                 "last_seen": InventoryItem.last_seen_at}
-    params = read_list_params(sortable, "name")
+    params = read_list_params(sortable, "name", filters={"type": ("", *object_types)}, filter_defaults={"type": ""})
     statement = select(InventoryItem).where(InventoryItem.tenant_id == tenant_id)
+    if params.filters["type"]:
+        statement = statement.where(InventoryItem.object_type == params.filters["type"])
     if params.q:
         statement = statement.where(search_clause([InventoryItem.display_name, InventoryItem.object_type], params.q))
     return paginate(statement, params, sortable, tiebreak=InventoryItem.id)
@@ -465,7 +516,9 @@ def inventory_page(tenant_id: int):
 
 @bp.get("/inventory")
 def inventory():
-    return render_template("tenant/inventory.html", page=inventory_page(_tenant().id))
+    object_types = inventory_object_types(_tenant().id)
+    return render_template("tenant/inventory.html", page=inventory_page(_tenant().id, object_types),
+                           object_types=object_types)
 
 
 def item_links(item: InventoryItem):
@@ -552,6 +605,8 @@ def findings():
                            severities=SEVERITIES, statuses=FINDING_STATUSES)
 
 
+MAX_ACKNOWLEDGEMENT_NOTE = 1000
+
 FINDING_TRANSITIONS = {
     # action: (allowed from, to, past tense for messages)
     "acknowledge": (("open",), "acknowledged", "acknowledged"),
@@ -565,16 +620,28 @@ def finding_transition(finding_id: int, action: str):
     finding = _one_or_404(Finding, finding_id)
     require_role("operator", "triage findings")
     allowed_from, target, done = FINDING_TRANSITIONS[action]
+    note = " ".join(request.form.get("note", "").split()) if action == "acknowledge" else ""
+    if len(note) > MAX_ACKNOWLEDGEMENT_NOTE:
+        abort(400, f"A note can be at most {MAX_ACKNOWLEDGEMENT_NOTE} characters; this one has {len(note):,}.")
     if finding.status not in allowed_from:
         flash(f"“{finding.title}” is {finding.status}; it cannot be {done} from there.", "warning")
     else:
         before = finding.status
+        now = datetime.now(timezone.utc)
         finding.status = target
-        finding.resolved_at = datetime.now(timezone.utc) if target == "resolved" else None
+        finding.resolved_at = now if target == "resolved" else None
+        # The acknowledgement (who, when, why) stays on the finding until it is reopened.
+        detail = dict(finding.detail or {})
+        if target == "acknowledged":
+            detail["acknowledgement"] = {"note": note, "by": current_user.name, "at": now.isoformat()}
+        elif target == "open":
+            detail.pop("acknowledgement", None)
+        finding.detail = detail
+        after = {"status": target, **({"note": note} if note else {})}
         record_audit(f"finding.{action}", actor=current_user, tenant=_tenant(), target_type="finding",
-                     target_id=finding.id, details={"before": {"status": before}, "after": {"status": target}})
+                     target_id=finding.id, details={"before": {"status": before}, "after": after})
         db.session.commit()
-        flash(f"Finding “{finding.title}” {done}.", "success")
+        flash(f"Finding “{finding.title}” {done}" + (" with your note." if note else "."), "success")
     back = request.form.get("next", "")
     return redirect(back if back.startswith(url_for(".findings")) else url_for(".findings"))
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 import re
 import uuid
 
-SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# Every pattern is applied with fullmatch(): a `$` would also match before a final newline,
+# so "<guid>\n" would pass as a GUID and then break whatever parses it next.
+SLUG_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+GUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+DOMAIN_RE = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 MIN_PASSWORD_LENGTH = 10
 
 
@@ -28,7 +30,7 @@ def parse_database_id(value: str) -> int | None:
 
 def validate_email(email: str) -> str:
     email = (email or "").strip().lower()
-    if len(email) > 254 or not EMAIL_RE.match(email):
+    if len(email) > 254 or not EMAIL_RE.fullmatch(email):
         raise ValidationError(f"{email[:60]!r} is not a valid email address.")
     return email
 
@@ -52,7 +54,7 @@ def validate_password(password: str) -> str:
 
 def validate_slug(slug: str) -> str:
     slug = (slug or "").strip()
-    if not slug or len(slug) > 63 or not SLUG_RE.match(slug):
+    if not slug or len(slug) > 63 or not SLUG_RE.fullmatch(slug):
         raise ValidationError(
             "A workspace slug uses lower-case letters, digits and single hyphens (at most 63 characters),"
             " e.g. contoso-msp."
@@ -62,16 +64,23 @@ def validate_slug(slug: str) -> str:
 
 def validate_domain(domain: str) -> str:
     domain = (domain or "").strip().lower().rstrip(".")
-    if not DOMAIN_RE.match(domain):
+    if not DOMAIN_RE.fullmatch(domain):
         raise ValidationError(f"{domain[:60]!r} is not a valid domain name, e.g. contoso.onmicrosoft.com.")
     return domain
+
+
+def parse_guid(value: str) -> uuid.UUID | None:
+    """A GUID as typed or pasted into a URL: 8-4-4-4-12 hex digits, optionally in braces
+    (as PowerShell and the registry print it); anything else, whitespace included, is None."""
+    bare = value[1:-1] if value.startswith("{") and value.endswith("}") else value
+    return uuid.UUID(bare) if GUID_RE.fullmatch(bare) else None
 
 
 def parse_tenant_external_id(value: str) -> uuid.UUID:
     """An Entra tenant id: a GUID in its 8-4-4-4-12 form (braces, as some tools copy it, are allowed)."""
     value = (value or "").strip()
     bare = value[1:-1] if value.startswith("{") and value.endswith("}") else value
-    if not GUID_RE.match(bare):
+    if not GUID_RE.fullmatch(bare):
         raise ValidationError(
             f"{value[:60]!r} is not an Entra tenant id (a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47)."
         )

@@ -29,6 +29,13 @@ TEST_PASSWORD = "correct horse battery"
 _PASSWORD_HASH = hash_password(TEST_PASSWORD)  # hashed once: Argon2id is slow on purpose
 
 
+def worker_database_name(name: str) -> str:
+    """`name`, suffixed with the pytest-xdist worker (tenantatlas_test_gw1) when tests run in parallel,
+    so that workers sharing one server (TEST_DATABASE_URL) never create, use or drop each other's databases."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return f"{name}_{worker}" if worker else name
+
+
 class PostgresCluster:
     """Where test databases are created: an admin conninfo plus a URL builder."""
 
@@ -37,14 +44,29 @@ class PostgresCluster:
         self.url_for_database = url_for_database
 
     def create_database(self, name: str) -> str:
+        name = worker_database_name(name)
         with psycopg.connect(self.admin_conninfo, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url_for_database(name)
 
     def drop_database(self, name: str) -> None:
+        name = worker_database_name(name)
         with psycopg.connect(self.admin_conninfo, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _create_app_role(admin_conninfo: str) -> None:
+    """The web app's role, made up front on a shared server: parallel workers' migrations would
+    otherwise race to create it (migration 0006 creates it when missing, with these attributes)."""
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone():
+            return
+        try:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE").format(
+                sql.Identifier(APP_ROLE)))
+        except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+            pass  # another worker made it first
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +75,7 @@ def pg_cluster():
     if given:
         url = make_url(given.replace("postgresql://", "postgresql+psycopg://", 1))
         admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+        _create_app_role(admin)
         yield PostgresCluster(
             admin,
             lambda name: url.set(drivername="postgresql+psycopg", database=name).render_as_string(

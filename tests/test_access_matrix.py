@@ -38,13 +38,20 @@ def sample_arguments(world) -> dict:
         "finding_id": ids["finding_id"],
         "run_id": ids["run_id"],
         "action": "acknowledge",
+        "rest": f"policies/{ids['policy_id']}",
     }
 
 
 def sample_query(endpoint: str, world) -> str:
     if endpoint == "tenant.policy_diff":
         return f"?a={world.ids_a['version_a']}&b={world.ids_a['version_b']}"
+    if endpoint == "portfolio.tenant_permalink":
+        return "?page=2"
     return ""
+
+
+# Routes that, when allowed, answer with a redirect to a tenant page (which must then be served).
+REDIRECTING_ENDPOINTS = {"portfolio.tenant_permalink", "tenant.trailing_slash"}
 
 
 def build_url(rule, world, **extra) -> str:
@@ -109,6 +116,13 @@ def test_every_guarded_get_route(app, world, actor):
             assert_denied(response, actor, url)
             body = response.get_data(as_text=True)
             assert "ALPHA" not in body and world.tenant_a.name not in body, url
+        elif rule.endpoint in REDIRECTING_ENDPOINTS:
+            # A permalink into a workspace the actor belongs to (it becomes current), or a pasted
+            # URL with a trailing slash: a redirect, then the tenant page.
+            assert response.status_code in (301, 302), f"{actor} got {response.status_code} on {url}"
+            location = response.headers["Location"]
+            assert location.startswith(f"/admin/t/{world.tenant_a.external_id}"), location
+            assert client.get(location).status_code == 200, f"{actor}: {url} -> {location}"
         else:
             assert response.status_code == 200, f"{actor} got {response.status_code} on {url}"
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
-from app.models import AuditLog, TenantPin, WorkspaceMembership
+from app.models import AuditLog, BackupSchedule, TenantPin, WorkspaceMembership
 from tests.conftest import TEST_PASSWORD, csrf_token, enter, sign_in
 
 BELOW = {"operator": "readonly", "manager": "operator", "owner": "manager"}
@@ -41,6 +41,9 @@ def prepare(endpoint, world, db_session):
         if endpoint == "tenant.sync_resume":
             world.tenant_a.sync_paused_at = datetime.now(timezone.utc)
         db_session.commit()
+    if endpoint == "tenant.schedule_enable":
+        db_session.get(BackupSchedule, world.ids_a["schedule_id"]).is_enabled = False
+        db_session.commit()
     if endpoint == "tenant.unpin":
         db_session.add(TenantPin(user_id=world.ada.id, tenant_id=world.tenant_a.id, workspace_id=a.id))
         db_session.commit()
@@ -58,8 +61,10 @@ def prepare(endpoint, world, db_session):
         "tenant.schedule_new": (f"/admin/t/{ext}/schedules/new", schedule, "operator", "schedule.create"),
         "tenant.schedule_edit": (f"/admin/t/{ext}/schedules/{ids['schedule_id']}/edit", schedule, "operator",
                                  "schedule.update"),
-        "tenant.schedule_toggle": (f"/admin/t/{ext}/schedules/{ids['schedule_id']}/toggle", {}, "operator",
-                                   "schedule.disable"),
+        "tenant.schedule_disable": (f"/admin/t/{ext}/schedules/{ids['schedule_id']}/disable", {}, "operator",
+                                    "schedule.disable"),
+        "tenant.schedule_enable": (f"/admin/t/{ext}/schedules/{ids['schedule_id']}/enable", {}, "operator",
+                                   "schedule.enable"),
         "tenant.finding_transition": (f"/admin/t/{ext}/findings/{ids['finding_id']}/acknowledge", {}, "operator",
                                       "finding.acknowledge"),
         "tenant.sync_now": (f"/admin/t/{ext}/sync", {}, "operator", "tenant.sync_requested"),
@@ -115,7 +120,7 @@ def test_the_table_covers_every_post_route(app, world, db_session):
 
 @pytest.mark.parametrize("endpoint", [
     "portfolio.register_tenant", "portfolio.archive_tenant", "tenant.pin", "tenant.schedule_new",
-    "tenant.schedule_toggle", "tenant.finding_transition", "workspaces.settings", "workspaces.add_member",
+    "tenant.schedule_disable", "tenant.finding_transition", "workspaces.settings", "workspaces.add_member",
     "workspaces.change_role", "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout",
     "auth.change_password", "tenant.sync_now", "tenant.connect",
 ])
@@ -130,9 +135,9 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_s
 
 @pytest.mark.parametrize("endpoint", [
     "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.schedule_new",
-    "tenant.schedule_edit", "tenant.schedule_toggle", "tenant.finding_transition", "workspaces.settings",
-    "workspaces.add_member", "workspaces.change_role", "workspaces.remove_member", "tenant.sync_now",
-    "tenant.sync_resume", "tenant.connect",
+    "tenant.schedule_edit", "tenant.schedule_disable", "tenant.schedule_enable", "tenant.finding_transition",
+    "workspaces.settings", "workspaces.add_member", "workspaces.change_role", "workspaces.remove_member",
+    "tenant.sync_now", "tenant.sync_resume", "tenant.connect",
 ])
 def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)
@@ -141,13 +146,13 @@ def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_s
     response = client.post(url, data={**data, "csrf_token": csrf_token(client)})
     assert response.status_code == 403
     body = response.get_data(as_text=True)
-    assert f"Only a {minimum} or higher can" in body
+    assert f"Only {'an' if minimum in ('operator', 'owner') else 'a'} {minimum} or higher can" in body
     assert db_session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == action)) == 0
 
 
 @pytest.mark.parametrize("endpoint", [
     "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.pin",
-    "tenant.unpin", "tenant.schedule_new", "tenant.schedule_edit", "tenant.schedule_toggle",
+    "tenant.unpin", "tenant.schedule_new", "tenant.schedule_edit", "tenant.schedule_disable", "tenant.schedule_enable",
     "tenant.finding_transition", "workspaces.settings", "workspaces.add_member", "workspaces.change_role",
     "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout", "tenant.sync_now",
     "tenant.sync_resume", "tenant.connect",

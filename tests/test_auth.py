@@ -248,3 +248,17 @@ def test_a_forged_session_identity_is_anonymous(client, make_user):
             session["_user_id"] = identity
             session["_fresh"] = True
         assert client.get("/admin/workspaces").status_code == 302, identity
+
+
+def test_a_wrong_current_password_is_audited_and_changes_nothing(signed_in_client, db_session):
+    user = signed_in_client.user
+    before = user.password_hash
+    token = csrf_token_from(signed_in_client.get("/admin/account/password"))
+    response = signed_in_client.post("/admin/account/password", data={
+        "csrf_token": token, "current_password": "wrong one", "new_password": "a brand new secret",
+        "confirm_password": "a brand new secret"})
+    assert response.status_code == 400
+    entry = db_session.scalar(select(AuditLog).where(AuditLog.action == "auth.password_change_failed"))
+    assert entry is not None and entry.actor_user_id == user.id
+    db_session.refresh(user)
+    assert user.password_hash == before

@@ -119,14 +119,20 @@ def test_staff_journey_through_portfolio_switcher_policy_diff_findings_and_works
         expect(page.locator("tr.diff-changed")).to_have_count(2)
         shot(page, "05-policy-diff")
 
-        # Acknowledge a finding.
+        # Acknowledge a finding with a note.
         page.click(".sidebar >> text=Findings")
         row = page.locator("tr.finding-row", has_text="Northwind drift")
-        row.locator("button", has_text="Acknowledge").click()
-        expect(page.locator(".alert-success")).to_contain_text("Northwind drift” acknowledged.")
-        page.select_option("select[name=status]", "acknowledged")
-        page.click("button:has-text('Apply')")
-        expect(page.locator("tr.finding-row", has_text="Northwind drift")).to_contain_text("acknowledged")
+        row.locator("button.acknowledge-toggle").click()
+        row.locator("textarea[name=note]").fill("Accepted until the Q3 rollout (PSA-4711)")
+        shot(page, "06a-finding-acknowledge-note")
+        row.locator("button", has_text="Acknowledge finding").click()
+        expect(page.locator(".alert-success")).to_contain_text("Northwind drift” acknowledged with your note.")
+        # Filters apply as soon as they change: no Apply click.
+        with page.expect_navigation(url=re.compile(r".*status=acknowledged.*")):
+            page.select_option("select[name=status]", "acknowledged")
+        acknowledged = page.locator("tr.finding-row", has_text="Northwind drift")
+        expect(acknowledged).to_contain_text("acknowledged")
+        expect(acknowledged).to_contain_text("“Accepted until the Q3 rollout (PSA-4711)” · acknowledged by Ada Lovelace")
         shot(page, "06-finding-acknowledged")
 
         # The switcher on a tenant section keeps the section, and lists only Contoso tenants.
@@ -150,3 +156,163 @@ def test_staff_journey_through_portfolio_switcher_policy_diff_findings_and_works
         expect(page.locator("#tenant-switcher-results")).to_contain_text("No active tenant matches.")
         shot(page, "07-switched-workspace")
         page.close()
+
+
+def test_switcher_enter_opens_the_first_match_of_what_was_typed_and_arrows_move_a_visible_highlight(live_app, browser):
+    with LiveServer(live_app) as server:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        sign_in(page, server)
+        page.wait_for_url(re.compile(r".*/admin/(workspaces|w/[a-z-]+/managed-tenants)$"))  # the last workspace's
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants")
+        page.click("tr.tenant-row a:has-text('Contoso Customer 03')")  # now a recent tenant, listed first
+        expect(page.locator("h1")).to_have_text("Contoso Customer 03")
+        page.wait_for_load_state("load")
+
+        # Type and press Enter at once, before the search has answered: the match opens, not the recent tenant.
+        page.keyboard.press("Control+k")
+        expect(page.locator("#tenant-switcher-search")).to_be_focused()
+        page.keyboard.type("northwind ph")
+        page.keyboard.press("Enter")
+        expect(page.locator("h1")).to_have_text("Northwind Pharma")
+        page.wait_for_load_state("load")
+
+        # Arrow keys move a visible highlight over the results; Enter opens the highlighted one.
+        page.keyboard.press("Control+k")
+        page.fill("#tenant-switcher-search", "customer 1")
+        expect(page.locator(".switcher-result")).to_have_count(10)
+        expect(page.locator(".switcher-result.active")).to_have_text("Contoso Customer 10contoso10.onmicrosoft.com")
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowDown")
+        highlighted = page.locator(".switcher-result.active")
+        expect(highlighted).to_have_count(1)
+        expect(highlighted).to_contain_text("Contoso Customer 12")
+        background = highlighted.evaluate("element => getComputedStyle(element).backgroundColor")
+        plain = page.locator(".switcher-result:not(.active)").first.evaluate(
+            "element => getComputedStyle(element).backgroundColor")
+        assert background != plain  # the highlight is visible, not only a class
+        page.keyboard.press("ArrowUp")
+        expect(page.locator(".switcher-result.active")).to_contain_text("Contoso Customer 11")
+        shot(page, "08-switcher-highlight")
+        page.keyboard.press("Enter")
+        expect(page.locator("h1")).to_have_text("Contoso Customer 11")
+        page.wait_for_load_state("load")
+
+        # With nothing typed, the arrows walk the pinned and recent lists.
+        page.keyboard.press("Control+k")
+        expect(page.locator("#tenant-switcher-marks .switcher-entry.active")).to_have_count(1)
+        page.keyboard.press("ArrowDown")
+        expect(page.locator("#tenant-switcher-marks .switcher-entry.active")).to_have_count(1)
+        page.close()
+
+
+TOP_BAR_ITEMS = ".topbar > *:visible"
+
+
+@pytest.mark.parametrize("width", [390, 768, 1024, 1400])
+def test_the_top_bar_stays_one_line_at_every_width(live_app, browser, width):
+    with LiveServer(live_app) as server:
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        sign_in(page, server)
+        page.wait_for_load_state("load")
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants?q=northwind")
+        page.click("tr.tenant-row a.tenant-name")
+        expect(page.locator("h1")).to_have_text("Northwind Pharma")
+        boxes = [item.bounding_box() for item in page.locator(TOP_BAR_ITEMS).all()]
+        bar = page.locator(".topbar").bounding_box()
+        assert bar["height"] < 64, f"the top bar is {bar['height']}px high at {width}px: it wrapped"
+        for box in boxes:  # side by side, none overlapping the next, all inside the bar
+            assert box["y"] >= bar["y"] and box["y"] + box["height"] <= bar["y"] + bar["height"] + 1
+        for left, right in zip(boxes, boxes[1:]):
+            assert left["x"] + left["width"] <= right["x"] + 1, (left, right)
+        assert all(box["x"] + box["width"] <= width + 1 for box in boxes)
+        shot(page, f"09-top-bar-{width}")
+        page.close()
+
+
+def test_portfolio_shows_a_legend_for_its_severity_badges(live_app, browser):
+    """The badges themselves (letter and count) are checked in test_portfolio; here, that the legend reads."""
+    with LiveServer(live_app) as server:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        sign_in(page, server)
+        page.wait_for_load_state("load")
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants")
+        legend = page.locator(".severity-legend")
+        expect(legend).to_be_visible()
+        assert legend.inner_text().replace("\u00a0", " ").split() == [
+            "Open", "findings:", "C", "Critical", "·", "H", "High", "·", "M", "Medium", "·", "L", "Low"]
+        shot(page, "10-portfolio-legend")
+        page.close()
+
+
+def test_on_a_phone_the_sidebar_is_a_menu_wide_tables_say_they_scroll_and_no_ctrl_k_hint(live_app, browser):
+    with LiveServer(live_app) as server:
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+        page = phone.new_page()
+        sign_in(page, server)
+        page.wait_for_load_state("load")
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants")
+        page.wait_for_load_state("load")
+
+        # The sidebar is out of the way until the menu button opens it.
+        expect(page.locator("#sidebar")).not_to_be_visible()
+        expect(page.locator("h1")).to_be_in_viewport()
+        page.click(".sidebar-toggle")
+        expect(page.locator("#sidebar")).to_be_visible()
+        expect(page.locator("#sidebar")).not_to_have_class(re.compile(r"\bshowing\b"))  # done sliding in
+        expect(page.locator("#sidebar a.nav-link", has_text="Workspace audit")).to_be_in_viewport()
+        shot(page, "11-phone-menu-open")
+        page.click("#sidebar a.nav-link:has-text('Workspace audit')")
+        page.wait_for_url(re.compile(r".*/admin/w/contoso-msp/audit$"))
+        expect(page.locator("#sidebar")).not_to_be_visible()
+
+        # The portfolio table is wider than the phone: a hint says so, and the side with more columns fades.
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants")
+        expect(page.locator(".table-scroll-hint")).to_be_visible()
+        expect(page.locator(".table-scroll-hint")).to_contain_text("swipe the table sideways")
+        expect(page.locator(".table-scroll-frame")).to_have_class(re.compile(r"\bis-scrollable\b"))
+        page.locator(".table-card").evaluate("card => card.scrollLeft = card.scrollWidth")
+        expect(page.locator(".table-scroll-frame")).to_have_class(re.compile(r"\bat-end\b"))
+
+        # No keyboard shortcut hint on a touch screen.
+        expect(page.locator(".tenant-switcher-button")).to_be_visible()
+        expect(page.locator(".tenant-switcher-button kbd")).not_to_be_visible()
+        shot(page, "12-phone-portfolio")
+        phone.close()
+
+        # At desktop width: the sidebar is in place, no menu button, no scroll hint, the Ctrl K hint shows.
+        desk = browser.new_page(viewport={"width": 1400, "height": 900})
+        sign_in(desk, server)
+        desk.wait_for_load_state("load")
+        desk.goto(server.url + "/admin/w/contoso-msp/managed-tenants")
+        expect(desk.locator("#sidebar")).to_be_visible()
+        expect(desk.locator(".sidebar-toggle")).not_to_be_visible()
+        expect(desk.locator(".table-scroll-hint")).not_to_be_visible()
+        expect(desk.locator(".tenant-switcher-button kbd")).to_be_visible()
+        desk.close()
+
+
+def test_copy_link_copies_the_workspace_qualified_permalink_which_opens_the_page_from_another_workspace(
+        live_app, browser):
+    with LiveServer(live_app) as server:
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+        page = context.new_page()
+        sign_in(page, server)
+        page.wait_for_load_state("load")
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants?q=northwind")
+        page.click("tr.tenant-row a.tenant-name")
+        page.click(".sidebar >> text=Policies")
+        page.wait_for_load_state("load")
+        policies_url = page.url
+        page.click(".copy-link")
+        expect(page.locator(".copy-link")).to_contain_text("Link copied")
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert re.fullmatch(re.escape(server.url) + r"/admin/w/contoso-msp/t/[0-9a-f-]{36}/policies", copied), copied
+
+        # Another workspace is current: the bare URL is a 404, the copied permalink opens the page.
+        page.goto(server.url + "/admin/w/fabrikam-it/managed-tenants")
+        assert page.goto(policies_url).status == 404
+        page.goto(copied)
+        assert page.url == policies_url
+        expect(page.locator("h1")).to_have_text("Policies")
+        context.close()

@@ -61,3 +61,22 @@ def test_the_web_app_connects_as_its_own_role_and_commands_as_the_owner(instance
     assert "app role" in web.stderr
     command = flask(instance, "create-workspace", "owner-check", "--name", "Owner check")
     assert command.returncode == 0 and "owner role" in command.stderr
+
+
+def test_make_stop_db_stops_the_embedded_server_and_the_next_command_starts_it_again(instance):
+    assert flask(instance, "db", "upgrade").returncode == 0
+    env = {**os.environ, "TENANTATLAS_INSTANCE_PATH": str(instance)}
+    stop = subprocess.run([sys.executable, "-m", "app.stop_database"], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert stop.returncode == 0, stop.stderr
+    assert "Stopped the embedded PostgreSQL" in stop.stdout
+    assert not (instance / "pgdata" / "postmaster.pid").exists()
+    again = subprocess.run([sys.executable, "-m", "app.stop_database"], cwd=PROJECT_ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "No embedded PostgreSQL is running" in again.stdout
+    assert flask(instance, "create-workspace", "after-stop", "--name", "After stop").returncode == 0
+
+
+def test_the_makefile_has_a_stop_db_target_that_runs_it():
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    assert "\nstop-db:" in makefile and "-m app.stop_database" in makefile

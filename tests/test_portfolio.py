@@ -4,10 +4,12 @@ from __future__ import annotations
 import re
 import uuid
 
+import pytest
+
 from sqlalchemy import select, text
 
 from app.models import Tenant
-from tests.conftest import post_form, sign_in
+from tests.conftest import enter, post_form, sign_in
 
 
 def names_on(page: str) -> list[str]:
@@ -26,7 +28,8 @@ def test_landing_shows_health_columns(client, world):
     assert "Alpha Customer One" in page and "Bravo" not in page
     row = page[page.index("Alpha Customer One"):page.index("Alpha Customer Two")]
     assert "completed" in row  # last backup status
-    assert 'severity-high" title="high">1<' in row  # one open high finding
+    # One open high finding: a letter and a count, spelled out for screen readers, not colour alone.
+    assert '<span aria-hidden="true">H&nbsp;1</span><span class="visually-hidden">1 high</span>' in row
     assert '<span class="text-danger fw-semibold">1</span>' in row  # one missing permission
 
 
@@ -78,8 +81,28 @@ def test_landing_filters_by_status_and_paginates(client, world, make_tenant):
 def test_landing_tolerates_bad_query_values(client, world):
     sign_in(client, world.ada.email)
     for query in ("?page=abc", "?page=-5", "?page=99999999999999999999", "?per_page=7", "?sort=password_hash",
-                  "?dir=sideways", "?status=deleted", "?q=" + "x" * 5000):
+                  "?dir=sideways", "?status=deleted", "?q=" + "x" * 200, "?q=" + " " * 5000):
         assert client.get(f"/admin/w/{world.a.slug}/managed-tenants{query}").status_code == 200, query
+
+
+@pytest.mark.parametrize("path", ["/admin/w/alpha-msp/managed-tenants", "/admin/w/alpha-msp/audit",
+                                  "/admin/t/{ext}/policies", "/admin/t/{ext}/findings"])
+def test_an_overlong_search_is_a_400_in_the_console_that_says_how_long_it_may_be(client, world, path):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    response = client.get(path.format(ext=world.tenant_a.external_id) + "?q=" + "x" * 5000)
+    assert response.status_code == 400
+    body = response.get_data(as_text=True)
+    assert "A search can be at most 200 characters; this one has 5,000." in body
+    assert 'class="sidebar' in body  # the app's layout, not a bare error page
+
+
+def test_an_overlong_switcher_search_is_a_json_400(client, world):
+    sign_in(client, world.ada.email)
+    response = client.get(f"/admin/w/{world.a.slug}/tenant-switcher/search?q={'x' * 5000}",
+                          headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert "at most 200 characters" in response.get_json()["message"]
 
 
 def test_register_tenant_needs_a_guid_and_answers_nothing_about_other_workspaces(client, world, db_session):
@@ -127,3 +150,32 @@ def test_workspace_audit_log_shows_this_workspace_only(client, world):
     sign_in(ada, world.ada.email)
     page = ada.get(f"/admin/w/{world.a.slug}/audit").get_data(as_text=True)
     assert "tenant.pin" not in page and "Bravo" not in page
+
+
+def test_landing_has_a_legend_for_the_severity_letters(client, world):
+    sign_in(client, world.ada.email)
+    page = landing(client, world)
+    legend = page[page.index('class="severity-legend'):]
+    legend = legend[:legend.index("</div>")]
+    for letter, word in (("C", "Critical"), ("H", "High"), ("M", "Medium"), ("L", "Low")):
+        assert f">{letter}</span>&nbsp;{word}" in legend
+
+
+def test_a_new_workspace_is_told_what_to_do_first(client, world, make_workspace, make_user, add_member):
+    fresh = make_workspace("fresh-msp", name="Fresh MSP")
+    add_member(fresh, world.ada, "owner")
+    viewer = make_user("fresh-viewer@example.test", name="Viewer")
+    add_member(fresh, viewer, "readonly")
+    sign_in(client, world.ada.email)
+    body = client.get("/admin/w/fresh-msp/managed-tenants").get_data(as_text=True)
+    assert "Fresh MSP has no tenants yet" in body and "Register your first customer tenant" in body
+    assert "Register your first tenant" in body and "/admin/workspaces/fresh-msp/members" in body
+    assert "No tenants in this view yet" not in body  # no empty table under the first steps
+    # A filter that matches nothing in a workspace with tenants is not a new workspace.
+    filtered = landing(client, world, "?q=nothing-like-this")
+    assert "has no tenants yet" not in filtered and "No tenant matches." in filtered
+    other = client.application.test_client()
+    sign_in(other, viewer.email)
+    body = other.get("/admin/w/fresh-msp/managed-tenants").get_data(as_text=True)
+    assert "a manager or owner of Fresh MSP registers its customer tenants" in body
+    assert "Register your first tenant" not in body

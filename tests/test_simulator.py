@@ -380,6 +380,8 @@ def test_oidc_code_is_bound_and_checked(fresh, client):
         assert query["state"] == ["st"]
         return query["error"][0], query["error_description"][0].split(":")[0]
 
+    posted = client.get(_sign_in_url(sim, response_mode="form_post"))
+    assert posted.status_code == 200 and f'action="{CALLBACK}"' in posted.text and 'name="code"' in posted.text
     assert error_of(scope="profile") == ("invalid_scope", "AADSTS70011")
     assert error_of(code_challenge=None) == ("invalid_request", "AADSTS50147")
     assert error_of(code_challenge_method="plain") == ("invalid_request", "AADSTS501491")

@@ -92,7 +92,7 @@ def test_finding_triage_cycle(ada, world, db_session):
     assert post_form(ada, f"{base}/delete").status_code in (404, 405)
 
 
-def test_schedule_create_edit_and_toggle(ada, world, db_session):
+def test_schedule_create_edit_and_enable(ada, world, db_session):
     base = tenant_url(world.tenant_a, "/schedules")
     response = post_form(ada, f"{base}/new", {"name": "Hourly", "frequency": "hourly", "retention_days": "7",
                                               "is_enabled": "y"})
@@ -103,9 +103,33 @@ def test_schedule_create_edit_and_toggle(ada, world, db_session):
                                                              "retention_days": "90"})
     db_session.refresh(schedule)
     assert (schedule.frequency, schedule.retention_days, schedule.is_enabled) == ("daily", 90, False)
-    post_form(ada, f"{base}/{schedule.id}/toggle")
+    post_form(ada, f"{base}/{schedule.id}/enable")
     db_session.refresh(schedule)
     assert schedule.is_enabled
+
+
+def test_disable_from_a_stale_tab_keeps_the_schedule_disabled_and_says_nothing_changed(ada, world, db_session):
+    from app.models import AuditLog
+
+    schedule = db_session.get(BackupSchedule, world.ids_a["schedule_id"])
+    url = tenant_url(world.tenant_a, f"/schedules/{schedule.id}/disable")
+    first = post_form(ada, url, follow_redirects=True)
+    assert "disabled." in first.get_data(as_text=True)
+    second = post_form(ada, url, follow_redirects=True)  # the same button, in a tab opened before the first
+    assert "is already disabled; nothing changed" in second.get_data(as_text=True)
+    db_session.refresh(schedule)
+    assert schedule.is_enabled is False
+    audited = db_session.scalars(select(AuditLog.action).where(AuditLog.target_id == str(schedule.id))).all()
+    assert audited == ["schedule.disable"]
+    again = post_form(ada, tenant_url(world.tenant_a, f"/schedules/{schedule.id}/enable"), follow_redirects=True)
+    assert "enabled." in again.get_data(as_text=True)
+    assert post_form(ada, tenant_url(world.tenant_a, f"/schedules/{schedule.id}/toggle")).status_code in (404, 405)
+
+
+def test_the_schedule_list_offers_the_action_for_the_current_state(ada, world, db_session):
+    body = page(ada, tenant_url(world.tenant_a, "/schedules"))
+    assert f"/schedules/{world.ids_a['schedule_id']}/disable" in body and "/enable" not in body
+    assert "/toggle" not in body
 
 
 @pytest.mark.parametrize("form, message", [
@@ -213,3 +237,58 @@ def test_next_run_is_the_next_slot_of_the_frequency(moment, frequency, expected)
 
     start = datetime.fromisoformat(moment).replace(tzinfo=timezone.utc)
     assert next_run_after(start, frequency) == datetime.fromisoformat(expected).replace(tzinfo=timezone.utc)
+
+
+def test_a_restore_run_says_whether_it_was_a_dry_run_or_live(ada, world, db_session):
+    from app.models import RestoreRun
+
+    url = tenant_url(world.tenant_a, f"/restore-runs/{world.ids_a['restore_run_id']}")
+    assert "<strong>Dry run</strong>: the results show what a restore would do" in page(ada, url)
+    run = db_session.get(RestoreRun, world.ids_a["restore_run_id"])
+    run.is_dry_run = False
+    db_session.commit()
+    body = page(ada, url)
+    assert "<strong>Live restore</strong>: these items were written to the tenant" in body and "Dry run" not in body
+
+
+def test_acknowledging_a_finding_keeps_the_note_shows_it_and_audits_it(ada, world, db_session):
+    from app.models import AuditLog
+
+    url = tenant_url(world.tenant_a, f"/findings/{world.ids_a['finding_id']}/acknowledge")
+    response = post_form(ada, url, {"note": "  Accepted risk:\n ticket PSA-4711 "}, follow_redirects=True)
+    assert "acknowledged with your note" in response.get_data(as_text=True)
+    finding = db_session.get(Finding, world.ids_a["finding_id"])
+    db_session.refresh(finding)
+    assert finding.status == "acknowledged"
+    assert finding.detail["acknowledgement"]["note"] == "Accepted risk: ticket PSA-4711"
+    assert finding.detail["acknowledgement"]["by"] == "Ada"
+    entry = db_session.scalar(select(AuditLog).where(AuditLog.action == "finding.acknowledge"))
+    assert entry.details["after"] == {"status": "acknowledged", "note": "Accepted risk: ticket PSA-4711"}
+    body = page(ada, tenant_url(world.tenant_a, "/findings?status=all"))
+    assert "“Accepted risk: ticket PSA-4711” · acknowledged by Ada" in body
+    post_form(ada, tenant_url(world.tenant_a, f"/findings/{world.ids_a['finding_id']}/reopen"))
+    db_session.refresh(finding)
+    assert finding.status == "open" and "acknowledgement" not in finding.detail
+
+
+def test_a_finding_note_over_the_limit_is_a_clear_400_and_changes_nothing(ada, world, db_session):
+    url = tenant_url(world.tenant_a, f"/findings/{world.ids_a['finding_id']}/acknowledge")
+    response = post_form(ada, url, {"note": "x" * 1001})
+    assert response.status_code == 400
+    assert "A note can be at most 1000 characters" in response.get_data(as_text=True)
+    assert db_session.get(Finding, world.ids_a["finding_id"]).status == "open"
+
+
+def test_inventory_filters_by_object_type(ada, world):
+    both = page(ada, tenant_url(world.tenant_a, "/inventory"))
+    assert "ALPHA laptop" in both and "ALPHA person" in both
+    assert '<option value="device"' in both and '<option value="user"' in both
+    devices = page(ada, tenant_url(world.tenant_a, "/inventory?type=device"))
+    assert "ALPHA laptop" in devices and "ALPHA person" not in devices
+    unknown = page(ada, tenant_url(world.tenant_a, "/inventory?type=nonsense%0A"))
+    assert "ALPHA laptop" in unknown and "ALPHA person" in unknown  # an unknown type falls back to all
+
+
+def test_a_new_schedule_defaults_to_daily(ada, world):
+    body = page(ada, tenant_url(world.tenant_a, "/schedules/new"))
+    assert '<option selected value="daily">' in body or '<option value="daily" selected>' in body

@@ -205,6 +205,32 @@ def test_legacy_deep_links_resolve_within_the_current_workspace(client, world):
         assert response.headers["Location"] == modern
 
 
+def test_legacy_deep_links_keep_their_sub_path_and_query_when_the_target_exists(client, world):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    ext, ids = str(world.tenant_a.external_id), world.ids_a
+    cases = {
+        f"/admin/managed-tenants/{ext}/policies/{ids['policy_id']}": f"/admin/t/{ext}/policies/{ids['policy_id']}",
+        f"/admin/managed-tenants/{ext}/policies?page=2&q=x": f"/admin/t/{ext}/policies?page=2&q=x",
+        f"/admin/managed-tenants/{world.tenant_a.id}/backup-sets/{ids['backup_set_id']}?page=3":
+            f"/admin/t/{ext}/backups/{ids['backup_set_id']}?page=3",
+        f"/admin/managed-tenants/{ext}/backup-schedules/{ids['schedule_id']}/edit":
+            f"/admin/t/{ext}/schedules/{ids['schedule_id']}/edit",
+        f"/admin/managed-tenants/{ext}/findings?status=all": f"/admin/t/{ext}/findings?status=all",
+        # No such record in this tenant, or no such page: the section's list instead.
+        f"/admin/managed-tenants/{ext}/policies/{world.ids_b['policy_id']}": f"/admin/t/{ext}/policies",
+        f"/admin/managed-tenants/{ext}/policies/99999999": f"/admin/t/{ext}/policies",
+        f"/admin/managed-tenants/{ext}/policies/258/history?page=2": f"/admin/t/{ext}/policies",
+        f"/admin/managed-tenants/{ext}/inventory/not-a-number%20": f"/admin/t/{ext}/inventory",
+        "/admin/managed-tenants?q=alpha&page=2": f"/admin/w/{world.a.slug}/managed-tenants?q=alpha&page=2",
+    }
+    for legacy, modern in cases.items():
+        response = client.get(legacy)
+        assert response.status_code == 302, legacy
+        assert response.headers["Location"] == modern, legacy
+        assert client.get(modern).status_code == 200, modern
+
+
 def test_legacy_deep_link_to_a_tenant_outside_the_current_workspace_is_404(client, world):
     sign_in(client, world.dual.email)
     for path in (f"/admin/managed-tenants/{world.tenant_a.id}", f"/admin/managed-tenants/{world.tenant_a.external_id}"):
@@ -310,3 +336,93 @@ def test_switcher_shows_users_own_marks_only(client, world, db_session):
 
 def test_user_model_has_no_stale_current_workspace_after_removal(db_session, world):
     assert db_session.scalar(select(User.last_workspace_id).where(User.id == world.olivia.id)) is None
+
+
+# --- workspace-qualified permalinks: /admin/w/<slug>/t/<tenant>/<section path> -----------------------
+
+
+def permalink(workspace, tenant, rest: str = "") -> str:
+    return f"/admin/w/{workspace.slug}/t/{tenant.external_id}{rest}"
+
+
+def test_a_permalink_makes_its_workspace_current_and_opens_the_page_with_its_query(client, world):
+    sign_in(client, world.dual.email)
+    enter(client, world.b)  # another of Dual's workspaces is current: the bare tenant URL is a 404
+    policy = world.ids_a["policy_id"]
+    assert client.get(tenant_url(world.tenant_a, f"/policies/{policy}")).status_code == 404
+    response = client.get(permalink(world.a, world.tenant_a, f"/policies/{policy}?q=x&page=2"))
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/admin/t/{world.tenant_a.external_id}/policies/{policy}?q=x&page=2"
+    assert client.get(response.headers["Location"]).status_code == 200
+    with client.session_transaction() as session:
+        assert session["current_workspace_id"] == world.a.id
+    bare = client.get(permalink(world.a, world.tenant_a))
+    assert bare.headers["Location"] == f"/admin/t/{world.tenant_a.external_id}"
+
+
+def test_a_permalink_is_the_same_404_for_anyone_else_and_for_any_mismatch(client, world):
+    def body(url):
+        response = client.get(url)
+        assert response.status_code == 404, url
+        return response.get_data(as_text=True)
+
+    sign_in(client, world.bob.email)
+    enter(client, world.b)
+    reference = body(f"/admin/t/{uuid.uuid4()}")
+    bodies = {
+        body(permalink(world.a, world.tenant_a)),  # not a member of A
+        body(permalink(world.b, world.tenant_a)),  # a member of B, but the tenant is A's
+        body(f"/admin/w/{world.b.slug}/t/{uuid.uuid4()}/policies"),  # unknown tenant
+        body(f"/admin/w/{world.b.slug}/t/{world.tenant_b.external_id}/no-such-section"),  # no such page
+        body(f"/admin/w/{world.b.slug}/t/{world.tenant_b.external_id}/pin"),  # a POST-only action
+        body(f"/admin/w/{world.b.slug}/t/garbage%0A/policies"),
+    }
+    assert bodies == {reference}
+    assert "Alpha" not in reference
+
+
+def test_tenant_pages_offer_a_copy_link_with_the_permalink(client, world):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    page = client.get(tenant_url(world.tenant_a, "/findings?status=all")).get_data(as_text=True)
+    assert f'href="/admin/w/{world.a.slug}/t/{world.tenant_a.external_id}/findings?status=all"' in page
+    assert "Copy link" in page
+
+
+# --- pasted tenant URLs: a trailing slash, a GUID in braces ---------------------------------------------
+
+
+@pytest.mark.parametrize("pasted, canonical", [
+    ("/admin/t/{ext}/", "/admin/t/{ext}"),
+    ("/admin/t/{ext}/policies/", "/admin/t/{ext}/policies"),
+    ("/admin/t/{ext}/findings/?status=all", "/admin/t/{ext}/findings?status=all"),
+    ("/admin/t/%7B{ext}%7D", "/admin/t/{ext}"),
+    ("/admin/t/{{{EXT}}}/policies?page=1", "/admin/t/{ext}/policies?page=1"),
+    ("/admin/t/{{{ext}}}/policies/", "/admin/t/{ext}/policies"),
+])
+def test_a_pasted_tenant_url_redirects_to_the_canonical_one_for_its_member(client, world, pasted, canonical):
+    ext = str(world.tenant_a.external_id)
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    response = client.get(pasted.format(ext=ext, EXT=ext.upper()))
+    assert response.status_code == 301
+    assert response.headers["Location"] == canonical.format(ext=ext)
+    assert client.get(response.headers["Location"]).status_code == 200
+
+
+@pytest.mark.parametrize("pasted", ["/admin/t/{ext}/", "/admin/t/{ext}/policies/", "/admin/t/%7B{ext}%7D",
+                                    "/admin/t/{{{ext}}}/policies/"])
+def test_a_pasted_tenant_url_is_the_same_404_for_anyone_else(client, world, pasted):
+    sign_in(client, world.bob.email)
+    enter(client, world.b)
+    reference = client.get(f"/admin/t/{uuid.uuid4()}").get_data(as_text=True)
+    response = client.get(pasted.format(ext=world.tenant_a.external_id))
+    assert response.status_code == 404
+    assert response.get_data(as_text=True) == reference
+
+
+def test_a_trailing_slash_on_no_tenant_page_is_a_404(client, world):
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    for path in ("/nonsense/", "/nonsense", "/pin/", "/policies/diff/", "/nonsense/deeper/"):
+        assert client.get(tenant_url(world.tenant_a, path)).status_code == 404, path

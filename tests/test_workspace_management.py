@@ -1,6 +1,8 @@
 """/admin/workspaces: list, create, rename, members (with the last-owner rule)."""
 from __future__ import annotations
 
+import pytest
+
 from sqlalchemy import select
 
 from app.models import Workspace, WorkspaceMembership
@@ -117,3 +119,33 @@ def test_readonly_member_sees_members_but_no_controls(client, world, make_user, 
     assert "Ada" in page and "Add a member" not in page and "Remove" not in page
     enter(client, world.a)
     assert csrf_token(client)
+
+
+@pytest.mark.parametrize("role", ["readonly", "operator", "manager"])
+def test_settings_show_a_non_owner_the_name_read_only_without_a_field(client, world, make_user, add_member, role):
+    member = make_user(f"{role}-settings@example.test", name=role.title())
+    add_member(world.a, member, role)
+    sign_in(client, member.email)
+    page = client.get(f"/admin/workspaces/{world.a.slug}/settings").get_data(as_text=True)
+    assert "Alpha MSP" in page and f"your role here is {role}" in page
+    assert 'name="name"' not in page and "<form method=\"post\" novalidate>" not in page and ">Save<" not in page
+
+
+def test_settings_offer_the_owner_the_name_field_and_save(client, world):
+    sign_in(client, world.ada.email)
+    page = client.get(f"/admin/workspaces/{world.a.slug}/settings").get_data(as_text=True)
+    assert 'name="name"' in page and ">Save<" in page
+
+
+def test_a_403_keeps_the_console_layout_and_a_404_stays_bare(client, world, make_user, add_member):
+    viewer = make_user("viewer-403@example.test", name="Viewer")
+    add_member(world.a, viewer, "readonly")
+    sign_in(client, viewer.email)
+    enter(client, world.a)
+    forbidden = client.get(f"/admin/t/{world.tenant_a.external_id}/schedules/new")
+    assert forbidden.status_code == 403
+    body = forbidden.get_data(as_text=True)
+    assert "Only an operator or higher can manage backup schedules" in body
+    assert 'class="sidebar' in body and "Alpha MSP" in body
+    missing = client.get(f"/admin/t/{world.tenant_b.external_id}").get_data(as_text=True)
+    assert 'class="sidebar' not in missing and "Alpha MSP" not in missing
