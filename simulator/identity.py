@@ -60,6 +60,7 @@ ID_TOKEN_LIFETIME = 3600
 PKCE_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 PKCE_VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 RESPONSE_MODES = ("query", "fragment", "form_post")
+MEMBER_USER_ROLE = "b79fbf4d-3ef9-4689-8143-76b194e85509"  # in every member's `wids`
 # Directory role template ids (the `wids` claim) -> display names, for the sign-in page.
 ROLE_TEMPLATE_NAMES = {
     "62e90394-69f5-4237-9190-012177145e10": "Global Administrator",
@@ -771,8 +772,9 @@ code {{ font-size: .8rem; word-break: break-all; }}
         }
         if entry.get("nonce") is not None:
             claims["nonce"] = entry["nonce"]
-        if user["roles"]:
-            claims["wids"] = list(user["roles"])
+        # Entra names every member's default role too (the "member user" template id), so an
+        # ordinary user's `wids` holds that alone (with groupMembershipClaims DirectoryRole).
+        claims["wids"] = list(user["roles"]) + [MEMBER_USER_ROLE]
         return self._sign(claims, x5t=False)
 
     def _user_access_token(self, tenant: TenantState, user: dict[str, Any], scope: str, appidacr: str) -> str:

@@ -94,6 +94,11 @@ def test_connect_sync_change_and_diff_in_the_browser(graph_live_app, simulator):
         page.wait_for_url(re.compile(r".*/v2\.0/adminconsent.*"))
         shot(page, "graph-02-admin-consent")
         page.click("button:has-text('Accept')")
+        # The administrator who consented signs in to prove it (the consent answer is not signed).
+        page.wait_for_url(re.compile(r".*/oauth2/v2\.0/authorize.*"))
+        expect(page.locator("body")).to_contain_text("Global Administrator")
+        shot(page, "graph-02b-administrator-sign-in")
+        page.click("button:has-text('Continue')")
         page.wait_for_url(re.compile(rf".*/admin/t/{external_id}/sync$"))
         expect(page.locator(".alert-success")).to_contain_text("is connected")
         expect(page.locator(".connection-badge").first).to_contain_text("Connected")

@@ -55,6 +55,20 @@ def callback_path(location: str) -> str:
     return f"{parts.path}?{parts.query}"
 
 
+def follow(graph_simulator, url: str, mode: str = "accept") -> str:
+    """The identity platform's answer to a browser at `url` (consent or sign-in): where it sends it back."""
+    return consent(graph_simulator, url, mode)
+
+
+def connect_fully(client, graph_simulator, tenant):
+    """Connect, consent, then the administrator's sign-in that proves it: the last callback's response."""
+    step_one = client.get(callback_path(consent(graph_simulator, start(client, tenant))))
+    assert step_one.status_code == 302, step_one.get_data(as_text=True)[:500]
+    authorize = step_one.headers["Location"]
+    assert "/oauth2/v2.0/authorize?" in authorize and f"/{tenant.external_id}/" in authorize
+    return client.get(callback_path(follow(graph_simulator, authorize)))
+
+
 def audit_actions(tenant) -> list[str]:
     return [a for a in db.session.scalars(select(AuditLog.action).where(AuditLog.tenant_id == tenant.id)
                                           .order_by(AuditLog.id))]
@@ -74,8 +88,7 @@ def test_connect_sends_the_browser_to_the_tenants_admin_consent_endpoint(client,
 
 def test_good_consent_connects_records_permissions_and_queues_the_first_sync(client, manager_setup, graph_simulator):
     _workspace, tenant, user = manager_setup
-    back = consent(graph_simulator, start(client, tenant))
-    response = client.get(callback_path(back))
+    response = connect_fully(client, graph_simulator, tenant)
     assert response.status_code == 302 and response.headers["Location"].endswith(f"/admin/t/{tenant.external_id}/sync")
     tenant = db.session.get(Tenant, tenant.id)
     assert tenant.connection_status == "connected"
@@ -85,7 +98,7 @@ def test_good_consent_connects_records_permissions_and_queues_the_first_sync(cli
     jobs = db.session.execute(select(db.text("args")).select_from(db.text("procrastinate_jobs"))
                               .where(db.text("task_name = 'sync_tenant'"))).scalars().all()
     assert {"sync_run_id": run.id, "workspace_id": tenant.workspace_id} in jobs
-    assert audit_actions(tenant)[-1] == "tenant.connect"
+    assert audit_actions(tenant)[-2:] == ["tenant.consent_answered", "tenant.connect"]
     page = client.get(f"/admin/t/{tenant.external_id}/sync").get_data(as_text=True)
     assert "Connected" in page
 
@@ -93,7 +106,7 @@ def test_good_consent_connects_records_permissions_and_queues_the_first_sync(cli
 def test_a_replayed_consent_answer_is_refused(client, manager_setup, graph_simulator):
     _workspace, tenant, _user = manager_setup
     back = callback_path(consent(graph_simulator, start(client, tenant)))
-    assert client.get(back).status_code == 302
+    assert client.get(back).status_code == 302  # on to the administrator's sign-in
     again = client.get(back)
     assert again.status_code == 400 and "used already" in again.get_data(as_text=True)
     assert audit_actions(tenant)[-1] == "tenant.connect_refused"
@@ -203,10 +216,50 @@ def test_consent_for_a_tenant_proved_in_another_workspace_is_refused_without_nam
     rival = make_tenant(elsewhere, name="Rival Copy", external_id=tenant.external_id)
     rival.consented_at, rival.connection_status = datetime.now(timezone.utc), "connected"
     db.session.commit()
-    back = consent(graph_simulator, start(client, tenant))
-    response = client.get(callback_path(back))
+    response = connect_fully(client, graph_simulator, tenant)
     text = response.get_data(as_text=True)
     assert response.status_code == 409 and "already connected to TenantAtlas in another workspace" in text
     assert "Rival" not in text and elsewhere.slug not in text
     assert db.session.get(Tenant, tenant.id).consented_at is None
     assert audit_actions(tenant)[-1] == "tenant.connect_refused"
+
+
+def test_a_typed_consent_answer_without_an_administrators_sign_in_connects_nothing(client, manager_setup,
+                                                                                   graph_simulator):
+    """The admin consent answer is not signed by Entra: anyone can type `admin_consent=True&tenant=<id>`
+    for a tenant that consented to the app once. Without the sign-in of one of that tenant's
+    administrators, nothing is connected and nothing is read."""
+    _workspace, tenant, _user = manager_setup
+    query = parse_qs(urlsplit(start(client, tenant)).query)  # the attacker never visits the consent page
+    typed = f"/admin/consent/callback?admin_consent=True&tenant={tenant.external_id}&state={query['state'][0]}"
+    step_one = client.get(typed)
+    assert step_one.status_code == 302 and "/oauth2/v2.0/authorize?" in step_one.headers["Location"]
+    graph_simulator.set_signin_user(str(tenant.external_id), username="someone@customer.example", roles=())
+    try:
+        response = client.get(callback_path(follow(graph_simulator, step_one.headers["Location"])))
+    finally:
+        graph_simulator.set_signin_user(str(tenant.external_id))
+    text = response.get_data(as_text=True)
+    assert response.status_code == 400 and "is not a Global Administrator or Privileged Role Administrator" in text
+    tenant = db.session.get(Tenant, tenant.id)
+    assert tenant.connection_status == "not_connected" and tenant.consented_at is None
+    assert db.session.scalar(select(SyncRun).where(SyncRun.tenant_id == tenant.id)) is None
+    assert audit_actions(tenant)[-1] == "tenant.connect_refused"
+
+
+def test_the_sign_in_answer_is_used_once(client, manager_setup, graph_simulator):
+    _workspace, tenant, _user = manager_setup
+    step_one = client.get(callback_path(consent(graph_simulator, start(client, tenant))))
+    back = callback_path(follow(graph_simulator, step_one.headers["Location"]))
+    assert client.get(back).status_code == 302
+    again = client.get(back)
+    assert again.status_code == 400 and "does not belong to a connection in progress" in again.get_data(as_text=True)
+
+
+def test_a_cancelled_sign_in_is_a_clear_message(client, manager_setup, graph_simulator):
+    _workspace, tenant, _user = manager_setup
+    step_one = client.get(callback_path(consent(graph_simulator, start(client, tenant))))
+    back = follow(graph_simulator, step_one.headers["Location"], mode="deny")
+    response = client.get(callback_path(back))
+    assert response.status_code == 400 and "did not complete" in response.get_data(as_text=True)
+    assert db.session.get(Tenant, tenant.id).connection_status == "not_connected"

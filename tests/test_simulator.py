@@ -20,6 +20,8 @@ import httpx
 import jwt
 import msal
 import pytest
+
+from simulator.identity import MEMBER_USER_ROLE
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -313,7 +315,7 @@ def test_oidc_sign_in_with_msal(fresh, client):
     user = sim.signin_user(TENANT)
     assert claims["tid"] == TENANT and claims["aud"] == sim.client_id and claims["ver"] == "2.0"
     assert claims["iss"] == f"{sim.login_url}/{TENANT}/v2.0" == discovery["issuer"]
-    assert claims["wids"] == [GLOBAL_ADMINISTRATOR] and claims["oid"] == user["object_id"]
+    assert claims["wids"] == [GLOBAL_ADMINISTRATOR, MEMBER_USER_ROLE] and claims["oid"] == user["object_id"]
     assert claims["preferred_username"] == user["username"] and user["username"].startswith("admin@")
     assert claims["nonce"] == hashlib.sha256(flow["nonce"].encode()).hexdigest()  # msal sends the nonce's hash
     keys = client.get(discovery["jwks_uri"]).json()["keys"]
@@ -415,14 +417,15 @@ def test_oidc_deny_and_an_ordinary_user(fresh, client, capsys):
     sim.set_consent_mode("accept")
     app, flow, query = _sign_in(sim, client, tenant=other)
     claims = app.acquire_token_by_auth_code_flow(flow, query)["id_token_claims"]
-    assert claims["tid"] == other and "wids" not in claims and claims["preferred_username"] == user["username"]
+    assert claims["tid"] == other and claims["wids"] == [MEMBER_USER_ROLE]  # a member, no directory role
+    assert claims["preferred_username"] == user["username"]
 
     reader = "f2ef992c-3afb-46b9-b7cf-a126ee74c451"
     assert cli_main(["set-signin-user", "--api-url", sim.api_url, "--ca", sim.ca_bundle, "--tenant", other,
                      "--role", reader]) == 0
     assert json.loads(capsys.readouterr().out)["roles"] == [reader]
     app, flow, query = _sign_in(sim, client, tenant=other)
-    assert app.acquire_token_by_auth_code_flow(flow, query)["id_token_claims"]["wids"] == [reader]
+    assert app.acquire_token_by_auth_code_flow(flow, query)["id_token_claims"]["wids"] == [reader, MEMBER_USER_ROLE]
     with pytest.raises(ValueError):
         sim.set_signin_user(other, roles=("Global Administrator",))
 

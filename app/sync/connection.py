@@ -1,11 +1,19 @@
-"""Connecting a tenant: the admin-consent round trip and what it proves.
+"""Connecting a tenant: the admin-consent round trip and what proves it.
 
 A manager starts it; the browser goes to the tenant's admin consent endpoint
 (`{GRAPH_LOGIN_URL}/{tenant}/v2.0/adminconsent`) and comes back to one fixed callback.
 The callback accepts only a `state` this app signed for this user, workspace and
 tenant, unexpired (15 minutes) and used once (its nonce row is consumed atomically),
-and only when the returned `tenant` is that tenant. Then an app-only token shows
-which application permissions were granted.
+and only when the returned `tenant` is that tenant.
+
+That answer is not signed by Entra (its `tenant` is a query parameter anyone can type),
+and an app-only token only shows that the tenant consented at some time, to anyone. So
+the same person then signs in to that tenant (OpenID Connect, authorization code with
+PKCE and nonce, through msal; the ID token comes straight from the tenant's token
+endpoint, authenticated with the app's credentials): the connection is made only when
+its `tid` is the tenant and its `wids` hold a role that can grant admin consent to
+application permissions (Global Administrator, Privileged Role Administrator). Then
+the app-only token shows which permissions were granted.
 """
 from __future__ import annotations
 
@@ -14,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from flask import current_app
+from flask import current_app, session
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import text
 
@@ -27,6 +35,13 @@ from app.sync.runner import graph_settings, sync_interval, token_provider
 
 STATE_MAX_AGE_SECONDS = 15 * 60
 _SALT = "tenantatlas-admin-consent"
+PROOF_SESSION_KEY = "tenant_connection_proof"
+# Directory role template ids that may grant tenant-wide admin consent to Microsoft Graph
+# application permissions ("Grant tenant-wide admin consent to an application").
+CONSENTING_ROLE_IDS = {
+    "62e90394-69f5-4237-9190-012177145e10": "Global Administrator",
+    "e8611ab8-c189-46e8-94e1-60213ab1f814": "Privileged Role Administrator",
+}
 
 
 class ConsentRefused(Exception):
@@ -43,6 +58,7 @@ class ConsentState:
     user_id: int
     workspace_id: int
     tenant_external_id: str
+    proof: bool = False  # the sign-in step (after the admin consent answer)
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -74,8 +90,8 @@ def read_state(raw_state: str) -> ConsentState:
         raise ConsentRefused("This consent answer was not started by TenantAtlas. Start again from the tenant's page.",
                              "forged state") from None
     try:
-        return ConsentState(str(data["n"]), int(data["u"]), int(data["w"]), str(data["t"]))
-    except (KeyError, TypeError, ValueError):
+        return ConsentState(str(data["n"]), int(data["u"]), int(data["w"]), str(data["t"]), bool(data.get("p")))
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise ConsentRefused("This consent answer carries no valid state.", "malformed state") from None
 
 
@@ -114,3 +130,49 @@ def complete_connection(tenant: Tenant, user_id: int) -> list[str]:
     tenant.connection_error, tenant.consecutive_failures, tenant.sync_paused_at = None, 0, None
     tenant.next_sync_at = spread_next_sync(tenant, now, sync_interval())
     return missing
+
+
+def start_proof(tenant: Tenant, state: ConsentState, redirect_uri: str) -> str:
+    """The sign-in that proves who consented: the flow goes to the session, the browser to the authorize URL."""
+    proof_state = _serializer().dumps({"n": state.nonce, "u": state.user_id, "w": state.workspace_id,
+                                       "t": str(tenant.external_id), "p": 1})
+    flow = token_provider().client(str(tenant.external_id)).initiate_auth_code_flow(
+        scopes=[], redirect_uri=redirect_uri, state=proof_state)
+    session[PROOF_SESSION_KEY] = {"flow": flow, "tenant_id": tenant.id}
+    return flow["auth_uri"]
+
+
+def finish_proof(tenant: Tenant, answer: dict) -> dict:
+    """The ID token claims of the admin who signed in, or ConsentRefused. The flow is used once."""
+    pending = session.pop(PROOF_SESSION_KEY, None)
+    if not isinstance(pending, dict) or pending.get("tenant_id") != tenant.id or not isinstance(pending.get("flow"), dict):
+        raise ConsentRefused("This sign-in answer does not belong to a connection in progress in this browser. "
+                             "Start again from the tenant's page.", "proof without a flow")
+    if answer.get("error"):
+        raise ConsentRefused(f"The sign-in to {tenant.name} did not complete: {str(answer.get('error'))[:64]}. "
+                             f"{str(answer.get('error_description') or '')[:300]}".strip(), "proof sign-in error")
+    try:
+        result = token_provider().client(str(tenant.external_id)).acquire_token_by_auth_code_flow(
+            pending["flow"], answer)
+    except ValueError:  # msal: state mismatch, or the answer is not for this flow
+        raise ConsentRefused("This sign-in answer does not match the sign-in that was started.",
+                             "proof state mismatch") from None
+    if not isinstance(result, dict) or "id_token_claims" not in result:
+        error = (result or {}).get("error_description") or (result or {}).get("error") or "no ID token"
+        raise ConsentRefused(f"The sign-in to {tenant.name} could not be verified: {str(error)[:300]}",
+                             "proof token error")
+    claims = result["id_token_claims"]
+    if not same_tenant(str(claims.get("tid") or ""), tenant):
+        raise ConsentRefused(f"The person who signed in belongs to another tenant, not {tenant.name}.",
+                             "proof tenant mismatch")
+    roles = claims.get("wids")
+    if not isinstance(roles, list):
+        raise ConsentRefused("The sign-in did not say which directory roles the person holds. The Entra app must "
+                             "emit them: set groupMembershipClaims to \"DirectoryRole\" (README, Connecting customer "
+                             "tenants).", "proof without wids")
+    if not CONSENTING_ROLE_IDS.keys() & {str(role).lower() for role in roles}:
+        raise ConsentRefused(f"{str(claims.get('preferred_username') or 'The person who signed in')[:100]} is not a "
+                             f"Global Administrator or Privileged Role Administrator of {tenant.name}, so this sign-in "
+                             "does not prove the consent. Ask one of them to connect the tenant.",
+                             "proof by a non-admin")
+    return claims
