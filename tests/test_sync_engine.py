@@ -117,6 +117,25 @@ def test_a_policy_gone_from_a_complete_listing_is_marked_deleted_and_kept(connec
     assert row.deleted_at is not None
 
 
+def test_a_deleted_policy_says_so_on_its_pages(connected_tenant, graph_simulator, client, make_user, add_member):
+    from tests.conftest import enter, sign_in
+
+    tenant = connected_tenant()
+    sync_now(tenant)
+    raw = graph_simulator.objects(str(tenant.external_id), "compliancePolicies")[0]
+    graph_simulator.delete_object(str(tenant.external_id), "compliancePolicies", raw["id"])
+    sync_now(tenant)
+    user = make_user()
+    add_member(db.session.get(Tenant, tenant.id).workspace, user, "readonly")
+    sign_in(client, user.email)
+    enter(client, tenant.workspace)
+    listing = client.get(f"/admin/t/{tenant.external_id}/policies?q={raw['displayName'][:40]}").get_data(as_text=True)
+    assert "policy-deleted" in listing
+    policy = policy_rows(tenant)[raw["id"]]
+    detail = client.get(f"/admin/t/{tenant.external_id}/policies/{policy.id}").get_data(as_text=True)
+    assert "Missing from Microsoft Graph since" in detail
+
+
 def test_a_partial_run_marks_nothing_deleted(connected_tenant, graph_simulator):
     tenant = connected_tenant()
     tid = str(tenant.external_id)
