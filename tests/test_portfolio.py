@@ -22,7 +22,9 @@ def landing(client, world, query: str = "") -> str:
     return response.get_data(as_text=True)
 
 
-def test_landing_shows_health_columns(client, world):
+def test_landing_shows_health_columns(client, world, db_session):
+    world.tenant_a.connection_status = "connected"  # a token has shown what is granted
+    db_session.commit()
     sign_in(client, world.ada.email)
     page = landing(client, world)
     assert "Alpha Customer One" in page and "Bravo" not in page
@@ -31,6 +33,10 @@ def test_landing_shows_health_columns(client, world):
     # One open high finding: a letter and a count, spelled out for screen readers, not colour alone.
     assert '<span aria-hidden="true">H&nbsp;1</span><span class="visually-hidden">1 high</span>' in row
     assert '<span class="text-danger fw-semibold">1</span>' in row  # one missing permission
+    # Never connected: whatever rows it has, nothing says a permission was checked.
+    unconnected = page[page.index("Alpha Customer Two"):]
+    unconnected = unconnected[:unconnected.index("</tr>")]
+    assert "Never connected: no token has shown what is granted" in unconnected
 
 
 def test_landing_search_by_name_domain_and_id(client, world, db_session):
