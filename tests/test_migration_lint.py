@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+
+import pytest
 import sys
 from pathlib import Path
 
@@ -48,3 +50,19 @@ def test_squawk_would_catch_a_blocking_index_build(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "require-concurrent-index-creation" in result.stdout + result.stderr
+
+
+# The project's own column style (varchar with limits, integer counters) as in its earlier
+# revisions; the lock rules stay on. 0010 is procrastinate's schema, not ours to lint.
+STYLE_RULES = "prefer-text-field,prefer-bigint-over-int,prefer-identity"
+
+
+@pytest.mark.parametrize("revisions", ["0008_definer_search_path:0009_graph_connection_and_sync",
+                                       "0010_job_queue:0011_tenant_ids_per_workspace"])
+def test_the_graph_connection_migrations_pass_squawks_lock_rules(app, tmp_path, revisions):
+    sql = offline_sql(app, revisions)
+    path = tmp_path / "graph.sql"
+    path.write_text(sql)
+    result = subprocess.run([str(BIN / "squawk"), "--pg-version", "15", "--exclude",
+                             f"{IGNORED_RULES},{STYLE_RULES}", str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
