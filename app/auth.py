@@ -103,7 +103,9 @@ def _attempted_email() -> str:
 
 
 def _changing_account() -> str:
-    return f"user:{current_user.id}" if current_user.is_authenticated else "user:anonymous"
+    # The email, like sign-in's key: ids restart in every fresh database, so with a shared
+    # Redis store they could meet another database's counters.
+    return "account:" + (current_user.email if current_user.is_authenticated else "anonymous")
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 
 # No inline script or style anywhere: everything the pages run or style with is a file
@@ -32,8 +33,23 @@ def content_security_policy(login_url: str) -> str:
 CONTENT_SECURITY_POLICY = content_security_policy("https://login.microsoftonline.com")
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, except that a static file never sends the cookie back.
+
+    A permanent session is re-sent with every response to keep it alive. A stylesheet
+    requested before a page that switched workspace, and answered after it, would send
+    the old cookie back and switch the workspace back (seen as a 404 on the next tenant page).
+    """
+
+    def should_set_cookie(self, app, session) -> bool:
+        if request.endpoint == "static" and not session.modified:
+            return False
+        return super().should_set_cookie(app, session)
+
+
 def init_app(app: Flask) -> None:
     hsts = app.config["TENANTATLAS_ENV"] != "development"
+    app.session_interface = SessionInterface()
 
     @app.after_request
     def add_security_headers(response):

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,11 +27,16 @@ def postmaster_pid(instance: Path) -> int:
 
 
 @pytest.fixture
-def instance(tmp_path):
-    path = tmp_path / "instance"
+def instance():
+    """A fresh instance/ directory, outside pytest's tmp_path: under pytest-xdist another worker's first
+    tmp_path makes /tmp/pytest-of-<user> private again (chmod 700), and the server, which runs as its
+    own system user when the tests run as root, would lose its data directory mid-test."""
+    workdir = Path(tempfile.mkdtemp(prefix="tenantatlas-instance-"))
+    path = workdir / "instance"
     yield path
     if (path / "pgdata" / "PG_VERSION").exists():
         start_embedded_server(path / "pgdata", cleanup_mode="stop").cleanup()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_flask_commands_start_the_embedded_server_then_reuse_it(instance):

@@ -66,3 +66,12 @@ def test_pages_have_no_inline_script_or_style(app, world):
         body = client.get(url).get_data(as_text=True)
         assert "<script>" not in body and "<script >" not in body, url
         assert ' style="' not in body and " onclick=" not in body, url
+
+
+def test_a_static_file_never_sends_the_session_cookie_back(signed_in_client):
+    """Else a stylesheet answered after a page that switched workspace would switch it back."""
+    page = signed_in_client.get("/admin/workspaces")
+    assert "tenantatlas_session=" in page.headers.get("Set-Cookie", "")  # the session is kept alive by pages
+    asset = signed_in_client.get("/static/css/app.css")
+    assert asset.status_code == 200
+    assert "Set-Cookie" not in asset.headers
