@@ -365,23 +365,27 @@ class GraphClient:
 
     def list_all(self, family: Family) -> list[dict]:
         """Every object of the family: the list URL and its nextLinks, all pages."""
-        started = self._clock()
-        try:
-            url = self._root + family.list_url_path
-            items: list[dict] = []
-            seen: set[str] = set()
-            while True:
+        return [item for page in self.iter_pages(family) for item in page]
+
+    def iter_pages(self, family: Family):
+        """The family's objects a page at a time (the list URL, then each nextLink), so that a
+        caller can write one page before the next is read and hold no more than a page."""
+        url = self._root + family.list_url_path
+        seen: set[str] = set()
+        while True:
+            started = self._clock()
+            try:
                 page = self._get_page(url, family)
-                items.extend(page["value"])
-                next_link = page.get("@odata.nextLink")
-                if next_link is None:
-                    return items
-                url = self._checked_link(next_link)
-                if url in seen or len(seen) >= MAX_PAGES:
-                    raise GraphError(None, "pagingLoop", "Microsoft Graph kept returning pages without end")
-                seen.add(url)
-        finally:
-            self.stats.elapsed += self._clock() - started
+            finally:
+                self.stats.elapsed += self._clock() - started
+            yield page["value"]
+            next_link = page.get("@odata.nextLink")
+            if next_link is None:
+                return
+            url = self._checked_link(next_link)
+            if url in seen or len(seen) >= MAX_PAGES:
+                raise GraphError(None, "pagingLoop", "Microsoft Graph kept returning pages without end")
+            seen.add(url)
 
     def get_related(self, family: Family, object_ids) -> dict[tuple[str, str], RelatedResult]:
         """Each relation of ``family.per_object`` for each id, with $batch (20 a batch).

@@ -220,46 +220,92 @@ def record_outcome(run: SyncRun, tenant: Tenant, status: str, error: str | None,
 
 
 def sync_family(tenant: Tenant, item: Family, client, outcome: FamilyOutcome, now: datetime) -> None:
-    """Read one family and write its changes in one transaction (the caller commits)."""
+    """Read one family and write its changes in one transaction (the caller commits).
+
+    A page at a time: its relations ($batch), normalized, written and flushed before the next
+    page is read, so a sync holds one page of objects, not the whole family. What was seen is
+    kept as ids only, for the deletions a complete listing allows at the end.
+    """
     if item.store == STORE_GROUP:
         return _sync_groups(tenant, item, client, outcome)
-    raw_objects = client.list_all(item)
-    related = client.get_related(item, [obj["id"] for obj in raw_objects
-                                        if isinstance(obj, dict) and usable_id(obj.get("id"))]) \
-        if item.per_object else {}
-    normalized: dict[str, tuple[dict, dict]] = {}
-    for raw in raw_objects:
+    writer, existing = _FAMILY_WRITERS[item.store], _EXISTING[item.store](tenant, item)
+    seen: set[str] = set()
+    for raw_page in client.iter_pages(item):
+        normalized = _normalize_page(tenant, item, client, raw_page, outcome, seen)
+        writer(tenant, item, normalized, outcome, now, existing)
+        db.session.flush()
+    outcome.seen = len(seen) + outcome.failed_items
+    if outcome.failed_items:
+        outcome.error = f"{outcome.failed_items} object(s) could not be read completely."
+    if not outcome.complete:
+        return
+    if item.store == STORE_POLICY:
+        gone = [known.id for graph_id, known in existing.items() if graph_id not in seen and known.deleted_at is None]
+        if gone:
+            db.session.execute(update(Policy).where(Policy.tenant_id == tenant.id, Policy.id.in_(gone))
+                               .values(deleted_at=now))
+            outcome.deleted = len(gone)
+    else:
+        _delete_missing(InventoryItem if item.store == STORE_INVENTORY else EntraRoleDefinition,
+                        tenant, existing, seen, outcome)
+
+
+def _normalize_page(tenant: Tenant, item: Family, client, raw_page: list, outcome: FamilyOutcome,
+                    seen: set[str]) -> dict[str, tuple[dict, dict]]:
+    """graph id -> (raw, normalized) for one page; what cannot be read completely is counted."""
+    fresh = []
+    for raw in raw_page:
         graph_id = raw.get("id") if isinstance(raw, dict) else None
         if not usable_id(graph_id):
             outcome.failed_items += 1
             outcome.complete = False
-            continue
-        parts = {}
+        elif graph_id not in seen:  # the same object twice in a listing counts once
+            seen.add(graph_id)
+            fresh.append(raw)
+    related = client.get_related(item, [raw["id"] for raw in fresh]) if item.per_object and fresh else {}
+    normalized: dict[str, tuple[dict, dict]] = {}
+    for raw in fresh:
+        graph_id, parts = raw["id"], {}
         for relation in item.per_object:
             result = related.get((graph_id, relation))
             if result is None or not result.ok:
-                outcome.failed_items += 1
-                outcome.complete = False
                 parts = None
                 break
             parts[relation] = result.items
-        if parts is None:
-            continue
         try:
+            if parts is None:
+                raise NormalizeError(f"its {', '.join(item.per_object)} could not be read")
             normalized[graph_id] = (raw, normalize_object(item, raw, parts))
         except NormalizeError as error:
             log.info("tenant %s: %s %s not normalized: %s", tenant.id, item.key, graph_id, error)
+            seen.discard(graph_id)
             outcome.failed_items += 1
             outcome.complete = False
-    outcome.seen = len(normalized) + outcome.failed_items
-    if outcome.failed_items:
-        outcome.error = f"{outcome.failed_items} object(s) could not be read completely."
-    if item.store == STORE_POLICY:
-        _write_policies(tenant, item, normalized, outcome, now)
-    elif item.store == STORE_INVENTORY:
-        _write_inventory(tenant, item, normalized, outcome, now)
-    elif item.store == STORE_ROLE:
-        _write_roles(tenant, item, normalized, outcome)
+    return normalized
+
+
+@dataclass
+class KnownPolicy:
+    """What the database holds for one policy graph id, kept current while a family is written."""
+
+    id: int
+    content_hash: str | None
+    deleted_at: datetime | None
+
+
+def _existing_policies(tenant: Tenant, item: Family) -> dict[str, KnownPolicy]:
+    return {row.graph_id: KnownPolicy(row.id, row.content_hash, row.deleted_at) for row in db.session.execute(
+        select(Policy.id, Policy.graph_id, Policy.content_hash, Policy.deleted_at).where(*_policy_scope(tenant, item)))}
+
+
+def _existing_inventory(tenant: Tenant, item: Family) -> dict[str, InventoryItem]:
+    return {row.graph_id: row for row in db.session.scalars(
+        select(InventoryItem).where(InventoryItem.tenant_id == tenant.id, InventoryItem.object_type == item.key))}
+
+
+def _existing_roles(tenant: Tenant, item: Family) -> dict[str, EntraRoleDefinition]:
+    return {row.graph_id: row for row in db.session.scalars(
+        select(EntraRoleDefinition).where(EntraRoleDefinition.tenant_id == tenant.id))}
 
 
 def usable_id(value) -> bool:
@@ -294,63 +340,64 @@ def _modified_at(raw: dict) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def _write_policies(tenant: Tenant, item: Family, normalized: dict, outcome: FamilyOutcome, now: datetime) -> None:
-    existing = {row.graph_id: row for row in db.session.execute(
-        select(Policy.id, Policy.graph_id, Policy.content_hash, Policy.deleted_at).where(*_policy_scope(tenant, item))
-    )}
+def _write_policies(tenant: Tenant, item: Family, normalized: dict, outcome: FamilyOutcome, now: datetime,
+                    existing: dict[str, KnownPolicy]) -> None:
+    """One page of a policy family: new policies with version 1, a new version where the hash changed."""
     # Same graph id under another family's type (a moved object): matched by (tenant, graph_id) anyway.
-    others = {row.graph_id: row for row in db.session.execute(
-        select(Policy.id, Policy.graph_id, Policy.content_hash, Policy.deleted_at)
-        .where(Policy.tenant_id == tenant.id, Policy.graph_id.in_([g for g in normalized if g not in existing])))}
-    existing.update(others)
-    changed_ids = [existing[g].id for g, (_, n) in normalized.items()
-                   if g in existing and existing[g].content_hash != content_hash(n)]
+    unknown = [g for g in normalized if g not in existing]
+    if unknown:
+        existing.update({row.graph_id: KnownPolicy(row.id, row.content_hash, row.deleted_at) for row in db.session.execute(
+            select(Policy.id, Policy.graph_id, Policy.content_hash, Policy.deleted_at)
+            .where(Policy.tenant_id == tenant.id, Policy.graph_id.in_(unknown)))})
+    digests = {graph_id: content_hash(snapshot) for graph_id, (_raw, snapshot) in normalized.items()}
+    changed_ids = [existing[g].id for g in normalized if g in existing and existing[g].content_hash != digests[g]]
     latest_version = dict(db.session.execute(
         select(PolicyVersion.policy_id, func.max(PolicyVersion.version_number))
         .where(PolicyVersion.tenant_id == tenant.id, PolicyVersion.policy_id.in_(changed_ids))
         .group_by(PolicyVersion.policy_id)).all()) if changed_ids else {}
     new_policies = []
     for graph_id, (raw, snapshot) in normalized.items():
-        digest = content_hash(snapshot)
-        row = existing.get(graph_id)
+        digest, known = digests[graph_id], existing.get(graph_id)
         values = dict(display_name=display_name_of(item, raw), description=(snapshot.get("description") or None),
                       policy_type=_policy_type(item, snapshot),
                       platform=str(snapshot.get("platform") or item.platform or "unknown")[:32],
                       settings=snapshot.get("settings", {}), last_modified_at=_modified_at(raw),
                       content_hash=digest, deleted_at=None)
-        if row is None:
+        if known is None:
             policy = Policy(tenant_id=tenant.id, workspace_id=tenant.workspace_id, graph_id=graph_id, **values)
-            new_policies.append((policy, snapshot, digest))
+            new_policies.append((graph_id, policy, snapshot, digest))
             outcome.new += 1
-        elif row.content_hash != digest:
-            db.session.execute(update(Policy).where(Policy.id == row.id, Policy.tenant_id == tenant.id).values(**values))
-            db.session.add(PolicyVersion(tenant_id=tenant.id, workspace_id=tenant.workspace_id, policy_id=row.id,
-                                         version_number=latest_version.get(row.id, 0) + 1, captured_at=now,
+        elif known.content_hash != digest:
+            db.session.execute(update(Policy).where(Policy.id == known.id, Policy.tenant_id == tenant.id).values(**values))
+            db.session.add(PolicyVersion(tenant_id=tenant.id, workspace_id=tenant.workspace_id, policy_id=known.id,
+                                         version_number=latest_version.get(known.id, 0) + 1, captured_at=now,
                                          snapshot=snapshot, content_hash=digest))
+            known.content_hash, known.deleted_at = digest, None
             outcome.changed += 1
-        elif row.deleted_at is not None:  # back after a deletion: the same content, so no new version
-            db.session.execute(update(Policy).where(Policy.id == row.id, Policy.tenant_id == tenant.id)
+        elif known.deleted_at is not None:  # back after a deletion: the same content, so no new version
+            db.session.execute(update(Policy).where(Policy.id == known.id, Policy.tenant_id == tenant.id)
                                .values(deleted_at=None))
+            known.deleted_at = None
             outcome.changed += 1
         else:
             outcome.unchanged += 1
     if new_policies:
-        db.session.add_all([policy for policy, _, _ in new_policies])
+        db.session.add_all([policy for _g, policy, _s, _d in new_policies])
         db.session.flush()
-        db.session.add_all([PolicyVersion(tenant_id=tenant.id, workspace_id=tenant.workspace_id, policy_id=policy.id,
-                                          version_number=1, captured_at=now, snapshot=snapshot, content_hash=digest)
-                            for policy, snapshot, digest in new_policies])
-    if outcome.complete:
-        gone = [row.id for graph_id, row in existing.items() if graph_id not in normalized and row.deleted_at is None]
-        if gone:
-            db.session.execute(update(Policy).where(Policy.tenant_id == tenant.id, Policy.id.in_(gone))
-                               .values(deleted_at=now))
-            outcome.deleted = len(gone)
+        versions = [PolicyVersion(tenant_id=tenant.id, workspace_id=tenant.workspace_id, policy_id=policy.id,
+                                  version_number=1, captured_at=now, snapshot=snapshot, content_hash=digest)
+                    for _g, policy, snapshot, digest in new_policies]
+        db.session.add_all(versions)
+        db.session.flush()
+        for graph_id, policy, _snapshot, digest in new_policies:
+            existing[graph_id] = KnownPolicy(policy.id, digest, None)
+        # Written: nothing of this page needs to stay in memory.
+        for obj in (*(policy for _g, policy, _s, _d in new_policies), *versions):
+            db.session.expunge(obj)
 
 
-def _write_inventory(tenant: Tenant, item: Family, normalized: dict, outcome: FamilyOutcome, now: datetime) -> None:
-    existing = {row.graph_id: row for row in db.session.scalars(
-        select(InventoryItem).where(InventoryItem.tenant_id == tenant.id, InventoryItem.object_type == item.key))}
+def _write_inventory(tenant: Tenant, item: Family, normalized: dict, outcome: FamilyOutcome, now: datetime,
+                     existing: dict[str, InventoryItem]) -> None:
     for graph_id, (raw, snapshot) in normalized.items():
         name = display_name_of(item, raw)
         row = existing.get(graph_id)
@@ -363,7 +410,6 @@ def _write_inventory(tenant: Tenant, item: Family, normalized: dict, outcome: Fa
             outcome.changed += 1
         else:
             outcome.unchanged += 1
-    _delete_missing(InventoryItem, tenant, existing, normalized, outcome)
 
 
 def _role_permissions(raw: dict) -> list[str]:
@@ -374,9 +420,8 @@ def _role_permissions(raw: dict) -> list[str]:
     return sorted(set(actions))[:500]
 
 
-def _write_roles(tenant: Tenant, item: Family, normalized: dict, outcome: FamilyOutcome) -> None:
-    existing = {row.graph_id: row for row in db.session.scalars(
-        select(EntraRoleDefinition).where(EntraRoleDefinition.tenant_id == tenant.id))}
+def _write_roles(tenant: Tenant, item: Family, normalized: dict, outcome: FamilyOutcome, now: datetime,
+                 existing: dict[str, EntraRoleDefinition]) -> None:
     for graph_id, (raw, _snapshot) in normalized.items():
         values = dict(display_name=display_name_of(item, raw),
                       description=(raw.get("description") if isinstance(raw.get("description"), str) else None),
@@ -392,7 +437,6 @@ def _write_roles(tenant: Tenant, item: Family, normalized: dict, outcome: Family
             outcome.changed += 1
         else:
             outcome.unchanged += 1
-    _delete_missing(EntraRoleDefinition, tenant, existing, normalized, outcome)
 
 
 def _delete_missing(model, tenant: Tenant, existing: dict, seen, outcome: FamilyOutcome) -> None:
@@ -403,6 +447,10 @@ def _delete_missing(model, tenant: Tenant, existing: dict, seen, outcome: Family
     if gone:
         db.session.execute(delete(model).where(model.tenant_id == tenant.id, model.id.in_(gone)))
         outcome.deleted = len(gone)
+
+
+_FAMILY_WRITERS = {STORE_POLICY: _write_policies, STORE_INVENTORY: _write_inventory, STORE_ROLE: _write_roles}
+_EXISTING = {STORE_POLICY: _existing_policies, STORE_INVENTORY: _existing_inventory, STORE_ROLE: _existing_roles}
 
 
 def group_type_of(raw: dict) -> str:
