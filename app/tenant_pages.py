@@ -295,9 +295,14 @@ def with_target_names(tenant_id: int, rows):
 @bp.get("/policies/<int:policy_id>/diff")
 def policy_diff(policy_id: int):
     policy = _one_or_404(Policy, policy_id)
-    if "a" not in request.args or "b" not in request.args:
+    picks = request.args.getlist("pick")
+    if len(picks) == 2:  # the checkboxes themselves (the form without script, or with it)
+        chosen = picks
+    elif "a" in request.args and "b" in request.args and not picks:
+        chosen = [request.args["a"], request.args["b"]]
+    else:
         abort(400, "Choose two versions to compare.")
-    left, right = _version_of(policy, request.args["a"]), _version_of(policy, request.args["b"])
+    left, right = _version_of(policy, chosen[0]), _version_of(policy, chosen[1])
     if left.id == right.id:
         abort(400, "Choose two different versions to compare.")
     if left.version_number > right.version_number:

@@ -292,3 +292,12 @@ def test_inventory_filters_by_object_type(ada, world):
 def test_a_new_schedule_defaults_to_daily(ada, world):
     body = page(ada, tenant_url(world.tenant_a, "/schedules/new"))
     assert '<option selected value="daily">' in body or '<option value="daily" selected>' in body
+
+
+def test_the_version_picks_work_without_script_and_odd_picks_are_a_clear_400(ada, world):
+    ids, base = world.ids_a, tenant_url(world.tenant_a, f"/policies/{world.ids_a['policy_id']}/diff")
+    both = ada.get(f"{base}?a=&b=&pick={ids['version_b']}&pick={ids['version_a']}")
+    assert both.status_code == 200 and "v1 → v2" in both.get_data(as_text=True)
+    assert ada.get(f"{base}?a={ids['version_a']}&b={ids['version_b']}&pick={ids['version_a']}").status_code == 400
+    detail = page(ada, tenant_url(world.tenant_a, f"/policies/{ids['policy_id']}"))
+    assert f'name="a" value="{ids["version_b"]}"' in detail and f'name="b" value="{ids["version_a"]}"' in detail
