@@ -263,3 +263,12 @@ def test_a_cancelled_sign_in_is_a_clear_message(client, manager_setup, graph_sim
     response = client.get(callback_path(back))
     assert response.status_code == 400 and "did not complete" in response.get_data(as_text=True)
     assert db.session.get(Tenant, tenant.id).connection_status == "not_connected"
+
+
+def test_the_administrators_sign_in_asks_for_an_id_token_only(client, manager_setup, graph_simulator):
+    _workspace, tenant, _user = manager_setup
+    step_one = client.get(callback_path(consent(graph_simulator, start(client, tenant))))
+    scopes = parse_qs(urlsplit(step_one.headers["Location"]).query)["scope"][0].split()
+    assert "openid" in scopes and "offline_access" not in scopes
+    query = parse_qs(urlsplit(step_one.headers["Location"]).query)
+    assert query["code_challenge_method"] == ["S256"] and query["nonce"][0]

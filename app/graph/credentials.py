@@ -342,7 +342,9 @@ class TokenProvider:
                 authority=self.settings.authority(tenant_id),
                 http_client=session,
                 instance_discovery=self._instance_discovery,
-                # exclude_scopes: app-only tokens have no refresh token or id token to ask for.
+                # The administrator's sign-in after consent (app.sync.connection) needs an ID
+                # token only: no refresh token, so offline_access is never asked for.
+                exclude_scopes=["offline_access"],
             )
         except Exception:
             session.close()
