@@ -791,6 +791,7 @@ TENANT_AUDIT_LOGS = TenantRowsInsert(
         "action": "event.entry ->> 'action'",
         "target_type": "event.entry ->> 'target_type'",
         "target_id": "CAST(chunk.tenant_id AS text)",
+        "target_name": "chunk.tenant_name",
         "details": "event.entry -> 'details' || jsonb_build_object('tenant', chunk.tenant_name)",
         "ip_address": """CASE WHEN actor.user_id IS NULL THEN NULL
                 ELSE CAST('198.51.100.' || (1 + (chunk.tenant_key + event.entry_no) % 254) AS inet) END""",
@@ -869,9 +870,9 @@ WITH inserted AS (
     ON CONFLICT (slug) DO NOTHING
     RETURNING id, slug, name
 ), audited AS (
-    INSERT INTO audit_logs (workspace_id, action, target_type, target_id, details)
-    SELECT id, 'workspace.create', 'workspace', CAST(id AS text),
-           jsonb_build_object('slug', slug, 'name', name)
+    INSERT INTO audit_logs (workspace_id, action, target_type, target_id, target_name, details)
+    SELECT id, 'workspace.create', 'workspace', CAST(id AS text), name,
+           jsonb_build_object('before', NULL, 'after', jsonb_build_object('slug', slug, 'name', name))
     FROM inserted
 )
 SELECT count(*) FROM inserted
@@ -885,10 +886,10 @@ WITH inserted AS (
         AS person(email, name, slug)
     JOIN workspaces AS workspace ON workspace.slug = person.slug
     ON CONFLICT (email) DO NOTHING
-    RETURNING id, email
+    RETURNING id, email, name
 ), audited AS (
-    INSERT INTO audit_logs (action, target_type, target_id, details)
-    SELECT 'user.create', 'user', CAST(id AS text), jsonb_build_object('email', email)
+    INSERT INTO audit_logs (action, target_type, target_id, target_name, details)
+    SELECT 'user.create', 'user', CAST(id AS text), name, jsonb_build_object('email', email)
     FROM inserted
 )
 SELECT count(*) FROM inserted
@@ -905,10 +906,10 @@ WITH inserted AS (
     ON CONFLICT (workspace_id, user_id) DO NOTHING
     RETURNING workspace_id, user_id, role
 )
-INSERT INTO audit_logs (workspace_id, action, target_type, target_id, details)
-SELECT workspace_id, 'membership.add', 'user', CAST(user_id AS text),
-       jsonb_build_object('before', CAST(NULL AS text), 'after', role)
-FROM inserted
+INSERT INTO audit_logs (workspace_id, action, target_type, target_id, target_name, details)
+SELECT inserted.workspace_id, 'membership.add', 'user', CAST(inserted.user_id AS text), person.name,
+       jsonb_build_object('before', NULL, 'after', jsonb_build_object('role', inserted.role))
+FROM inserted JOIN users AS person ON person.id = inserted.user_id
 """
 
 SELECT_DEMO_SIGN_INS = """

@@ -57,7 +57,11 @@ def browser():
 
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    try:
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    except playwright_api.Error:  # headless Chromium now and then answers "Unable to capture screenshot": once more
+        page.wait_for_timeout(200)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
 def sign_in(page, server, email="ada@example.test", password=TEST_PASSWORD):
@@ -316,3 +320,39 @@ def test_copy_link_copies_the_workspace_qualified_permalink_which_opens_the_page
         assert page.url == policies_url
         expect(page.locator("h1")).to_have_text("Policies")
         context.close()
+
+
+def test_audit_log_shows_target_names_a_before_after_table_and_times_in_the_chosen_timezone(live_app, browser):
+    with LiveServer(live_app) as server:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        sign_in(page, server)
+        page.wait_for_load_state("load")
+        # The timezone is a setting in the user menu, next to "Change password".
+        page.click(".user-menu")
+        page.click(".dropdown-menu >> text=Timezone: UTC")
+        expect(page.locator("h1")).to_have_text("Your timezone")
+        page.select_option("select[name=timezone]", "Europe/Berlin")
+        page.click("button:has-text('Save timezone')")
+        expect(page.locator(".alert-success")).to_contain_text("Times are now shown in Europe/Berlin.")
+
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants?q=northwind")
+        page.click("tr.tenant-row a.tenant-name")
+        page.click("form[action$='/pin'] button")
+        page.goto(server.url + "/admin/w/contoso-msp/audit?q=tenant.pin")
+        row = page.locator("tr.audit-row", has_text="tenant.pin").first
+        expect(row.locator(".audit-target")).to_have_text(re.compile(r"tenant\s+Northwind Pharma"))
+        expect(row.locator("table.audit-change tr.changed")).to_contain_text("pinned")
+        expect(row.locator("table.audit-change .before")).to_have_text("no")
+        expect(row.locator("table.audit-change .after")).to_contain_text("yes")
+        expect(row.locator(".time-zone")).to_have_text(re.compile(r"^CES?T$"))
+        shot(page, "13-workspace-audit")
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(server.url + "/admin/w/contoso-msp/audit")
+        shot(page, "14-workspace-audit-phone")
+        page.set_viewport_size({"width": 1400, "height": 900})
+        page.click(".user-menu")
+        page.click(".dropdown-menu >> text=Timezone: Europe/Berlin")
+        page.select_option("select[name=timezone]", "UTC")
+        page.click("button:has-text('Save timezone')")
+        shot(page, "15-timezone-setting")
+        page.close()
