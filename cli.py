@@ -112,7 +112,8 @@ def register_commands(app: Flask) -> None:
         user = User(email=email, name=name, password_hash=hash_password(password))
         db.session.add(user)
         db.session.flush()
-        record_audit("user.create", target_type="user", target_id=user.id, details={"email": email})
+        record_audit("user.create", target_type="user", target_id=user.id, target_name=user.name,
+                     details={"email": email})
         db.session.commit()
         click.echo(f"Created user {email}.")
 
@@ -130,7 +131,7 @@ def register_commands(app: Flask) -> None:
         db.session.add(workspace)
         db.session.flush()
         record_audit("workspace.create", workspace=workspace, target_type="workspace", target_id=workspace.id,
-                     details={"slug": slug, "name": name})
+                     target_name=workspace.name, details={"before": None, "after": {"slug": slug, "name": name}})
         db.session.commit()
         click.echo(f"Created workspace {slug}.")
 
@@ -162,7 +163,8 @@ def register_commands(app: Flask) -> None:
         else:
             before, membership.role = membership.role, role
         record_audit("membership.add" if before is None else "membership.role_change", workspace=workspace,
-                     target_type="user", target_id=user.id, details={"before": before, "after": role})
+                     target_type="user", target_id=user.id, target_name=user.name,
+                     details={"before": {"role": before} if before else None, "after": {"role": role}})
         db.session.commit()
         click.echo(f"{user.email} is now {role} of {workspace.slug}.")
 
@@ -185,8 +187,9 @@ def register_commands(app: Flask) -> None:
         tenant = Tenant(workspace_id=workspace.id, external_id=tenant_uuid, name=name, primary_domain=domain)
         db.session.add(tenant)
         db.session.flush()
-        record_audit("tenant.create", tenant=tenant, target_type="tenant", target_id=tenant.id,
-                     details={"external_id": str(tenant_uuid), "name": name})
+        record_audit("tenant.create", tenant=tenant, target_type="tenant", target_id=tenant.id, target_name=name,
+                     details={"before": None, "after": {"external_id": str(tenant_uuid), "name": name,
+                                                        "primary_domain": domain}})
         db.session.commit()
         click.echo(f"Registered tenant {name} ({tenant_uuid}) in {workspace.slug}.")
 
@@ -373,7 +376,7 @@ def register_rollout_commands(app: Flask) -> None:
         """Move a tenant and all its rows to another workspace, in one transaction."""
         target = _workspace_by_slug(target_slug)
         tenant = _tenant_by_external_id(external_id, source_slug, for_update=True)
-        tenant_uuid = tenant.external_id
+        tenant_uuid, tenant_name = tenant.external_id, tenant.name
         source = db.session.get(Workspace, tenant.workspace_id)
         active = db.session.scalar(select(SyncRun).where(SyncRun.tenant_id == tenant.id,
                                                          SyncRun.status.in_(("queued", "running"))))
@@ -389,7 +392,8 @@ def register_rollout_commands(app: Flask) -> None:
         # One entry in each workspace; only the target's names the tenant, which now belongs there.
         for workspace, tenant_id in ((source, None), (target, tenant.id)):
             db.session.add(AuditLog(action="tenant.move", workspace_id=workspace.id, tenant_id=tenant_id,
-                                    target_type="tenant", target_id=str(tenant.id), details=details))
+                                    target_type="tenant", target_id=str(tenant.id), target_name=tenant_name,
+                                    details=details))
         db.session.commit()
         click.echo(f"Moved {tenant.name} ({tenant_uuid}) from {source.slug} to {target.slug}: "
                    f"{sum(moved.values())} rows.")

@@ -17,7 +17,7 @@ from wtforms.validators import DataRequired, Length
 from .access import act_as_user, restore_workspace_at_sign_in
 from .audit import record_audit
 from .extensions import db, login_manager
-from .forms import PasswordChangeForm
+from .forms import PasswordChangeForm, TimezoneForm
 from .models import User
 from .passwords import hash_password, verify_password
 from .validation import parse_database_id
@@ -179,3 +179,25 @@ def change_password():
             return redirect(url_for("shell.home"))
     status = 400 if request.method == "POST" else 200
     return render_template("auth/change_password.html", form=form), status
+
+
+@bp.route("/admin/account/timezone", methods=["GET", "POST"])
+@login_required
+def change_timezone():
+    """The timezone every time on the user's pages is shown in (UTC until they choose)."""
+    before = current_user.timezone or "UTC"
+    form = TimezoneForm(data={"timezone": before} if request.method == "GET" else None)
+    if form.validate_on_submit():
+        after = form.timezone.data
+        if after == before:
+            flash(f"Your timezone is {after} already; nothing changed.", "info")
+        else:
+            current_user.timezone = None if after == "UTC" else after
+            record_audit("user.timezone_change", actor=current_user, target_type="user", target_id=current_user.id,
+                         target_name=current_user.name,
+                         details={"before": {"timezone": before}, "after": {"timezone": after}})
+            db.session.commit()
+            flash(f"Times are now shown in {after}.", "success")
+        return redirect(url_for(".change_timezone"))
+    status = 400 if request.method == "POST" else 200
+    return render_template("auth/timezone.html", form=form, current_timezone=before), status

@@ -52,11 +52,11 @@ def callback():
     def refuse(message: str, reason: str, status: int = 400):
         tenant_now = db.session.get(Tenant, tenant_id)
         record_audit("tenant.connect_refused", actor=current_user, tenant=tenant_now, target_type="tenant",
-                     target_id=tenant_id, details={"reason": reason})
+                     target_id=tenant_id, target_name=tenant_name, details={"reason": reason})
         db.session.commit()
         return render_error(status, message)
 
-    tenant_id = tenant.id
+    tenant_id, tenant_name = tenant.id, tenant.name
 
     if state.proof:
         return _connect_after_proof(access, tenant, refuse)
@@ -83,8 +83,8 @@ def callback():
         return refuse(f"The sign-in that proves the consent could not start for {tenant.name}: "
                       f"{getattr(error, 'message', None) or type(error).__name__}", "proof not started")
     record_audit("tenant.consent_answered", actor=current_user, tenant=tenant, target_type="tenant",
-                 target_id=tenant.id, details={"before": None, "after": {"admin_consent": "answered",
-                                                                          "next": "administrator sign-in"}})
+                 target_id=tenant.id, target_name=tenant.name,
+                 details={"before": None, "after": {"admin_consent": "answered", "next": "administrator sign-in"}})
     db.session.commit()
     return redirect(target)
 
@@ -124,6 +124,7 @@ def _connect_after_proof(access, tenant: Tenant, refuse):
                       "workspace. A tenant is managed from one workspace at a time; ask the MSP that manages it, "
                       "or TenantAtlas support, to release it first.", "verified elsewhere", 409)
     record_audit("tenant.connect", actor=current_user, tenant=tenant, target_type="tenant", target_id=tenant.id,
+                 target_name=tenant.name,
                  details={"after": {"connection": tenant.connection_status, "consented_by": admin,
                                     "permissions": tenant.granted_permissions, "missing": missing}})
     request_sync(tenant, "connect", current_user.id)

@@ -64,6 +64,22 @@ class BackupScheduleForm(FlaskForm):
     is_enabled = BooleanField("Enabled", default=True)
 
 
+def timezone_choices() -> list[SelectChoice]:
+    """UTC first, then every IANA name in order (Africa/Abidjan … Pacific/Wallis)."""
+    return [SelectChoice("UTC", "UTC")] + [
+        SelectChoice(name, name.replace("_", " ")) for name in sorted(validation.known_timezones() - {"UTC"})]
+
+
+class TimezoneForm(FlaskForm):
+    # The choices are offered, but the value is checked by validate_timezone (one rule, one message).
+    timezone = SelectField("Timezone", validate_choice=False, validators=[
+        DataRequired(), _check(validation.validate_timezone)])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timezone.choices = timezone_choices()
+
+
 class PasswordChangeForm(FlaskForm):
     current_password = PasswordField("Current password", validators=[DataRequired()])
     new_password = PasswordField("New password", validators=[DataRequired(), _check(validation.validate_password)])

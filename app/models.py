@@ -116,6 +116,8 @@ class User(UserMixin, db.Model):
         BigInteger, ForeignKey("workspaces.id", ondelete="SET NULL"), index=True
     )
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # An IANA timezone name (Europe/Berlin) the user's pages show times in; None is UTC.
+    timezone: Mapped[str | None] = mapped_column(String(64))
     # Part of every session cookie's identity; a new one (at sign-out, at a password
     # change) makes every cookie issued before it worthless.
     session_token: Mapped[str] = mapped_column(
@@ -619,6 +621,8 @@ class AuditLog(db.Model):
     action: Mapped[str] = mapped_column(String(100), nullable=False)
     target_type: Mapped[str | None] = mapped_column(String(64))
     target_id: Mapped[str | None] = mapped_column(String(128))
+    # The target's name when the entry was written: it still reads after the target is deleted.
+    target_name: Mapped[str | None] = mapped_column(String(300))
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
     ip_address: Mapped[str | None] = mapped_column(INET)
     created_at: Mapped[datetime] = _created_at()

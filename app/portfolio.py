@@ -125,7 +125,7 @@ def register_tenant():
             form.external_id.errors.append("This tenant is registered in this workspace already.")
         else:
             record_audit("tenant.create", actor=current_user, tenant=tenant, target_type="tenant",
-                         target_id=tenant.id, details={"before": None, "after": {
+                         target_id=tenant.id, target_name=tenant.name, details={"before": None, "after": {
                              "external_id": str(external_id), "name": tenant.name,
                              "primary_domain": tenant.primary_domain}})
             db.session.commit()
@@ -156,7 +156,8 @@ def _set_tenant_status(external_id: str, status: str, verb: str):
     if before != status:
         tenant.status = status
         record_audit(f"tenant.{verb}", actor=current_user, tenant=tenant, target_type="tenant",
-                     target_id=tenant.id, details={"before": {"status": before}, "after": {"status": status}})
+                     target_id=tenant.id, target_name=tenant.name,
+                     details={"before": {"status": before}, "after": {"status": status}})
         db.session.commit()
         flash(f"{tenant.name} {verb}d.", "success")
     return redirect(request.referrer if _same_site(request.referrer) else url_for(".managed_tenants"))
@@ -220,7 +221,7 @@ def workspace_audit_page(workspace_id: int):
         .where(AuditLog.workspace_id == workspace_id)
     )
     if params.q:
-        statement = statement.where(search_clause([AuditLog.action, actor.name, Tenant.name], params.q))
+        statement = statement.where(search_clause([AuditLog.action, actor.name, Tenant.name, AuditLog.target_name], params.q))
     return paginate(statement, params, sortable, tiebreak=AuditLog.id.desc(), scalars=False)
 
 

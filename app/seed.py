@@ -267,11 +267,13 @@ _SHARED_CTES: dict[str, tuple[tuple[str, ...], str]] = {
            -- App protection policy ids look like T_<guid> in Graph (and in the simulator).
            CASE WHEN template.entry ->> 'policy_type' = 'appProtectionPolicy' THEN 'T_' ELSE '' END
                || {_graph_id('chunk.tenant_key', "'policy'", 'policy.policy_no')} AS graph_id,
+           -- A template whose name ends with a variant ("WIN - Update Ring - Pilot") skips that
+           -- variant: no "Pilot - Pilot" (simulator.demo.variant_name says the same).
            (template.entry ->> 'display_name') || CASE
                WHEN policy.pass_no = 0 THEN ''
-               ELSE ' - ' || {_pick('policy_variants', 'policy.pass_no - 1')}
-                    || CASE WHEN policy.pass_no > cardinality(CAST(:policy_variants AS text[]))
-                            THEN ' ' || (1 + (policy.pass_no - 1) / cardinality(CAST(:policy_variants AS text[])))
+               ELSE ' - ' || (template.variants)[1 + (policy.pass_no - 1) % cardinality(template.variants)]
+                    || CASE WHEN policy.pass_no > cardinality(template.variants)
+                            THEN ' ' || (1 + (policy.pass_no - 1) / cardinality(template.variants))
                             ELSE '' END
            END AS display_name,
            2 + (chunk.tenant_key * 7 + policy.policy_no * 3) % {MAX_VERSIONS_PER_POLICY - 1} AS version_count,
@@ -283,8 +285,13 @@ _SHARED_CTES: dict[str, tuple[tuple[str, ...], str]] = {
                (series.n - 1) / :policy_templates_count AS pass_no
         FROM generate_series(1, chunk.policy_count) AS series(n)
     ) AS policy
-    JOIN policy_template AS template
-      ON template.entry_no = 1 + (policy.policy_no - 1) % :policy_templates_count
+    JOIN LATERAL (
+        SELECT own.entry, own.entry_no,
+               array_remove(CAST(:policy_variants AS text[]),
+                            regexp_replace(own.entry ->> 'display_name', '^.* - ', '')) AS variants
+        FROM policy_template AS own
+        WHERE own.entry_no = 1 + (policy.policy_no - 1) % :policy_templates_count
+    ) AS template ON true
 )"""),
     "schedule_template": ((), _jsonb_catalog("schedule_template", "backup_schedules")),
     "backup_set_plan": (("chunk", "schedule_template"), f"""backup_set_plan AS (
@@ -309,6 +316,9 @@ _SHARED_CTES: dict[str, tuple[tuple[str, ...], str]] = {
                CASE
                    WHEN backup_no.set_no = {BACKUP_SETS_PER_TENANT} AND chunk.tenant_key % 13 = 0 THEN 'pending'
                    WHEN backup_no.set_no = {BACKUP_SETS_PER_TENANT} AND chunk.tenant_key % 9 = 0 THEN 'running'
+                   -- A few tenants' backups have failed for the last week (sets 3 to 6: the last 6 days):
+                   -- theirs is the "No successful backup in the last 7 days" finding.
+                   WHEN chunk.tenant_key % 7 = 3 AND backup_no.set_no >= 3 THEN 'failed'
                    WHEN (chunk.tenant_key + backup_no.set_no) % 10 = 0 THEN 'failed'
                    WHEN (chunk.tenant_key + backup_no.set_no) % 10 = 3 THEN 'partial'
                    ELSE 'completed'
@@ -343,8 +353,9 @@ _SHARED_CTES: dict[str, tuple[tuple[str, ...], str]] = {
         AS kind(object_type, item_count)
     CROSS JOIN LATERAL generate_series(1, kind.item_count) AS item(item_no)
 )"""),
-    "link_plan": (("chunk",), """link_plan AS (
-    -- Every device has a primary user and three installed apps (distinct: app_count >= 12 > 2 * 5);
+    "link_plan": (("chunk", "device_model", "app_template"), """link_plan AS (
+    -- Every device has a primary user and three installed apps made for its platform (no Windows
+    -- app on an iPhone: the first 12 apps, which every tenant has, hold three for each platform);
     -- every configuration object is assigned to four consecutive devices (device_count >= 20).
     SELECT chunk.tenant_id, chunk.workspace_id, chunk.tenant_key,
            'device' AS source_type, device.n AS source_no,
@@ -353,12 +364,21 @@ _SHARED_CTES: dict[str, tuple[tuple[str, ...], str]] = {
     FROM chunk CROSS JOIN LATERAL generate_series(1, chunk.device_count) AS device(n)
     UNION ALL
     SELECT chunk.tenant_id, chunk.workspace_id, chunk.tenant_key,
-           'app', 1 + (device.n + slot.n * 5) % chunk.app_count,
+           'app', installed.app_no,
            'device', device.n,
            'installedOn'
     FROM chunk
     CROSS JOIN LATERAL generate_series(1, chunk.device_count) AS device(n)
-    CROSS JOIN generate_series(0, 2) AS slot(n)
+    -- The device's model, as INVENTORY_ITEMS picks it.
+    JOIN device_model ON device_model.entry_no = 1 + device.n % :device_models_count
+    CROSS JOIN LATERAL (
+        SELECT candidate.n AS app_no
+        FROM generate_series(1, chunk.app_count) AS candidate(n)
+        JOIN app_template AS app ON app.entry_no = 1 + (candidate.n - 1) % :apps_count
+        WHERE app.entry ->> 'platform' = device_model.entry ->> 'os'
+        ORDER BY (candidate.n + device.n) % chunk.app_count, candidate.n
+        LIMIT 3
+    ) AS installed
     UNION ALL
     SELECT chunk.tenant_id, chunk.workspace_id, chunk.tenant_key,
            'configuration', configuration.n,
@@ -723,14 +743,17 @@ FINDINGS_INSERT = TenantRowsInsert(
         "kind": "template.entry ->> 'kind'",
         "severity": "template.entry ->> 'severity'",
         "title": "template.entry ->> 'title'",
-        "detail": "template.entry -> 'detail' || jsonb_build_object('tenantDomain', chunk.tenant_domain)",
+        "detail": """template.entry -> 'detail' || jsonb_build_object('tenantDomain', chunk.tenant_domain)
+                || CASE WHEN template.entry ->> 'kind' = 'backup' THEN jsonb_build_object(
+                       'lastSuccessfulBackupDaysAgo', CAST(extract(day FROM now() - last_backup.completed_at) AS integer))
+                   ELSE '{}' END""",
         "policy_id": "policy.id",
-        "status": "planned.status",
-        "detected_at": "planned.detected_at",
-        "resolved_at": "CASE WHEN planned.status = 'resolved' THEN planned.detected_at + interval '2 days' END",
-        "updated_at": """CASE planned.status WHEN 'resolved' THEN planned.detected_at + interval '2 days'
-                WHEN 'acknowledged' THEN planned.detected_at + interval '5 hours'
-                ELSE planned.detected_at END""",
+        "status": "fitted.status",
+        "detected_at": "fitted.detected_at",
+        "resolved_at": "CASE WHEN fitted.status = 'resolved' THEN fitted.detected_at + interval '2 days' END",
+        "updated_at": """CASE fitted.status WHEN 'resolved' THEN fitted.detected_at + interval '2 days'
+                WHEN 'acknowledged' THEN fitted.detected_at + interval '5 hours'
+                ELSE fitted.detected_at END""",
     },
     source=f"""FROM chunk
 CROSS JOIN LATERAL generate_series(1, chunk.finding_count) AS series(n)
@@ -745,9 +768,25 @@ LEFT JOIN policies AS policy
   ON CAST(template.entry ->> 'on_policy' AS boolean)
  AND {_in_chunk('policy')}
  AND policy.tenant_id = chunk.tenant_id
- AND policy.graph_id = {_graph_id('chunk.tenant_key', "'policy'", 'planned.policy_no')}""",
+ AND policy.graph_id = {_graph_id('chunk.tenant_key', "'policy'", 'planned.policy_no')}
+-- A backup finding says what the tenant's backups say: only without a completed backup in the last
+-- 7 days, detected 7 days after the last one, and never resolved (no backup has succeeded since).
+LEFT JOIN LATERAL (
+    SELECT max(backup.started_at) AS completed_at
+    FROM backup_sets AS backup
+    WHERE {_in_chunk('backup')} AND backup.tenant_id = chunk.tenant_id AND backup.status = 'completed'
+) AS last_backup ON template.entry ->> 'kind' = 'backup'
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN template.entry ->> 'kind' = 'backup' AND planned.status = 'resolved' THEN 'open'
+                ELSE planned.status END AS status,
+           CASE WHEN template.entry ->> 'kind' = 'backup'
+                THEN coalesce(last_backup.completed_at + interval '7 days', planned.detected_at)
+                ELSE planned.detected_at END AS detected_at
+) AS fitted
+WHERE template.entry ->> 'kind' <> 'backup'
+   OR last_backup.completed_at IS NULL OR last_backup.completed_at < now() - interval '7 days'""",
     uses=("finding_template",),
-    order_by="planned.detected_at",
+    order_by="fitted.detected_at",
 )
 
 ENTRA_ROLE_DEFINITIONS = TenantRowsInsert(
@@ -791,6 +830,7 @@ TENANT_AUDIT_LOGS = TenantRowsInsert(
         "action": "event.entry ->> 'action'",
         "target_type": "event.entry ->> 'target_type'",
         "target_id": "CAST(chunk.tenant_id AS text)",
+        "target_name": "chunk.tenant_name",
         "details": "event.entry -> 'details' || jsonb_build_object('tenant', chunk.tenant_name)",
         "ip_address": """CASE WHEN actor.user_id IS NULL THEN NULL
                 ELSE CAST('198.51.100.' || (1 + (chunk.tenant_key + event.entry_no) % 254) AS inet) END""",
@@ -869,9 +909,9 @@ WITH inserted AS (
     ON CONFLICT (slug) DO NOTHING
     RETURNING id, slug, name
 ), audited AS (
-    INSERT INTO audit_logs (workspace_id, action, target_type, target_id, details)
-    SELECT id, 'workspace.create', 'workspace', CAST(id AS text),
-           jsonb_build_object('slug', slug, 'name', name)
+    INSERT INTO audit_logs (workspace_id, action, target_type, target_id, target_name, details)
+    SELECT id, 'workspace.create', 'workspace', CAST(id AS text), name,
+           jsonb_build_object('before', NULL, 'after', jsonb_build_object('slug', slug, 'name', name))
     FROM inserted
 )
 SELECT count(*) FROM inserted
@@ -885,10 +925,10 @@ WITH inserted AS (
         AS person(email, name, slug)
     JOIN workspaces AS workspace ON workspace.slug = person.slug
     ON CONFLICT (email) DO NOTHING
-    RETURNING id, email
+    RETURNING id, email, name
 ), audited AS (
-    INSERT INTO audit_logs (action, target_type, target_id, details)
-    SELECT 'user.create', 'user', CAST(id AS text), jsonb_build_object('email', email)
+    INSERT INTO audit_logs (action, target_type, target_id, target_name, details)
+    SELECT 'user.create', 'user', CAST(id AS text), name, jsonb_build_object('email', email)
     FROM inserted
 )
 SELECT count(*) FROM inserted
@@ -905,10 +945,10 @@ WITH inserted AS (
     ON CONFLICT (workspace_id, user_id) DO NOTHING
     RETURNING workspace_id, user_id, role
 )
-INSERT INTO audit_logs (workspace_id, action, target_type, target_id, details)
-SELECT workspace_id, 'membership.add', 'user', CAST(user_id AS text),
-       jsonb_build_object('before', CAST(NULL AS text), 'after', role)
-FROM inserted
+INSERT INTO audit_logs (workspace_id, action, target_type, target_id, target_name, details)
+SELECT inserted.workspace_id, 'membership.add', 'user', CAST(inserted.user_id AS text), person.name,
+       jsonb_build_object('before', NULL, 'after', jsonb_build_object('role', inserted.role))
+FROM inserted JOIN users AS person ON person.id = inserted.user_id
 """
 
 SELECT_DEMO_SIGN_INS = """

@@ -1,15 +1,19 @@
 """The signed-in shell: where /admin leads, and what every layout page shows in its bars."""
 from __future__ import annotations
 
+import zoneinfo
+from datetime import datetime, timezone
 from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, g, redirect, request, url_for
 from flask_login import current_user, login_required
 
 from .access import current_workspace_id, membership_query, workspace_access_by_id
+from .audit import audit_change
 from .extensions import db
 from .models import Workspace
 from .switcher import switcher_marks
+from .validation import known_timezones
 
 bp = Blueprint("shell", __name__)
 
@@ -71,6 +75,28 @@ def current_query_suffix() -> str:
 def current_url(**query) -> str:
     """This page's URL with other query arguments (list pages' sort, search and paging links)."""
     return url_for(request.endpoint, **(request.view_args or {}), **query)
+
+
+def user_timezone() -> zoneinfo.ZoneInfo | timezone:
+    """The signed-in user's timezone (their setting), else UTC; a name no longer known reads as UTC."""
+    name = getattr(current_user, "timezone", None) if current_user and current_user.is_authenticated else None
+    if name and name in known_timezones():
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    return timezone.utc
+
+
+bp.add_app_template_global(audit_change, "audit_change")
+
+
+@bp.app_template_filter("in_user_timezone")
+def in_user_timezone(value: datetime) -> datetime:
+    """`value` in the user's timezone (a naive value is taken as UTC, as the database stores it)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(user_timezone())
 
 
 @bp.app_context_processor

@@ -198,7 +198,7 @@ def pin():
     elif not is_pinned(current_user.id, tenant.id):
         db.session.add(TenantPin(user_id=current_user.id, tenant_id=tenant.id, workspace_id=tenant.workspace_id))
         record_audit("tenant.pin", actor=current_user, tenant=tenant, target_type="tenant", target_id=tenant.id,
-                     details={"before": {"pinned": False}, "after": {"pinned": True}})
+                     target_name=tenant.name, details={"before": {"pinned": False}, "after": {"pinned": True}})
         db.session.commit()
         flash(f"{tenant.name} is pinned to your tenant switcher.", "success")
     return redirect(url_for(".dashboard"))
@@ -212,7 +212,7 @@ def unpin():
     if pin_row is not None:
         db.session.delete(pin_row)
         record_audit("tenant.unpin", actor=current_user, tenant=tenant, target_type="tenant", target_id=tenant.id,
-                     details={"before": {"pinned": True}, "after": {"pinned": False}})
+                     target_name=tenant.name, details={"before": {"pinned": True}, "after": {"pinned": False}})
         db.session.commit()
         flash(f"{tenant.name} is no longer pinned.", "success")
     return redirect(url_for(".dashboard"))
@@ -436,7 +436,8 @@ def schedule_new():
             db.session.add(schedule)
             db.session.flush()
             record_audit("schedule.create", actor=current_user, tenant=tenant, target_type="backup_schedule",
-                         target_id=schedule.id, details={"before": None, "after": _schedule_snapshot(schedule)})
+                         target_id=schedule.id, target_name=schedule.name,
+                         details={"before": None, "after": _schedule_snapshot(schedule)})
             db.session.commit()
             flash(f"Schedule {schedule.name} created.", "success")
             return redirect(url_for(".schedules"))
@@ -458,7 +459,8 @@ def schedule_edit(schedule_id: int):
             if schedule.frequency != before["frequency"] or schedule.next_run_at is None:
                 schedule.next_run_at = next_run_after(datetime.now(timezone.utc), schedule.frequency)
             record_audit("schedule.update", actor=current_user, tenant=_tenant(), target_type="backup_schedule",
-                         target_id=schedule.id, details={"before": before, "after": _schedule_snapshot(schedule)})
+                         target_id=schedule.id, target_name=schedule.name,
+                         details={"before": before, "after": _schedule_snapshot(schedule)})
             db.session.commit()
             flash(f"Schedule {schedule.name} saved.", "success")
             return redirect(url_for(".schedules"))
@@ -480,7 +482,7 @@ def _set_schedule_enabled(schedule_id: int, enabled: bool):
     if enabled and (schedule.next_run_at is None or schedule.next_run_at < now):
         schedule.next_run_at = next_run_after(now, schedule.frequency)
     record_audit("schedule.enable" if enabled else "schedule.disable", actor=current_user,
-                 tenant=_tenant(), target_type="backup_schedule", target_id=schedule.id,
+                 tenant=_tenant(), target_type="backup_schedule", target_id=schedule.id, target_name=schedule.name,
                  details={"before": before, "after": _schedule_snapshot(schedule)})
     db.session.commit()
     flash(f"Schedule {schedule.name} {state}.", "success")
@@ -644,7 +646,8 @@ def finding_transition(finding_id: int, action: str):
         finding.detail = detail
         after = {"status": target, **({"note": note} if note else {})}
         record_audit(f"finding.{action}", actor=current_user, tenant=_tenant(), target_type="finding",
-                     target_id=finding.id, details={"before": {"status": before}, "after": after})
+                     target_id=finding.id, target_name=finding.title,
+                     details={"before": {"status": before}, "after": after})
         db.session.commit()
         flash(f"Finding “{finding.title}” {done}" + (" with your note." if note else "."), "success")
     back = request.form.get("next", "")
@@ -661,7 +664,7 @@ def tenant_audit_page(tenant_id: int):
     statement = (select(AuditLog, actor.name).outerjoin(actor, actor.id == AuditLog.actor_user_id)
                  .where(AuditLog.tenant_id == tenant_id))
     if params.q:
-        statement = statement.where(search_clause([AuditLog.action, actor.name], params.q))
+        statement = statement.where(search_clause([AuditLog.action, actor.name, AuditLog.target_name], params.q))
     return paginate(statement, params, sortable, tiebreak=AuditLog.id.desc(), scalars=False)
 
 
@@ -712,7 +715,8 @@ def sync_now():
         run, created = request_sync(tenant, "user", current_user.id)
         if created:
             record_audit("tenant.sync_requested", actor=current_user, tenant=tenant, target_type="sync_run",
-                         target_id=run.id, details={"before": None, "after": {"sync_run": run.id, "trigger": "user"}})
+                         target_id=run.id, target_name=f"Sync run {run.id}",
+                         details={"before": None, "after": {"sync_run": run.id, "trigger": "user"}})
         db.session.commit()
         flash("Sync queued." if created else f"A sync is already {run.status}; it was not queued twice.",
               "success" if created else "info")
@@ -732,7 +736,8 @@ def sync_resume():
     else:
         tenant.sync_paused_at, tenant.consecutive_failures = None, 0
         record_audit("tenant.sync_resumed", actor=current_user, tenant=tenant, target_type="tenant",
-                     target_id=tenant.id, details={"before": {"paused": True}, "after": {"paused": False}})
+                     target_id=tenant.id, target_name=tenant.name,
+                     details={"before": {"paused": True}, "after": {"paused": False}})
         request_sync(tenant, "user", current_user.id)
         db.session.commit()
         flash("Syncing resumed; a sync is queued.", "success")
@@ -753,7 +758,8 @@ def connect():
         return redirect(url_for(".sync"))
     target = start_consent(tenant, current_user.id, url_for("consent.callback", _external=True))
     record_audit("tenant.connect_started", actor=current_user, tenant=tenant, target_type="tenant",
-                 target_id=tenant.id, details={"before": {"connection": tenant.connection_status},
-                                               "after": {"admin_consent": "requested"}})
+                 target_id=tenant.id, target_name=tenant.name,
+                 details={"before": {"connection": tenant.connection_status},
+                          "after": {"admin_consent": "requested"}})
     db.session.commit()
     return redirect(target)

@@ -1,8 +1,10 @@
 """Validation of what people type: one place, shared by the web forms and the commands."""
 from __future__ import annotations
 
+import functools
 import re
 import uuid
+import zoneinfo
 
 # Every pattern is applied with fullmatch(): a `$` would also match before a final newline,
 # so "<guid>\n" would pass as a GUID and then break whatever parses it next.
@@ -87,3 +89,25 @@ def parse_tenant_external_id(value: str) -> uuid.UUID:
     if uuid.UUID(bare).int == 0:
         raise ValidationError("The all-zero GUID is not a tenant id.")
     return uuid.UUID(bare)
+
+
+@functools.lru_cache(maxsize=1)
+def known_timezones() -> frozenset[str]:
+    """Every IANA timezone name zoneinfo knows (the system's tz database, or the tzdata package)."""
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+def validate_timezone(name: str) -> str:
+    """An IANA timezone name that zoneinfo loads ("Europe/Berlin"); anything else is refused.
+
+    Checked against the known names first (the whole string: "Europe/Berlin\\n" is no name), so
+    that no user input reaches the file lookup.
+    """
+    name = name or ""
+    if len(name) > 64 or name not in known_timezones():
+        raise ValidationError("Choose a timezone from the list (an IANA name such as Europe/Berlin).")
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError("This timezone cannot be loaded on this server.") from None
+    return name

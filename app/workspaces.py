@@ -90,7 +90,8 @@ def create():
     act_in_workspace(workspace.id)
     db.session.add(WorkspaceMembership(workspace_id=workspace.id, user_id=current_user.id, role="owner"))
     record_audit("workspace.create", actor=current_user, workspace=workspace, target_type="workspace",
-                 target_id=workspace.id, details={"before": None, "after": {"slug": workspace.slug, "name": workspace.name}})
+                 target_id=workspace.id, target_name=workspace.name,
+                 details={"before": None, "after": {"slug": workspace.slug, "name": workspace.name}})
     db.session.commit()
     set_current_workspace(workspace)
     flash(f"Workspace {workspace.name} created. You are its owner.", "success")
@@ -108,7 +109,7 @@ def switch():
         abort(404)
     act_in_workspace(access.workspace.id)
     record_audit("workspace.switch", actor=current_user, workspace=access.workspace, target_type="workspace",
-                 target_id=access.workspace.id)
+                 target_id=access.workspace.id, target_name=access.workspace.name)
     set_current_workspace(access.workspace)  # commits the audit entry with last_workspace_id
     db.session.commit()
     return redirect(url_for("portfolio.managed_tenants", slug=access.workspace.slug))
@@ -127,7 +128,7 @@ def settings(slug: str):
                 return redirect(url_for(".settings", slug=slug))
             access.workspace.name = form.name.data
             record_audit("workspace.rename", actor=current_user, workspace=access.workspace,
-                         target_type="workspace", target_id=access.workspace.id,
+                         target_type="workspace", target_id=access.workspace.id, target_name=form.name.data,
                          details={"before": {"name": before}, "after": {"name": form.name.data}})
             db.session.commit()
             flash(f"Workspace renamed from {before} to {form.name.data}.", "success")
@@ -175,7 +176,8 @@ def add_member(slug: str):
         return _render_members(form, 400)
     db.session.add(WorkspaceMembership(workspace_id=access.workspace.id, user_id=user.id, role=form.role.data))
     record_audit("membership.add", actor=current_user, workspace=access.workspace, target_type="user",
-                 target_id=user.id, details={"before": None, "after": {"role": form.role.data, "email": user.email}})
+                 target_id=user.id, target_name=user.name,
+                 details={"before": None, "after": {"role": form.role.data, "email": user.email}})
     db.session.commit()
     flash(f"{user.name} added as {form.role.data}.", "success")
     return redirect(url_for(".members", slug=slug))
@@ -214,7 +216,7 @@ def change_role(slug: str, membership_id: int):
         membership.role = form.role.data
         record_audit("membership.role_change", actor=current_user, workspace=access.workspace,
                      target_type="user", target_id=membership.user_id,
-                     details={"before": {"role": before}, "after": {"role": form.role.data}})
+                     target_name=membership.user.name, details={"before": {"role": before}, "after": {"role": form.role.data}})
         db.session.commit()
         flash(f"{membership.user.name} is now {form.role.data}.", "success")
     return redirect(url_for(".members", slug=slug))
@@ -231,7 +233,8 @@ def remove_member(slug: str, membership_id: int):
         flash("The last owner cannot be removed. Make someone else owner first.", "danger")
         return redirect(url_for(".members", slug=slug))
     record_audit("membership.remove", actor=current_user, workspace=access.workspace, target_type="user",
-                 target_id=membership.user_id, details={"before": {"role": membership.role}, "after": None})
+                 target_id=membership.user_id, target_name=membership.user.name,
+                 details={"before": {"role": membership.role}, "after": None})
     name = membership.user.name
     db.session.delete(membership)
     db.session.commit()

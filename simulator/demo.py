@@ -79,10 +79,14 @@ def settings_at_version(template: dict[str, Any], version: int) -> dict[str, Any
 
 
 def variant_name(display_name: str, pass_no: int) -> str:
-    """The seed's name for a policy in pass `pass_no` over the templates."""
+    """The seed's name for a policy in pass `pass_no` over the templates.
+
+    A template whose name ends with a variant ("WIN - Update Ring - Pilot") skips that variant.
+    """
     if pass_no == 0:
         return display_name
-    variants = names("policy_variants")
+    own_suffix = display_name.rsplit(" - ", 1)[-1]
+    variants = [variant for variant in names("policy_variants") if variant != own_suffix]
     name = f"{display_name} - {variants[(pass_no - 1) % len(variants)]}"
     if pass_no > len(variants):
         name += f" {1 + (pass_no - 1) // len(variants)}"

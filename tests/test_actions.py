@@ -88,6 +88,8 @@ def prepare(endpoint, world, db_session):
         "auth.change_password": ("/admin/account/password",
                                  {"current_password": TEST_PASSWORD, "new_password": "another long secret",
                                   "confirm_password": "another long secret"}, "readonly", "auth.password_change"),
+        "auth.change_timezone": ("/admin/account/timezone", {"timezone": "Europe/Berlin"}, "readonly",
+                                 "user.timezone_change"),
     }[endpoint]
 
 
@@ -122,7 +124,7 @@ def test_the_table_covers_every_post_route(app, world, db_session):
     "portfolio.register_tenant", "portfolio.archive_tenant", "tenant.pin", "tenant.schedule_new",
     "tenant.schedule_disable", "tenant.finding_transition", "workspaces.settings", "workspaces.add_member",
     "workspaces.change_role", "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout",
-    "auth.change_password", "tenant.sync_now", "tenant.connect",
+    "auth.change_password", "auth.change_timezone", "tenant.sync_now", "tenant.connect",
 ])
 def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_session, endpoint):
     url, data, _, action = prepare(endpoint, world, db_session)
@@ -154,8 +156,8 @@ def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_s
     "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.pin",
     "tenant.unpin", "tenant.schedule_new", "tenant.schedule_edit", "tenant.schedule_disable", "tenant.schedule_enable",
     "tenant.finding_transition", "workspaces.settings", "workspaces.add_member", "workspaces.change_role",
-    "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout", "tenant.sync_now",
-    "tenant.sync_resume", "tenant.connect",
+    "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout", "auth.change_timezone",
+    "tenant.sync_now", "tenant.sync_resume", "tenant.connect",
 ])
 def test_post_with_the_role_succeeds_and_is_audited(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)
@@ -170,6 +172,8 @@ def test_post_with_the_role_succeeds_and_is_audited(app, world, db_session, role
         assert entry.workspace_id == world.a.id and entry.tenant_id is not None
     if action not in ("auth.sign_out", "auth.password_change", "tenant.pin", "tenant.unpin", "workspace.switch"):
         assert "before" in entry.details and "after" in entry.details
+    if not action.startswith("auth."):  # an entry about something names it, so it reads after a deletion too
+        assert entry.target_name, action
 
 
 def test_pin_is_personal_and_allowed_to_readonly(app, world, db_session, role_users):

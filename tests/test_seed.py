@@ -291,3 +291,70 @@ def test_an_existing_demo_user_keeps_their_password(db_session, make_user):
 def test_seed_rejects_nonsense_sizes(db_session, bad_options):
     with pytest.raises(ValueError):
         seed_demo_data(echo=lambda line: None, **bad_options)
+
+
+# --- the demo does not contradict itself -------------------------------------------------------
+
+WINDOWS_APP_TYPES = ("#microsoft.graph.win32LobApp", "#microsoft.graph.winGetApp", "#microsoft.graph.officeSuiteApp")
+
+
+def test_no_backup_finding_sits_beside_a_completed_backup_of_the_last_7_days(db_session):
+    seed()
+
+    backup_findings = db_session.execute(text("""
+        SELECT finding.tenant_id, finding.status, finding.detected_at,
+               (finding.detail ->> 'lastSuccessfulBackupDaysAgo')::int AS days_ago,
+               (SELECT max(started_at) FROM backup_sets AS backup
+                 WHERE backup.tenant_id = finding.tenant_id AND backup.status = 'completed') AS last_completed
+        FROM findings AS finding
+        WHERE finding.title = 'No successful backup in the last 7 days'""")).all()
+    assert backup_findings, "the demo should still show this finding where it is true"
+    now = db_session.scalar(text("SELECT now()"))
+    for tenant_id, status, detected_at, days_ago, last_completed in backup_findings:
+        assert last_completed is None or (now - last_completed).days >= 7, tenant_id
+        assert status != "resolved" and detected_at <= now, tenant_id  # no backup has succeeded since
+        assert days_ago == (None if last_completed is None else (now - last_completed).days), tenant_id
+
+
+def test_no_windows_app_is_installed_on_an_iphone_or_android_device(db_session):
+    seed()
+
+    installs = db_session.execute(text("""
+        SELECT device.data ->> 'operatingSystem' AS os, app.data ->> '@odata.type' AS app_type, app.display_name,
+               device.id AS device_id
+        FROM inventory_links AS link
+        JOIN inventory_items AS app ON app.id = link.source_item_id AND app.object_type = 'app'
+        JOIN inventory_items AS device ON device.id = link.target_item_id AND device.object_type = 'device'
+        WHERE link.link_type = 'installedOn'""")).all()
+    assert {os for os, _, _, _ in installs} == {"Windows", "macOS", "iOS", "Android"}
+    wrong = [(device, app) for os, app_type, app, device in installs
+             if os in ("iOS", "Android") and app_type in WINDOWS_APP_TYPES]
+    assert wrong == []
+    # Each app is made for the platform of the device it is on; every device has three.
+    platform_of_type = {"ios": "iOS", "android": "Android", "macos": "macOS"}
+    for os, app_type, app, device in installs:
+        kind = app_type.removeprefix("#microsoft.graph.").lower()
+        expected = next((platform for prefix, platform in platform_of_type.items() if kind.startswith(prefix)),
+                        "Windows")
+        assert expected == os, (device, app, app_type)
+    assert set(Counter(device_id for _, _, _, device_id in installs).values()) == {3}
+
+
+def test_no_policy_name_repeats_its_variant_as_in_pilot_pilot(db_session):
+    from simulator.demo import variant_name
+
+    seed()
+
+    names = set(db_session.scalars(select(Policy.display_name)))
+    assert any(name.startswith("WIN - Update Ring - Pilot - ") for name in names)  # its variants are there
+    for name in names:
+        parts = name.split(" - ")
+        assert parts[-1].rstrip("0123456789 ") != parts[-2], name
+    # The simulator names a demo tenant's policies as the seed does.
+    for template in POLICY_TEMPLATES:
+        for pass_no in range(1, 3):
+            simulated = variant_name(template["display_name"], pass_no)
+            assert simulated.split(" - ")[-1] != template["display_name"].split(" - ")[-1]
+    pilot = next(t for t in POLICY_TEMPLATES if t["display_name"] == "WIN - Update Ring - Pilot")
+    assert variant_name(pilot["display_name"], 1) == "WIN - Update Ring - Pilot - Finance"
+    assert "WIN - Update Ring - Pilot - Finance" in names
