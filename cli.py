@@ -302,7 +302,7 @@ def register_rollout_commands(app: Flask) -> None:
                     samples = rollout.unbindable_samples(connection, report.table)
                     click.echo(f"{report.table}: {report.unbindable} rows whose tenant is gone, e.g. (id, tenant_id) "
                                f"{samples}")
-        record_audit("rollout.backfill_workspace_ids", details={
+        rollout.record_rollout_audit(db.session.connection(), "rollout.backfill_workspace_ids", {
             "interrupted": stop.requested, "batch_size": batch_size,
             "tables": {r.table: {"bound": r.bound_now, "unbound": r.unbound, "unbindable": r.unbindable,
                                  "mismatched": r.mismatched} for r in reports}})

@@ -234,3 +234,12 @@ def move_tenant(connection: Connection, tenant_id: int, target_workspace_id: int
             f"UPDATE {table} SET workspace_id = :w WHERE tenant_id = :t AND workspace_id IS DISTINCT FROM :w"),
             {"w": target_workspace_id, "t": tenant_id})
     return moved
+
+
+def record_rollout_audit(connection: Connection, action: str, details: dict) -> None:
+    """An audit entry of the rollout commands, in columns every revision since 0001 has: they
+    run against a database in the middle of the rollout (0003), older than today's models."""
+    import json
+
+    connection.execute(text("INSERT INTO audit_logs (action, details) VALUES (:action, CAST(:details AS jsonb))"),
+                       {"action": action, "details": json.dumps(details)})
