@@ -123,3 +123,44 @@ def test_the_scheduler_queues_due_connected_active_tenants_in_their_own_workspac
         db.session.execute(text("DELETE FROM procrastinate_jobs"))
         db.session.commit()
         db.session.remove()
+
+
+def test_a_run_whose_job_is_gone_is_ended_and_its_tenant_can_sync_again(worker_database):
+    from app.sync.runner import end_orphaned_runs, request_sync
+
+    app, owner, refs = worker_database
+    tenant_id, workspace_id, _external = refs[1]
+    with owner.app_context():
+        db.session.execute(text("DELETE FROM sync_runs"))
+        db.session.execute(text("DELETE FROM procrastinate_jobs"))
+        orphan = SyncRun(tenant_id=tenant_id, workspace_id=workspace_id, trigger="user", status="running",
+                         started_at=func.now() - text("interval '1 hour'"))
+        db.session.add(orphan)
+        db.session.commit()
+        orphan_id = orphan.id
+        db.session.remove()
+    with app.app_context():
+        assert end_orphaned_runs() == 1
+        assert end_orphaned_runs() == 0
+        with working_in_workspace(workspace_id):
+            run, created = request_sync(db.session.get(Tenant, tenant_id), "user")
+            db.session.commit()
+            assert created
+            new_run_id = run.id
+    with owner.app_context():  # an hour old, but its job is still to do: no orphan
+        db.session.execute(text("UPDATE sync_runs SET created_at = now() - interval '1 hour' WHERE id = :r"),
+                           {"r": new_run_id})
+        db.session.commit()
+        db.session.remove()
+    with app.app_context():
+        assert end_orphaned_runs(older_than_minutes=1) == 0
+    with owner.app_context():
+        ended = db.session.get(SyncRun, orphan_id)
+        assert ended.status == "failed" and "ended without finishing" in ended.error
+        assert db.session.get(Tenant, tenant_id).consecutive_failures == 1
+        db.session.execute(text("DELETE FROM sync_runs"))
+        db.session.execute(text("DELETE FROM procrastinate_jobs"))
+        db.session.execute(text("UPDATE tenants SET consecutive_failures = 0, connection_status = 'connected', "
+                                "connection_error = NULL"))
+        db.session.commit()
+        db.session.remove()

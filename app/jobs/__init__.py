@@ -87,11 +87,13 @@ def sync_tenant(sync_run_id: int, workspace_id: int) -> str:
 @tasks.periodic(cron="*/5 * * * *", periodic_id="schedule-due-syncs")
 @tasks.task(name="schedule_due_syncs", queue=SCHEDULER_QUEUE, queueing_lock="schedule-due-syncs")
 def schedule_due_syncs(timestamp: int) -> int:
-    """Every five minutes: queue a sync for each connected, active tenant whose time has come."""
-    from app.sync.runner import queue_due_syncs
+    """Every five minutes: end runs whose job is gone, then queue a sync for each connected,
+    active tenant whose time has come."""
+    from app.sync.runner import end_orphaned_runs, queue_due_syncs
 
     app = _flask_app()
     with app.app_context():
+        end_orphaned_runs()  # first, so that a tenant whose run lost its job is due again
         return queue_due_syncs(limit=SCHEDULE_BATCH)
 
 

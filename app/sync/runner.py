@@ -113,3 +113,29 @@ def queue_due_syncs(limit: int) -> int:
             db.session.commit()
             queued += int(created)
     return queued
+
+
+ORPHAN_AFTER_MINUTES = 10
+
+
+def end_orphaned_runs(older_than_minutes: int = ORPHAN_AFTER_MINUTES) -> int:
+    """Fail each run whose job ended without finishing it (migration 0013), inside its workspace:
+    otherwise it would hold its tenant's one active slot and no sync could start again."""
+    from app.row_security import working_in_workspace
+
+    orphans = db.session.execute(text("SELECT sync_run_id, workspace_id FROM orphaned_sync_runs(:m)"),
+                                 {"m": older_than_minutes}).all()
+    db.session.rollback()
+    ended = 0
+    for run_id, workspace_id in orphans:
+        with working_in_workspace(workspace_id):
+            run = db.session.get(SyncRun, run_id)
+            if run is not None and run.status in ("queued", "running"):
+                log.warning("sync run %s lost its job; ending it as failed", run_id)
+                record_outcome(run, db.session.get(Tenant, run.tenant_id), "failed",
+                               "The job carrying this sync ended without finishing it; the next sync starts afresh.",
+                               None, utcnow(), sync_interval())
+                ended += 1
+            else:
+                db.session.rollback()
+    return ended
