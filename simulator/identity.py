@@ -437,10 +437,8 @@ code {{ font-size: .8rem; word-break: break-all; }}
         return self.page(400, "Sorry, but we're having trouble signing you in.",
                          f"<p><code>AADSTS{code}: {html.escape(message)}</code></p>")
 
-    def _consent_request(self, values, segment: str) -> tuple[dict[str, str], TenantState | None] | Response:
-        client_id = values.get("client_id", "")
-        redirect_uri = values.get("redirect_uri", "")
-        scope = values.get("scope", "")
+    def _client_or_redirect_refused(self, client_id: str, redirect_uri: str, segment: str) -> Response | None:
+        """The error page a browser gets (no redirect: where to is in doubt) for a bad client or redirect URI."""
         if not client_id:
             return self._consent_error_page(900144, "The request body must contain the following parameter: 'client_id'.")
         if client_id.lower() != self.sim.client_id:
@@ -451,6 +449,15 @@ code {{ font-size: .8rem; word-break: break-all; }}
         if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.fragment:
             return self._consent_error_page(50011, f"The redirect URI '{redirect_uri}' specified in the request does "
                                             f"not match the redirect URIs configured for the application '{client_id}'.")
+        return None
+
+    def _consent_request(self, values, segment: str) -> tuple[dict[str, str], TenantState | None] | Response:
+        client_id = values.get("client_id", "")
+        redirect_uri = values.get("redirect_uri", "")
+        scope = values.get("scope", "")
+        refused = self._client_or_redirect_refused(client_id, redirect_uri, segment)
+        if refused is not None:
+            return refused
         if not scope:
             return self._consent_error_page(900144, "The request body must contain the following parameter: 'scope'.")
         tenant = None
@@ -588,16 +595,9 @@ code {{ font-size: .8rem; word-break: break-all; }}
         values = request.values
         client_id = values.get("client_id", "")
         redirect_uri = values.get("redirect_uri", "")
-        if not client_id:
-            return self._consent_error_page(900144, "The request body must contain the following parameter: 'client_id'.")
-        if client_id.lower() != self.sim.client_id:
-            return self._consent_error_page(700016, self._app_not_found(segment).replace(self.sim.client_id, client_id))
-        if not redirect_uri:
-            return self._consent_error_page(900144, "The request body must contain the following parameter: 'redirect_uri'.")
-        parsed = urlsplit(redirect_uri)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.fragment:
-            return self._consent_error_page(50011, f"The redirect URI '{redirect_uri}' specified in the request does "
-                                            f"not match the redirect URIs configured for the application '{client_id}'.")
+        refused = self._client_or_redirect_refused(client_id, redirect_uri, segment)
+        if refused is not None:
+            return refused
         response_mode = values.get("response_mode") or "query"
         if response_mode not in RESPONSE_MODES:
             return self._consent_error_page(70007, f"The application returned an unsupported value of "

@@ -426,6 +426,21 @@ def enter(client, workspace):
     return response
 
 
+@pytest.fixture
+def ada(client, world):
+    """A client signed in as Ada, the owner of workspace A, with A current."""
+    sign_in(client, world.ada.email)
+    enter(client, world.a)
+    return client
+
+
+def page(client, url: str) -> str:
+    """A page's HTML, which must be a 200."""
+    response = client.get(url)
+    assert response.status_code == 200, url
+    return response.get_data(as_text=True)
+
+
 def tenant_url(tenant, rest: str = "") -> str:
     return f"/admin/t/{tenant.external_id}{rest}"
 

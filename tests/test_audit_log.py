@@ -7,20 +7,9 @@ import pytest
 from sqlalchemy import delete, select, text
 
 from app.models import AuditLog, BackupSchedule, Tenant, User
-from tests.conftest import enter, post_form, sign_in, tenant_url
+from tests.conftest import page, post_form, tenant_url
 
 
-@pytest.fixture
-def ada(client, world):
-    sign_in(client, world.ada.email)
-    enter(client, world.a)
-    return client
-
-
-def page(client, url: str) -> str:
-    response = client.get(url)
-    assert response.status_code == 200, url
-    return response.get_data(as_text=True)
 
 
 def audit_rows(body: str) -> list[str]:

@@ -6,20 +6,9 @@ from sqlalchemy import select
 
 from app.diffing import settings_diff
 from app.models import BackupSchedule, Finding, TenantVisit
-from tests.conftest import enter, post_form, sign_in, tenant_url
+from tests.conftest import enter, page, post_form, sign_in, tenant_url
 
 
-@pytest.fixture
-def ada(client, world):
-    sign_in(client, world.ada.email)
-    enter(client, world.a)
-    return client
-
-
-def page(client, url: str) -> str:
-    response = client.get(url)
-    assert response.status_code == 200, url
-    return response.get_data(as_text=True)
 
 
 def test_dashboard_shows_counts_latest_backup_findings_and_permissions(ada, world):

@@ -16,7 +16,7 @@ The engine never builds a URL or parses HTTP: app.graph.client does.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -66,7 +66,6 @@ class SyncContext:
     now: Callable[[], datetime] = utcnow
     interval: timedelta = DEFAULT_SYNC_INTERVAL
     progress: Callable[[str, FamilyOutcome], None] | None = None
-    stats: dict[str, int] = field(default_factory=dict)
 
 
 # --- starting a run ------------------------------------------------------------------------------------
@@ -137,7 +136,8 @@ def run_sync(run_id: int, context: SyncContext) -> SyncRun | None:
     client = None
     try:
         token = context.token_provider.acquire(str(tenant.external_id))
-        missing = record_permissions(tenant, set(token.roles), now)
+        granted = set(token.roles)
+        missing = record_permissions(tenant, granted, now)
         db.session.commit()
         client = context.client_factory(str(tenant.external_id), context.token_provider)
         for item in FAMILIES:
@@ -145,7 +145,7 @@ def run_sync(run_id: int, context: SyncContext) -> SyncRun | None:
             outcomes[item.key] = outcome
             run.current_family = item.key
             db.session.commit()
-            if not satisfied(item.read_permission, set(token.roles)):
+            if not satisfied(item.read_permission, granted):
                 outcome.complete = False
                 outcome.error = f"Permission {item.read_permission} is not granted."
             else:
@@ -172,10 +172,7 @@ def run_sync(run_id: int, context: SyncContext) -> SyncRun | None:
         tenant.connection_error = error.message[:500]
         context.token_provider.forget(str(tenant.external_id))
         return _finish(run, tenant, "failed", error.message, client, context)
-    except ForeignLinkError as error:
-        db.session.rollback()
-        return _finish(run, tenant, "failed", error.message, client, context)
-    except GraphError as error:
+    except GraphError as error:  # a foreign link, or an answer the client could not use
         db.session.rollback()
         return _finish(run, tenant, "failed", error.message, client, context)
     finally:
