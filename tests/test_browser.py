@@ -131,7 +131,8 @@ def test_staff_journey_through_portfolio_switcher_policy_diff_findings_and_works
         shot(page, "06a-finding-acknowledge-note")
         row.locator("button", has_text="Acknowledge finding").click()
         expect(page.locator(".alert-success")).to_contain_text("Northwind drift” acknowledged with your note.")
-        # Filters apply as soon as they change: no Apply click.
+        # Filters apply as soon as they change: no Apply click (once the page's script is attached).
+        page.wait_for_selector("html[data-scripts-ready]", state="attached")
         with page.expect_navigation(url=re.compile(r".*status=acknowledged.*")):
             page.select_option("select[name=status]", "acknowledged")
         acknowledged = page.locator("tr.finding-row", has_text="Northwind drift")

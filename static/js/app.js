@@ -257,5 +257,7 @@
     setupDiffPickers();
     autoDismissAlerts();
     confirmForms();
+    // Behaviour is attached: browser tests wait for this before using it.
+    document.documentElement.dataset.scriptsReady = "1";
   });
 })();
