@@ -73,6 +73,23 @@ class PermissionDeniedError(GraphError):
         self.permission = permission
 
 
+class WriteRefusedError(GraphError):
+    """Graph refused a write (a 4xx other than 401, 403 and 429: 400 with its error code and
+    message, 404, 409, ...): nothing was written. ``code`` and ``message`` are Graph's, for
+    "refused by Graph: ..." on the restore's item."""
+
+    default_message = "Microsoft Graph refused the write"
+
+
+class AmbiguousWriteError(GraphError):
+    """A create got no clear answer (a 5xx, a timeout or a connection lost after the request
+    went out): Graph may or may not have made the object. It is not sent again, since that
+    could make it twice; the caller looks for it (by name) before deciding what to do."""
+
+    default_message = ("Microsoft Graph did not say whether the object was created; "
+                       "look for it in the tenant before creating it again")
+
+
 class ForeignLinkError(GraphError):
     """Graph (or something posing as it) handed out a next/delta link that does not point
     under the configured Graph URL. It is never requested."""
