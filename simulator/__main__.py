@@ -7,11 +7,14 @@
     python -m simulator delete-object --tenant T --family F --id ID
     python -m simulator objects --tenant T --family F
     python -m simulator tenants
-    python -m simulator add-tenant --tenant T [--name N] [--not-consented]
+    python -m simulator add-tenant --tenant T [--name N] [--not-consented] [--permissions read|write]
     python -m simulator revoke-consent --tenant T | grant-consent --tenant T
     python -m simulator set-roles --tenant T --role DeviceManagementConfiguration.Read.All [--role ...]
     python -m simulator set-signin-user --tenant T [--username U] [--role ROLE_TEMPLATE_ID ...] [--no-roles]
-    python -m simulator inject FAULT [--count N] [--tenant T] [--path-contains TEXT]
+    python -m simulator inject FAULT [--count N] [--tenant T] [--path-contains TEXT] [--method POST]
+    python -m simulator writes --tenant T [--reset]                 (the Graph writes done there)
+    python -m simulator refuse-write --tenant T --family F (--id ID | --name NAME) [--status 400] [--code C] [--message M] [--count N]
+    python -m simulator refusals --tenant T [--clear]
     python -m simulator consent-mode prompt|accept|deny
     python -m simulator requests [--reset]
 
@@ -177,7 +180,7 @@ def control(args: argparse.Namespace) -> int:
         result = client.call("GET", "/tenants")
     elif command == "add-tenant":
         result = client.call("POST", "/tenants", {"tenant_id": args.tenant, "name": args.name,
-                                                  "consented": not args.not_consented})
+                                                  "consented": not args.not_consented, "permissions": args.permissions})
     elif command in ("revoke-consent", "grant-consent"):
         client.call("POST", f"/tenants/{args.tenant}/{command}")
         result = {command: args.tenant}
@@ -193,8 +196,28 @@ def control(args: argparse.Namespace) -> int:
         result = client.call("PUT", f"/tenants/{args.tenant}/signin-user", body)
     elif command == "inject":
         client.call("POST", "/inject", {"fault": args.fault, "count": args.count, "tenant_id": args.tenant,
-                                        "path_contains": args.path_contains, "retry_after": args.retry_after})
+                                        "path_contains": args.path_contains, "retry_after": args.retry_after,
+                                        "method": args.method})
         result = {"injected": args.fault, "count": args.count}
+    elif command == "writes":
+        if args.reset:
+            client.call("DELETE", f"/tenants/{args.tenant}/writes")
+            result = {"reset": True}
+        else:
+            result = client.call("GET", f"/tenants/{args.tenant}/writes")
+    elif command == "refuse-write":
+        if not args.id and not args.name:
+            raise SystemExit("refuse-write needs --id or --name")
+        client.call("POST", f"/tenants/{args.tenant}/refusals", {
+            "family": args.family, "object_id": args.id, "name": args.name, "status": args.status,
+            "code": args.code, "message": args.message, "count": args.count})
+        result = {"refused": args.id or args.name, "status": args.status}
+    elif command == "refusals":
+        if args.clear:
+            client.call("DELETE", f"/tenants/{args.tenant}/refusals")
+            result = {"cleared": True}
+        else:
+            result = client.call("GET", f"/tenants/{args.tenant}/refusals")
     elif command == "consent-mode":
         client.call("PUT", "/consent-mode", {"mode": args.mode})
         result = {"consent_mode": args.mode}
@@ -266,6 +289,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--tenant", required=True)
     sub.add_argument("--name", default="Contoso")
     sub.add_argument("--not-consented", action="store_true")
+    sub.add_argument("--permissions", choices=("read", "write"), default=None,
+                     help="the tokens' roles: the read tier only, or read and write (default: both, as a full consent)")
     for name in ("revoke-consent", "grant-consent"):
         sub = control_command(name, f"{name.replace('-', ' ')} for a tenant")
         sub.add_argument("--tenant", required=True)
@@ -283,6 +308,22 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--tenant", default=None)
     sub.add_argument("--path-contains", default=None)
     sub.add_argument("--retry-after", type=int, default=1)
+    sub.add_argument("--method", default=None, help="only requests with this HTTP method (e.g. POST)")
+    sub = control_command("writes", "the Graph writes done in a tenant (method, family, object id, time)")
+    sub.add_argument("--tenant", required=True)
+    sub.add_argument("--reset", action="store_true")
+    sub = control_command("refuse-write", "make Graph refuse writes to an object (by id or name)")
+    sub.add_argument("--tenant", required=True)
+    sub.add_argument("--family", required=True)
+    sub.add_argument("--id", default=None)
+    sub.add_argument("--name", default=None)
+    sub.add_argument("--status", type=int, default=400)
+    sub.add_argument("--code", default="BadRequest")
+    sub.add_argument("--message", default=None)
+    sub.add_argument("--count", type=int, default=None, help="default: until cleared")
+    sub = control_command("refusals", "the writes a tenant refuses")
+    sub.add_argument("--tenant", required=True)
+    sub.add_argument("--clear", action="store_true")
     sub = control_command("consent-mode", "how admin consent answers")
     sub.add_argument("mode", choices=("prompt", "accept", "deny"))
     sub = control_command("requests", "the request log")

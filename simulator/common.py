@@ -1,4 +1,5 @@
-"""Small pieces the servers share: request records, throttling, faults, opaque tokens, JSON answers."""
+"""Small pieces the servers share: request and write records, throttling, faults, refusals,
+opaque tokens, JSON answers."""
 from __future__ import annotations
 
 import base64
@@ -16,6 +17,17 @@ from typing import Any
 from werkzeug.wrappers import Response
 
 GRAPH_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+
+
+class GraphError(Exception):
+    """What Graph answers with an error body: status, Graph's error code and message, headers."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,54 @@ class RequestRecord:
 
     def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key, default)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    """One write Graph did in a tenant (`Simulator.write_log`): only writes that changed
+    something are recorded (a refused or throttled one is not; one that was done and then
+    answered with a fault is, with that status).
+
+    operation: "create", "update" (PATCH), "replace" (PUT) or "assign"; object_id: the object
+    written (a create's new id); name: its name after the write.
+    """
+
+    method: str
+    family: str
+    object_id: str
+    operation: str
+    status: int
+    time: float
+    name: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Refusal:
+    """Writes to one object (by id, or by name) of a family that Graph refuses with this
+    status and error (`Simulator.refuse_writes`); `remaining` None: until cleared."""
+
+    family: str
+    object_id: str | None
+    name: str | None
+    status: int
+    code: str
+    message: str
+    remaining: int | None = None
+
+    def matches(self, family_key: str, object_id: str | None, names: set[str]) -> bool:
+        if family_key != self.family or self.remaining == 0:
+            return False
+        return ((self.object_id is not None and self.object_id == object_id)
+                or (self.name is not None and self.name in names))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,11 +178,13 @@ FAULTS = {
     "delta-expired": "410 Gone on a delta link (the client must start a full delta round)",
     "consent-revoked": "the token endpoint answers AADSTS700016 (no state change)",
     "consent-required": "the token endpoint answers AADSTS65001 (no state change)",
+    "write-then-504": "a write (POST, PATCH, PUT) is done, then answered 504 Gateway Timeout (a create that did happen)",
 }
 STATUS_FAULTS = {"429", "429-http-date", "429-no-retry-after", "503", "504"}
 INNER_FAULTS = {"batch-inner-429", "batch-inner-500"}
 PAGE_FAULTS = {"malformed-page", "foreign-next-link"}
 TOKEN_FAULTS = {"consent-revoked", "consent-required"}
+WRITE_FAULTS = {"write-then-504"}
 
 
 @dataclass
@@ -132,6 +194,7 @@ class Fault:
     tenant_id: str | None
     path_contains: str | None
     retry_after: int
+    method: str | None = None  # only requests with this HTTP method (None: any)
 
 
 class Faults:
@@ -139,21 +202,27 @@ class Faults:
         self._items: list[Fault] = []
         self._lock = threading.Lock()
 
-    def add(self, kind: str, count: int, tenant_id: str | None, path_contains: str | None, retry_after: int) -> None:
+    def add(self, kind: str, count: int, tenant_id: str | None, path_contains: str | None, retry_after: int,
+            method: str | None = None) -> None:
         if kind not in FAULTS:
             raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULTS)}")
         if count < 1:
             raise ValueError("count must be at least 1")
         if retry_after < 0:
             raise ValueError("retry_after must be >= 0")
+        if method is not None and (not isinstance(method, str) or not method.isalpha()):
+            raise ValueError(f"method is an HTTP method such as POST, not {method!r}")
         with self._lock:
-            self._items.append(Fault(kind, count, tenant_id.lower() if tenant_id else None, path_contains, retry_after))
+            self._items.append(Fault(kind, count, tenant_id.lower() if tenant_id else None, path_contains, retry_after,
+                                     method.upper() if method else None))
 
-    def take(self, kinds: set[str], tenant_id: str | None, target: str) -> Fault | None:
+    def take(self, kinds: set[str], tenant_id: str | None, target: str, method: str | None = None) -> Fault | None:
         """The first pending fault of one of `kinds` matching this request (its count used up by one)."""
         with self._lock:
             for fault in self._items:
                 if fault.kind not in kinds or fault.remaining < 1:
+                    continue
+                if fault.method is not None and fault.method != (method or "").upper():
                     continue
                 if fault.tenant_id is not None and fault.tenant_id != (tenant_id or "").lower():
                     continue

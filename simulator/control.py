@@ -1,7 +1,7 @@
 """The loopback-only control API on the api server, for the demo and the CLI.
 
     GET    /_simulator/tenants                                   tenants (summary)
-    POST   /_simulator/tenants                                   add one: {"tenant_id", "name", "roles", "consented", "policies_per_family", "objects"}
+    POST   /_simulator/tenants                                   add one: {"tenant_id", "name", "roles" | "permissions": "read"|"write", "consented", "policies_per_family", "objects"}
     GET    /_simulator/tenants/{tenant}/objects/{family}         its objects (relations inline)
     POST   /_simulator/tenants/{tenant}/objects/{family}         add one (body: the object) -> {"id"}
     PATCH  /_simulator/tenants/{tenant}/objects/{family}/{id}    change one (body: the changes) -> the object
@@ -9,9 +9,12 @@
     POST   /_simulator/tenants/{tenant}/revoke-consent
     POST   /_simulator/tenants/{tenant}/grant-consent
     PUT    /_simulator/tenants/{tenant}/roles                    {"roles": [...]}
+    GET    /_simulator/tenants/{tenant}/writes                   the Graph writes done there (write log); DELETE empties it
+    POST   /_simulator/tenants/{tenant}/refusals                 refuse writes: {"family", "object_id" | "name", "status", "code", "message", "count"}
+    GET    /_simulator/tenants/{tenant}/refusals ; DELETE /_simulator/tenants/{tenant}/refusals
     GET    /_simulator/tenants/{tenant}/signin-user              who signs in there (username, name, object_id, roles)
     PUT    /_simulator/tenants/{tenant}/signin-user              {"username": null, "roles": [role template ids], "name": null}
-    POST   /_simulator/inject                                    {"fault", "count", "tenant_id", "path_contains", "retry_after"}
+    POST   /_simulator/inject                                    {"fault", "count", "tenant_id", "path_contains", "retry_after", "method"}
     GET    /_simulator/faults ; DELETE /_simulator/faults
     PUT    /_simulator/consent-mode                              {"mode": "prompt" | "accept" | "deny"}
     GET    /_simulator/requests ; DELETE /_simulator/requests
@@ -72,7 +75,7 @@ def control(sim: Simulator, request: Request) -> Response:
             tenant_id = sim.add_tenant(
                 body["tenant_id"], name=body.get("name", "Contoso"), roles=body.get("roles"),
                 consented=bool(body.get("consented", True)), objects=body.get("objects"),
-                policies_per_family=body.get("policies_per_family"),
+                policies_per_family=body.get("policies_per_family"), permissions=body.get("permissions"),
             )
             return json_response({"tenant_id": tenant_id}, 201)
         if len(parts) >= 3 and parts[0] == "tenants":
@@ -95,6 +98,26 @@ def control(sim: Simulator, request: Request) -> Response:
                 if method == "DELETE":
                     sim.delete_object(tenant_id, family, object_id)
                     return Response(status=204)
+            if action == "writes" and len(parts) == 3 and method == "GET":
+                return json_response({"value": [record.as_dict() for record in sim.write_log(tenant_id)]})
+            if action == "writes" and len(parts) == 3 and method == "DELETE":
+                sim.reset_write_log(tenant_id)
+                return Response(status=204)
+            if action == "refusals" and len(parts) == 3 and method == "GET":
+                return json_response({"value": sim.refusals(tenant_id)})
+            if action == "refusals" and len(parts) == 3 and method == "DELETE":
+                sim.clear_refusals(tenant_id)
+                return Response(status=204)
+            if action == "refusals" and len(parts) == 3 and method == "POST":
+                body = _body(request)
+                if not isinstance(body, dict) or not body.get("family"):
+                    raise StoreError('the body must be {"family": ..., "object_id" or "name": ..., "status": 400, '
+                                     '"code": "BadRequest", "message": ...}')
+                count = body.get("count")
+                sim.refuse_writes(tenant_id, body["family"], object_id=body.get("object_id"), name=body.get("name"),
+                                  status=int(body.get("status", 400)), code=body.get("code") or "BadRequest",
+                                  message=body.get("message"), count=int(count) if count is not None else None)
+                return Response(status=204)
             if action == "revoke-consent" and method == "POST" and len(parts) == 3:
                 sim.revoke_consent(tenant_id)
                 return Response(status=204)
@@ -121,7 +144,8 @@ def control(sim: Simulator, request: Request) -> Response:
             if not isinstance(body, dict) or "fault" not in body:
                 raise StoreError('the body must be {"fault": ..., "count": 1, "tenant_id": null, "path_contains": null}')
             sim.inject(body["fault"], count=int(body.get("count", 1)), tenant_id=body.get("tenant_id"),
-                       path_contains=body.get("path_contains"), retry_after=int(body.get("retry_after", 1)))
+                       path_contains=body.get("path_contains"), retry_after=int(body.get("retry_after", 1)),
+                       method=body.get("method"))
             return Response(status=204)
         if parts == ["faults"] and method == "GET":
             return json_response({"value": sim.pending_faults()})

@@ -15,16 +15,17 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from app.graph.families import FAMILIES_BY_KEY
+from app.graph.families import FAMILIES_BY_KEY, required_permissions
 
-from . import demo, shapes
-from .common import FAULTS, Faults, RequestRecord, Throttle, ThrottleLimits, Tokens
+from . import demo, shapes, writes
+from .common import FAULTS, Faults, RequestRecord, Throttle, ThrottleLimits, Tokens, WriteRecord
 from .graph import DELTA_TOKEN_LIFETIME_SECONDS, GraphApp
 from .identity import LoginApp
 from .pki import Pki
 from .store import StoreError, TenantState, utc_now
 
 CONSENT_MODES = ("prompt", "accept", "deny")
+PERMISSION_TIERS = ("read", "write")
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
 AUTH_CODE_LIFETIME_SECONDS = 600
 MAX_RECORDS = 500_000
@@ -264,9 +265,11 @@ class Simulator:
         self.consent_mode = mode
 
     def inject(self, fault: str, *, count: int = 1, tenant_id: str | None = None, path_contains: str | None = None,
-               retry_after: int = 1) -> None:
-        """Makes the next `count` matching requests fail as `fault` (see common.FAULTS)."""
-        self._faults.add(fault, count, _normalize_tenant_id(tenant_id) if tenant_id else None, path_contains, retry_after)
+               retry_after: int = 1, method: str | None = None) -> None:
+        """Makes the next `count` matching requests fail as `fault` (see common.FAULTS); `method`
+        limits it to requests with that HTTP method ("POST": creates and assigns)."""
+        self._faults.add(fault, count, _normalize_tenant_id(tenant_id) if tenant_id else None, path_contains,
+                         retry_after, method)
 
     def pending_faults(self) -> list[dict[str, Any]]:
         return self._faults.pending()
@@ -318,9 +321,20 @@ class Simulator:
     def add_tenant(
         self, tenant_id: str, *, name: str = "Contoso", roles: list[str] | None = None, consented: bool = True,
         objects: dict[str, list[dict]] | None = None, policies_per_family: int | None = None,
+        permissions: str | None = None,
     ) -> str:
         """Adds (or replaces) a tenant; returns its id. Objects default to the demo fixtures:
-        a seed demo tenant id gets the seed's own plan, any other id each template once."""
+        a seed demo tenant id gets the seed's own plan, any other id each template once.
+
+        The tokens' `roles`: `roles` as given; else `permissions` "read" (what a sync needs,
+        no write permission: every write answers 403) or "write" (read and write tiers);
+        else both tiers, as a full admin consent grants (demo.default_roles)."""
+        if permissions is not None:
+            if permissions not in PERMISSION_TIERS:
+                raise ValueError(f"permissions is one of {', '.join(PERMISSION_TIERS)}, not {permissions!r}")
+            if roles is not None:
+                raise ValueError("give roles or permissions, not both")
+            roles = (list(required_permissions("read")) if permissions == "read" else demo.default_roles())
         tenant_id = _normalize_tenant_id(tenant_id)
         demo_key = demo.demo_tenant_keys().get(tenant_id)
         domain = demo.domain_for(name, tenant_id)
@@ -473,6 +487,40 @@ class Simulator:
     def delete_object(self, tenant_id: str, family_key: str, object_id: str) -> None:
         with self._lock:
             self._tenant(tenant_id).delete(family_key, object_id)
+
+    # --- Graph writes ----------------------------------------------------------------------------
+
+    def write_log(self, tenant_id: str) -> list[WriteRecord]:
+        """The writes Graph did in the tenant, oldest first (see common.WriteRecord): what a
+        restore changed, and that it changed nothing twice or outside its selection."""
+        with self._lock:
+            return list(self._tenant(tenant_id).writes)
+
+    def reset_write_log(self, tenant_id: str) -> None:
+        with self._lock:
+            self._tenant(tenant_id).writes.clear()
+
+    def refuse_writes(self, tenant_id: str, family_key: str, *, object_id: str | None = None, name: str | None = None,
+                      status: int = 400, code: str = "BadRequest", message: str | None = None,
+                      count: int | None = None) -> None:
+        """Graph refuses writes (create, update, assign) to the family's object with this id, or
+        named `name` (a create with that name too), with `status` and the error {code,
+        message}; `count` times, or until clear_refusals. Nothing is written when refused."""
+        family = FAMILIES_BY_KEY.get(family_key)
+        if family is None:
+            raise StoreError(f"unknown family {family_key!r}; known: {', '.join(FAMILIES_BY_KEY)}", 404)
+        refusal = writes.refusal(family, object_id=object_id, name=name, status=status, code=code, message=message,
+                                 count=count)
+        with self._lock:
+            self._tenant(tenant_id).refusals.append(refusal)
+
+    def refusals(self, tenant_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [refusal.as_dict() for refusal in self._tenant(tenant_id).refusals]
+
+    def clear_refusals(self, tenant_id: str) -> None:
+        with self._lock:
+            self._tenant(tenant_id).refusals.clear()
 
     def __repr__(self) -> str:
         where = getattr(self, "api_url", "not started")

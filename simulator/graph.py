@@ -5,10 +5,21 @@ For each family the server answers, under its own API version only:
     GET /{version}{list_path}                       a page of objects (delta families: a delta round)
     GET /{version}{list_path}/{id}                  one object (delta families: the path without /delta)
     GET /{version}{list_path}/{id}/{relation}       each relation in Family.per_object
-    POST /{version}/$batch                          up to 20 of the above, urls relative to the version root
+    GET /{version}{entity_path}?$filter=NAME eq '…'  objects by name (name_key; '' is a quote)
+    POST /{version}/$batch                          up to 20 GETs, urls relative to the version root
+
+and, for the families marked restorable (see writes.py for what is refused):
+
+    POST /{version}{entity_path}                    create (201 and the object)
+    PATCH /{version}{entity_path}/{id}              update: the given properties (204)
+    PUT /{version}{entity_path}/{id}                replace, where Family.update_method is PUT (204)
+    POST /{version}{entity_path}/{id}/assign        replace the assignments (200 and the set; 204 for app protection)
 
 Every request needs an access token of this simulator (its `tid` is the tenant); a family
-whose read permission is not among the token's roles answers 403. Paging follows
+whose read permission is not among the token's roles answers 403, and so does a write
+without the family's write permission. Writes are throttled (they count against the write
+budget too), faulted, refused on request (Simulator.refuse_writes) and logged per tenant
+(Simulator.write_log). Paging follows
 `@odata.nextLink` ($top honoured up to page_size, an opaque $skiptoken). Delta rounds end in
 `@odata.deltaLink` with a $deltatoken; the next round returns only what changed since
 (`@removed` for deleted objects); an expired delta token answers 410 Gone with a Location
@@ -35,9 +46,11 @@ from werkzeug.wrappers import Request, Response
 from app.graph.families import FAMILIES, Family
 
 from .common import (
-    GRAPH_JSON, INNER_FAULTS, PAGE_FAULTS, STATUS_FAULTS, RequestRecord, http_date, json_response,
+    GRAPH_JSON, INNER_FAULTS, PAGE_FAULTS, STATUS_FAULTS, GraphError, RequestRecord, http_date, json_response,
 )
-from .store import StoreError, StoredObject, TenantState
+from . import writes
+from .common import WRITE_FAULTS
+from .store import StoreError, StoredObject, TenantState, utc_now
 
 if TYPE_CHECKING:
     from .core import Simulator
@@ -46,17 +59,11 @@ VERSIONS = ("v1.0", "beta")
 MAX_BATCH_REQUESTS = 20
 MAX_BODY_BYTES = 4 * 1024 * 1024
 DELTA_TOKEN_LIFETIME_SECONDS = 7 * 24 * 3600  # directory objects: seven days (delta query overview)
-KNOWN_QUERY_OPTIONS = {"$top", "$skiptoken", "$deltatoken", "$select", "$expand", "$count"}
-UNIMPLEMENTED_QUERY_OPTIONS = {"$filter", "$orderby", "$search", "$skip", "$format", "$apply"}
-
-
-class GraphError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
+KNOWN_QUERY_OPTIONS = {"$top", "$skiptoken", "$deltatoken", "$select", "$expand", "$count", "$filter"}
+UNIMPLEMENTED_QUERY_OPTIONS = {"$orderby", "$search", "$skip", "$format", "$apply"}
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT"})
+# "<property> eq '<text>'" with '' for a quote inside the text: the one $filter implemented.
+NAME_FILTER = re.compile(r"\s*([A-Za-z][A-Za-z0-9]*)\s+eq\s+'((?:[^']|'')*)'\s*")
 
 
 @dataclass
@@ -75,6 +82,7 @@ class Call:
     in_batch: bool
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     sent_client_request_id: str | None = None  # the client's own header (what the request log records)
+    body: bytes | None = None  # a write's request body
 
 
 @dataclass
@@ -104,9 +112,13 @@ def _permission_names(family: Family) -> set[str]:
     return {family.read_permission, family.write_permission, family.read_permission.replace(".Read.", ".ReadWrite.")}
 
 
+def _write_permission_names(family: Family) -> set[str]:
+    """Roles that let an app write the family: its write permission only."""
+    return {family.write_permission, family.read_permission.replace(".Read.", ".ReadWrite.")}
+
+
 def _entity_set(family: Family) -> str:
-    path = family.list_path.removesuffix("/delta") if family.delta else family.list_path
-    return path.lstrip("/")
+    return family.entity_path.lstrip("/")
 
 
 def _project(item: StoredObject, select: list[str] | None, expand: list[str]) -> dict[str, Any]:
@@ -203,6 +215,8 @@ class GraphApp:
             sent_client_request_id=sent_client_request_id,
         )
         try:
+            if request.method in WRITE_METHODS and sub_path != "/$batch":
+                call.body = request.get_data(cache=False)
             call.query = self._query(request.args.items(multi=True))
             if sub_path == "/$batch":
                 if request.method != "POST":
@@ -272,7 +286,7 @@ class GraphApp:
     def execute(self, call: Call) -> Answer:
         target = f"/{call.version}{call.path}" + (f"?{call.raw_query}" if call.raw_query else "")
         kinds = set(STATUS_FAULTS) | (INNER_FAULTS if call.in_batch else set())
-        fault = self.sim._faults.take(kinds, call.tenant_id, target)
+        fault = self.sim._faults.take(kinds, call.tenant_id, target, call.method)
         if fault:
             return self._fault_answer(fault, call)
 
@@ -290,14 +304,26 @@ class GraphApp:
                 )
 
         operation, family, object_id, relation = self.route(call.version, call.path)
+        if call.method in WRITE_METHODS and self._writable(operation, family, call.method):
+            if not (_write_permission_names(family) & call.roles):
+                raise GraphError(
+                    403, "Authorization_RequestDenied",
+                    "Insufficient privileges to complete the operation. Application must have the following "
+                    f"application permission: {family.write_permission}.",
+                )
+            if call.in_batch:
+                raise GraphError(501, "NotImplemented", "The Graph simulator does not take writes inside $batch.")
+            return self.write(call, family, operation, object_id, target)
         if not (_permission_names(family) & call.roles):
             raise GraphError(
                 403, "Authorization_RequestDenied",
                 "Insufficient privileges to complete the operation. Application must have one of the following "
                 f"application permissions: {family.read_permission}, {family.write_permission}.",
             )
-        if call.method != "GET":
+        if call.method != "GET" or operation == "action":
             raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
+        if "$filter" in call.query and operation != "list":
+            raise GraphError(501, "NotImplemented", "The Graph simulator implements $filter on collections only.")
 
         with self.sim._lock:
             tenant = self.sim._tenants.get(call.tenant_id)
@@ -325,6 +351,71 @@ class GraphApp:
                 body["@odata.nextLink"] = f"https://graph.elsewhere.invalid{parts.path}?{parts.query}"
                 return Answer(200, body, answer.headers)
         return answer
+
+    # --- writes ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _writable(operation: str, family: Family, method: str) -> bool:
+        """Whether this method writes at this route: create on a collection, PATCH (or the
+        family's PUT) on an object, POST on its action."""
+        if not family.restorable:
+            return False
+        if operation == "list":
+            return method == "POST"
+        if operation == "get":
+            return method == "PATCH" or method == family.update_method
+        return operation == "action" and method == "POST"
+
+    def write(self, call: Call, family: Family, operation: str, object_id: str | None, target: str) -> Answer:
+        body = writes.parse_body(call.body or b"")
+        now = utc_now()
+        with self.sim._lock:
+            tenant = self.sim._tenants.get(call.tenant_id)
+            if tenant is None:
+                raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure. Unknown tenant.")
+            current = None
+            if object_id is not None:
+                try:
+                    current = tenant.get(family.key, object_id)
+                except StoreError:
+                    raise GraphError(404, "ResourceNotFound", f"Resource '{object_id}' does not exist or one of its "
+                                     "queried reference-property objects are not present.") from None
+            if operation == "list":
+                names = writes.check_create(family, body)
+            elif operation == "get":
+                names = writes.check_update(family, body, current, replace=call.method == "PUT")
+            else:
+                assignments = writes.check_assign(body)
+                names = {writes.name_of(family, current.data)} - {None}
+            writes.check_refusal(tenant, family, object_id, names)
+            # A fault that answers after doing the write: taken once the write is sure to happen.
+            late_fault = self.sim._faults.take(WRITE_FAULTS, call.tenant_id, target, call.method)
+            status = 504 if late_fault else None
+            if operation == "list":
+                item = writes.create(family, tenant, body, now)
+                kind, answer = "create", Answer(201, self._entity_body(call, family, item))
+                answer.headers["Location"] = f"{self.sim.api_url}/{call.version}{family.entity_path}/{item.id}"
+            elif operation == "get":
+                replace = call.method == "PUT"
+                item = writes.update(family, tenant, current, body, now, replace=replace)
+                kind, answer = ("replace" if replace else "update"), Answer(204)
+            else:
+                item = writes.assign(family, tenant, current, assignments)
+                kind = "assign"
+                # deviceAppManagement's assign answers 204; deviceManagement's the new set.
+                answer = Answer(204) if family.entity_path.startswith("/deviceAppManagement/") else Answer(
+                    200, {"@odata.context": f"{self.sim.api_url}/{call.version}/$metadata#Collection(microsoft.graph."
+                          "deviceAndAppManagementAssignment)", "value": copy.deepcopy(item.relations["assignments"])})
+            writes.record(tenant, call.method, family, item, kind, status or answer.status)
+        if late_fault:
+            return Answer(504, error_body("GatewayTimeout", "The gateway did not receive a timely response.",
+                                          call.request_id, call.client_request_id))
+        return answer
+
+    def _entity_body(self, call: Call, family: Family, item: StoredObject) -> dict[str, Any]:
+        body = {"@odata.context": f"{self.sim.api_url}/{call.version}/$metadata#{_entity_set(family)}/$entity"}
+        body.update(_project(item, None, []))
+        return body
 
     def _fault_answer(self, fault, call: Call) -> Answer:
         kind = fault.kind
@@ -355,8 +446,8 @@ class GraphApp:
             list_path = family.list_path
             if family.delta:
                 base = list_path.removesuffix("/delta")
-                if normalized == list_path:
-                    candidate = ("delta", family, None, None)
+                if normalized in (list_path, base):
+                    candidate = ("delta" if normalized == list_path else "list", family, None, None)
                     if family.api_version == version:
                         return candidate
                     unknown_segment = list_path.rsplit("/", 2)[-2]
@@ -377,6 +468,8 @@ class GraphApp:
                     return ("get", family, rest[0], None)
                 if len(rest) == 2 and rest[1] in family.per_object:
                     return ("relation", family, rest[0], rest[1])
+                if len(rest) == 2 and rest[0] and rest[1] == family.assign_action:
+                    return ("action", family, rest[0], rest[1])
                 raise GraphError(400, "BadRequest", f"Resource not found for the segment '{rest[-1]}'.")
         raise GraphError(400, "BadRequest", f"Resource not found for the segment '{unknown_segment}'.")
 
@@ -419,6 +512,9 @@ class GraphApp:
         if "$skiptoken" in call.query:
             after = int(self._read_token(call, call.query["$skiptoken"], "list", family).get("o", 0))
         live = tenant.live(family.key)
+        if "$filter" in call.query:
+            wanted = self._name_filter(call.query["$filter"], family)
+            live = [item for item in live if item.data.get(family.name_key) == wanted]
         remaining = [item for item in live if item.ordinal > after]
         page = remaining[:page_size]
         body: dict[str, Any] = {"@odata.context": f"{self.sim.api_url}/{call.version}/$metadata#{_entity_set(family)}"}
@@ -426,9 +522,23 @@ class GraphApp:
             body["@odata.count"] = len(live)
         if len(remaining) > page_size:
             token = self.sim._tokens.encode({"k": "list", "f": family.key, "t": call.tenant_id, "o": page[-1].ordinal})
-            body["@odata.nextLink"] = self._link(call, family.list_path, call.query, "$skiptoken", token)
+            body["@odata.nextLink"] = self._link(call, family.entity_path, call.query, "$skiptoken", token)
         body["value"] = [_project(item, select, expand) for item in page]
         return Answer(200, body)
+
+    @staticmethod
+    def _name_filter(expression: str, family: Family) -> str:
+        """The name in "<name_key> eq '<name>'" (exact match); other filters are not implemented."""
+        match = NAME_FILTER.fullmatch(expression)
+        if match is None:
+            if expression.count("'") % 2:
+                raise GraphError(400, "BadRequest", "Invalid filter clause: unterminated string literal.")
+            raise GraphError(501, "NotImplemented",
+                             f"The Graph simulator implements only $filter={family.name_key} eq '...'.")
+        if match.group(1) != family.name_key:
+            raise GraphError(400, "BadRequest", f"Invalid filter clause: '{match.group(1)}' cannot be filtered on "
+                             f"here (use {family.name_key}).")
+        return match.group(2).replace("''", "'")
 
     def get_object(self, call: Call, tenant: TenantState, family: Family, object_id: str) -> Answer:
         try:

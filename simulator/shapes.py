@@ -437,6 +437,13 @@ def apply_changes(family: Family, item: StoredObject, changes: dict[str, Any], n
         else:
             data[key] = copy.deepcopy(value)
 
+    touch(family, item, now)
+
+
+def touch(family: Family, item: StoredObject, now: dt.datetime) -> None:
+    """What Graph updates on every change: lastModifiedDateTime, the version (an integer
+    counter, or an app protection policy's etag), and the counters derived from relations."""
+    data = item.data
     if "lastModifiedDateTime" in data:
         data["lastModifiedDateTime"] = iso(now)
     version = data.get("version")

@@ -6,8 +6,9 @@ endpoint returns. Every change gets the tenant's next sequence number; deletions
 tombstone, so delta queries can tell what changed since a token (see graph.py).
 
 All methods expect the caller to hold the simulator's lock; they are the single place
-that mutates objects, so write endpoints (restore: POST/PATCH/DELETE) can be added on
-top of create/update/delete without touching the read paths.
+that mutates objects: the control API edits through create/update/delete, Graph's write
+endpoints (writes.py) through create/rewrite. Each tenant also keeps its write log (what
+Graph writes did) and the writes it is told to refuse.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.graph.families import FAMILIES, FAMILIES_BY_KEY, Family
+
+from .common import Refusal, WriteRecord
 
 
 def utc_now() -> dt.datetime:
@@ -76,6 +79,8 @@ class TenantState:
     service_principal_id: str
     demo_key: int | None = None
     families: dict[str, dict[str, StoredObject]] = field(default_factory=dict)
+    writes: list[WriteRecord] = field(default_factory=list)  # Graph writes done, oldest first
+    refusals: list[Refusal] = field(default_factory=list)
     seq: int = 0
     _ordinals: itertools.count = field(default_factory=lambda: itertools.count(1), repr=False)
 
@@ -155,6 +160,19 @@ class TenantState:
             raise StoreError("changes must be a non-empty JSON object")
         item = self.get(family_key, object_id)
         apply_changes(FAMILIES_BY_KEY[family_key], item, changes, now or utc_now())
+        item.seq = self._next_seq()
+        return item
+
+    def rewrite(self, family_key: str, object_id: str, data: dict[str, Any],
+                relations: dict[str, list[dict[str, Any]]] | None = None) -> StoredObject:
+        """Sets an object's representation (and the relations given) as a Graph write left it."""
+        item = self.get(family_key, object_id)
+        item.data = copy.deepcopy(data)
+        item.data["id"] = item.id
+        for name, items in (relations or {}).items():
+            if name not in item.relations:
+                raise StoreError(f"{family_key} has no relation {name!r}")
+            item.relations[name] = copy.deepcopy(items)
         item.seq = self._next_seq()
         return item
 

@@ -16,6 +16,10 @@ Import what you use into your test module (pytest then finds the fixtures there)
   instead of sleeping (``client.recorded_sleep.waits``) and whose rate limit is a private,
   generous bucket unless ``rate_limit=`` is given; closed at the end of the test.
 - ``FakeClock`` / ``RecordingSleep``: an injectable clock and a sleep that advances it.
+- ``backup_payload(family, obj)``: a simulator object (relations inline, as
+  ``Simulator.objects`` returns it) in a backup payload's shape, ``{"object", <relations>}``.
+- ``payload_hash(family, payload)``: the content hash of a payload (normalize_object +
+  content_hash), to compare what a tenant holds with what a backup holds.
 """
 from __future__ import annotations
 
@@ -27,6 +31,22 @@ import pytest
 from app.graph.client import GraphClient, TokenBucket
 from app.graph.credentials import TokenProvider
 from app.graph.settings import GraphSettings
+
+
+def backup_payload(family, obj: dict) -> dict:
+    """``{"object": ..., "settings": [...], "assignments": [...]}`` from an object with its
+    relations inline (what the backup engine stores, as GraphClient.get_object returns it)."""
+    payload = {"object": {key: value for key, value in obj.items() if key not in family.per_object}}
+    for relation in family.per_object:
+        payload[relation] = list(obj.get(relation) or [])
+    return payload
+
+
+def payload_hash(family, payload: dict) -> str:
+    from app.graph.normalize import content_hash, normalize_object
+
+    related = {relation: payload[relation] for relation in family.per_object if relation in payload}
+    return content_hash(normalize_object(family, payload["object"], related))
 
 
 class FakeClock:
