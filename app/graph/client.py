@@ -1,4 +1,4 @@
-"""The only code that speaks HTTP to Microsoft Graph: paging, $batch, delta, retries, pacing.
+"""The only code that speaks HTTP to Microsoft Graph: paging, $batch, delta, writes, retries, pacing.
 
 One ``GraphClient`` per tenant and job (not shared between threads; the per-tenant rate
 limit it uses is). Every request carries ``Authorization``, a fresh ``client-request-id``,
@@ -33,6 +33,22 @@ Documented behaviour this code relies on (Microsoft Graph documentation):
   ``syncStateNotFound`` / ``resyncRequired`` ("Microsoft Graph error responses").
 - Error bodies are ``{"error": {"code", "message", "innerError"}}`` (OData v4); the
   message is for developers, so it is kept short and scrubbed.
+
+Writes (restore; what each family accepts is in app/graph/families.py):
+
+- Create: ``POST {collection}`` answers 201 with the new object ("Create
+  deviceConfiguration", https://learn.microsoft.com/en-us/graph/api/intune-deviceconfig-deviceconfiguration-create).
+  A POST is not idempotent, so it is never sent twice on an unclear outcome: a 5xx, a
+  timeout or a connection lost after sending raises AmbiguousWriteError for the caller to
+  reconcile. A 429 is retried after its Retry-After: "the request was throttled", i.e. not
+  done (throttling guidance). A connection that could not be opened sent nothing and is retried.
+- Update: PATCH (or PUT, Settings Catalog) of the object's URL, 200 or 204; assign:
+  ``POST {collection}/{id}/assign``, 200 with the new set or 204 (app protection,
+  https://learn.microsoft.com/en-us/graph/api/intune-mam-targetedmanagedappprotection-assign).
+  Both write the same state however often they are sent, so they are retried like GETs.
+- Lookups: ``$filter=displayName eq '...'`` with single quotes doubled inside the literal
+  ("Escaping single quotes", https://learn.microsoft.com/en-us/graph/query-parameters);
+  groups by id or name inside ``$batch`` (20 a batch, as above).
 """
 from __future__ import annotations
 
@@ -53,8 +69,18 @@ from urllib.parse import quote
 import httpx
 
 from .credentials import USER_AGENT, AccessToken, TokenProvider, trusted_ca_pem
-from .errors import ConsentError, ForeignLinkError, GraphError, PermissionDeniedError, ThrottledError, clean_text
-from .families import Family
+from .errors import (
+    AmbiguousWriteError,
+    ConsentError,
+    ForeignLinkError,
+    GraphError,
+    PermissionDeniedError,
+    ThrottledError,
+    WriteRefusedError,
+    clean_text,
+)
+from .families import FAMILIES_BY_KEY, Family, name_filter
+from .writable import assignment_body
 from .settings import GraphSettings
 
 log = logging.getLogger(__name__)
@@ -77,6 +103,10 @@ DEFAULT_RATE_PER_SECOND = 40.0
 DEFAULT_BURST = 100.0
 # Codes of an expired or invalid delta token ("Microsoft Graph error responses", code property).
 RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired", "syncStateInvalid"})
+# Failures that happen before a request leaves: sending it again cannot do anything twice.
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Keys of an object answer that are about the answer, not the object.
+ANSWER_ANNOTATIONS = frozenset({"@odata.context", "@odata.etag"})
 
 
 # --- pacing -------------------------------------------------------------------------------
@@ -197,11 +227,12 @@ class GraphStats:
     throttled: int = 0  # 429/503 answers seen, outer and inner
     retries: int = 0  # requests sent again (throttling, 5xx, network, one fresh token)
     elapsed: float = 0.0  # seconds spent in list_all / get_related / delta, waits included
+    writes: int = 0  # creates, updates and assigns Graph answered with success
 
     def as_dict(self) -> dict:
         return {
             "requests": self.requests, "inner_requests": self.inner_requests, "throttled": self.throttled,
-            "retries": self.retries, "elapsed": round(self.elapsed, 3),
+            "retries": self.retries, "elapsed": round(self.elapsed, 3), "writes": self.writes,
         }
 
 
@@ -290,18 +321,25 @@ def graph_error_fields(body) -> tuple[str | None, str | None]:
 
 
 def error_for_status(status: int | None, body, family: Family | None = None,
-                     retry_after: float | None = None) -> GraphError:
-    """The GraphError for a failed answer (body: bytes or parsed JSON)."""
+                     retry_after: float | None = None, *, writing: bool = False) -> GraphError:
+    """The GraphError for a failed answer (body: bytes or parsed JSON). ``writing``: the
+    request was a write, so a 403 names the write permission and a refusal (4xx) is a
+    WriteRefusedError."""
     code, message = graph_error_fields(body)
     if status == 403:
-        permission = family.read_permission if family else None
-        what = f"reading {family.label}" if family else "this request"
+        permission = (family.write_permission if writing else family.read_permission) if family else None
+        what = f"{'writing' if writing else 'reading'} {family.label}" if family else "this request"
         text = f"Permission denied {what}" + (f" (needs {permission})" if permission else "")
         if message:
             text += f": {message}"
         return PermissionDeniedError(403, code, text, permission=permission)
     if status in THROTTLE_STATUSES:
         return ThrottledError(status, code, None, retry_after=retry_after)
+    if writing and status is not None and 400 <= status < 500 and status != 401:
+        text = f"Refused by Microsoft Graph ({status}" + (f" {code}" if code else "") + ")"
+        if message:
+            text += f": {message}"
+        return WriteRefusedError(status, code, text)
     text = f"Microsoft Graph answered {status}" if status else "Microsoft Graph request failed"
     if message:
         text += f": {message}"
@@ -317,7 +355,8 @@ def _lower_headers(headers) -> dict:
 # --- the client ---------------------------------------------------------------------------
 
 class GraphClient:
-    """Reads one tenant's objects from Graph for the sync engine. See the module docstring."""
+    """Reads one tenant's objects from Graph for the sync engine, and writes them back for a
+    restore. See the module docstring."""
 
     def __init__(self, settings: GraphSettings, tenant_id: str, *, token_provider: TokenProvider,
                  clock=time.monotonic, sleep=time.sleep, background: bool = True,
@@ -370,7 +409,9 @@ class GraphClient:
     def iter_pages(self, family: Family):
         """The family's objects a page at a time (the list URL, then each nextLink), so that a
         caller can write one page before the next is read and hold no more than a page."""
-        url = self._root + family.list_url_path
+        return self._iter_pages(family, self._root + family.list_url_path)
+
+    def _iter_pages(self, family: Family, url: str):
         seen: set[str] = set()
         while True:
             started = self._clock()
@@ -409,6 +450,147 @@ class GraphClient:
             return self._delta(family, delta_link)
         finally:
             self.stats.elapsed += self._clock() - started
+
+    # what the restore engine calls
+
+    def get_object(self, family: Family, object_id: str) -> dict | None:
+        """One object with its per-object relations, in a backup payload's shape:
+        ``{"object": {...}, "settings": [...], "assignments": [...]}`` (one key per relation of
+        ``family.per_object``); None when Graph answers 404. ``object`` is Graph's answer
+        without its annotations (@odata.context). A relation that fails raises its error."""
+        started = self._clock()
+        try:
+            answer = self._send("GET", self._object_url(family, object_id))
+            if answer.status == 404:
+                return None
+            if not 200 <= answer.status < 300:
+                raise self._failure(answer, family)
+            data = parse_json(answer.content, answer.status)
+            if not isinstance(data, dict):
+                raise GraphError(answer.status, "malformedResponse", "Microsoft Graph returned an object that is not an object")
+            payload: dict = {"object": {key: value for key, value in data.items() if key not in ANSWER_ANNOTATIONS}}
+            if family.per_object:
+                for (_, relation), result in self.get_related(family, [object_id]).items():
+                    if not result.ok:
+                        raise result.error
+                    payload[relation] = list(result.items)
+            return payload
+        finally:
+            self.stats.elapsed += self._clock() - started
+
+    def find_by_name(self, family: Family, name: str) -> list[dict]:
+        """The family's objects named ``name`` (``$filter`` on ``family.name_key``, every page),
+        as Graph lists them. Graph decides how names compare (directory objects compare
+        without regard to case), so a caller that needs an exact match checks the names."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("a name to look for is a non-empty string")
+        url = f"{self._root}{family.entity_url_path}?$filter={quote(name_filter(family, name), safe='')}"
+        started = self._clock()
+        try:
+            return [item for page in self._iter_pages(family, url) for item in page]
+        finally:
+            self.stats.elapsed += self._clock() - started
+
+    def create_object(self, family: Family, body: dict) -> dict:
+        """POST the body (see app.graph.writable) to the family's collection; Graph's answer,
+        the new object (with its id). Never sent twice on an unclear outcome: a 5xx or a
+        connection lost after sending raises AmbiguousWriteError (see the module docstring).
+        A refusal raises WriteRefusedError with Graph's code and message."""
+        self._check_writable(family, body)
+        answer = self._write("POST", self._root + family.entity_url_path, body, family, idempotent=False)
+        if answer.status >= 500:
+            code, message = graph_error_fields(answer.content)
+            text = f"Microsoft Graph answered {answer.status} to a create" + (f": {message}" if message else "")
+            raise AmbiguousWriteError(answer.status, code, text + "; it may have been created: look for it before trying again")
+        created = parse_json(answer.content, answer.status) if answer.content else None
+        if not isinstance(created, dict) or not isinstance(created.get("id"), str):
+            # Graph said it created something but not what: as unclear as a timeout.
+            raise AmbiguousWriteError(answer.status, "malformedResponse",
+                                      "Microsoft Graph answered a create without the new object's id")
+        return {key: value for key, value in created.items() if key not in ANSWER_ANNOTATIONS}
+
+    def update_object(self, family: Family, object_id: str, body: dict) -> None:
+        """Write the body over the object: ``family.update_method`` (PATCH merges the given
+        properties; PUT, Settings Catalog, replaces the policy and its settings). Safe to
+        send again, so 503/504 and lost connections are retried."""
+        self._check_writable(family, body)
+        self._write(family.update_method, self._object_url(family, object_id), body, family, idempotent=True)
+
+    def assign(self, family: Family, object_id: str, assignments: list[dict]) -> None:
+        """Replace the object's assignments with ``assignments`` (``POST …/{id}/assign``; each
+        ``{"target": {...}}``; group ids must already be the target tenant's). An empty list
+        removes them all. The same call twice leaves the same set, so it is retried."""
+        if family.assign_action is None:
+            raise ValueError(f"{family.label} has no assignments to write")
+        url = f"{self._object_url(family, object_id)}/{quote(family.assign_action, safe='')}"
+        self._write("POST", url, assignment_body(assignments), family, idempotent=True)
+
+    def groups_by_ids(self, ids) -> dict[str, dict]:
+        """The target tenant's groups with these ids (``GET /groups/{id}`` in $batch, 20 a
+        batch): id -> group. An id that is not a group there is absent from the answer."""
+        groups = FAMILIES_BY_KEY["groups"]
+        wanted = [str(group_id) for group_id in dict.fromkeys(ids) if str(group_id)]
+        urls = {(group_id, "id"): f"{groups.entity_path}/{quote(group_id, safe='')}" for group_id in wanted}
+        found: dict[str, dict] = {}
+        for key, result in self._batched(groups, urls).items():
+            if result.ok and isinstance(result.body, dict):
+                found[key[0]] = {k: v for k, v in result.body.items() if k not in ANSWER_ANNOTATIONS}
+            elif result.status != 404:
+                raise result.error or GraphError(result.status, None, "Microsoft Graph could not look up a group")
+        return found
+
+    def groups_by_names(self, names) -> dict[str, list[dict]]:
+        """The target tenant's groups by display name (``GET /groups?$filter=displayName eq
+        '…'`` in $batch, 20 a batch): name -> the groups Graph found (none, one or several:
+        names are not unique in Entra)."""
+        groups = FAMILIES_BY_KEY["groups"]
+        wanted = [str(name) for name in dict.fromkeys(names) if isinstance(name, str) and name]
+        urls = {(name, "name"): f"{groups.entity_path}?$filter={quote(name_filter(groups, name), safe='')}"
+                for name in wanted}
+        found: dict[str, list[dict]] = {}
+        for key, result in self._batched(groups, urls).items():
+            if not result.ok:
+                raise result.error or GraphError(result.status, None, "Microsoft Graph could not look up a group")
+            found[key[0]] = list(result.items)
+        return found
+
+    def _batched(self, family: Family, urls: dict[tuple[str, str], str]) -> dict[tuple[str, str], RelatedResult]:
+        started = self._clock()
+        try:
+            keys = list(urls)
+            results: dict[tuple[str, str], RelatedResult] = {}
+            for start in range(0, len(keys), BATCH_SIZE):
+                results.update(self._batch(family, {key: urls[key] for key in keys[start:start + BATCH_SIZE]}))
+            return results
+        finally:
+            self.stats.elapsed += self._clock() - started
+
+    def _object_url(self, family: Family, object_id: str) -> str:
+        if not isinstance(object_id, str) or not object_id:
+            raise ValueError("an object id is a non-empty string")
+        # Percent-encoded: an id from a backup or a tenant never changes the path.
+        return f"{self._root}{family.entity_url_path}/{quote(object_id, safe='')}"
+
+    @staticmethod
+    def _check_writable(family: Family, body) -> None:
+        if not family.restorable:
+            raise ValueError(f"{family.label} is not written by TenantAtlas")
+        if not isinstance(body, dict):
+            raise ValueError("a write body is a JSON object (see app.graph.writable)")
+
+    def _write(self, method: str, url: str, body: dict, family: Family, *, idempotent: bool) -> _Answer:
+        """Send a write; a refusal raises (WriteRefusedError, PermissionDeniedError, ...). Only a
+        create's 5xx comes back as an answer, for create_object to call it ambiguous."""
+        started = self._clock()
+        try:
+            answer = self._send(method, url, json_body=body, idempotent=idempotent)
+        finally:
+            self.stats.elapsed += self._clock() - started
+        if 200 <= answer.status < 300:
+            self.stats.writes += 1
+        elif not (idempotent is False and answer.status >= 500):
+            raise self._failure(answer, family, writing=True)
+        return answer
 
     # links
 
@@ -474,14 +656,18 @@ class GraphClient:
         return f"{family.list_path}/{quote(object_id, safe='')}/{quote(relation, safe='')}"
 
     def _run_batch(self, family: Family, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], RelatedResult]:
+        return self._batch(family, {pair: self._relative_url(family, *pair) for pair in pairs})
+
+    def _batch(self, family: Family, urls: dict[tuple[str, str], str]) -> dict[tuple[str, str], RelatedResult]:
+        """GETs in one $batch (at most BATCH_SIZE), each ``(key, label): relative url``; the
+        results by the same keys. Throttled parts are sent again alone, after their wait."""
         batch_url = f"{self._root}/{family.api_version}/$batch"
-        pending = {str(index + 1): pair for index, pair in enumerate(pairs)}
+        pending = {str(index + 1): pair for index, pair in enumerate(urls)}
         attempts = dict.fromkeys(pending, 0)
         results: dict[tuple[str, str], RelatedResult] = {}
         while pending:
             body = {"requests": [
-                {"id": request_id, "method": "GET", "url": self._relative_url(family, *pair),
-                 "headers": self._inner_headers()}
+                {"id": request_id, "method": "GET", "url": urls[pair], "headers": self._inner_headers()}
                 for request_id, pair in pending.items()
             ]}
             # A $batch of GETs reads only, so it is as safe to send again as a GET.
@@ -668,10 +854,10 @@ class GraphClient:
         ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** min(attempt, 16)))
         return max(BACKOFF_FLOOR, ceiling * self._jitter())
 
-    def _failure(self, answer: _Answer, family: Family | None) -> GraphError:
+    def _failure(self, answer: _Answer, family: Family | None, *, writing: bool = False) -> GraphError:
         retry_after = parse_retry_after(answer.headers.get("retry-after"), now=self._wall_clock(),
                                         date_header=answer.headers.get("date"))
-        return error_for_status(answer.status, answer.content, family, retry_after)
+        return error_for_status(answer.status, answer.content, family, retry_after, writing=writing)
 
     def _round_trip(self, method: str, url: str, json_body, token: AccessToken) -> _Answer:
         with self._http.stream(method, url, headers=self._headers(token), json=json_body) as response:
@@ -688,8 +874,14 @@ class GraphClient:
             return _Answer(response.status_code, response.headers, b"".join(chunks))
 
     def _send(self, method: str, url: str, *, json_body=None, cost: float = 1, idempotent: bool | None = None) -> _Answer:
+        """One request, paced, with a token, retried where that is safe. ``idempotent``
+        (default: GET only): the request may be sent again after a 503/504 or a lost
+        connection. A request that is not (a create) is sent again only when Graph refused
+        it (429) or it never left (no connection); a 5xx answer is returned to the caller,
+        and a connection lost after sending raises AmbiguousWriteError."""
         if idempotent is None:
             idempotent = method == "GET"
+        retry_statuses = RETRY_STATUSES if idempotent else frozenset({429})
         retries = 0
         refreshed = False
         while True:
@@ -698,7 +890,7 @@ class GraphClient:
             try:
                 answer = self._round_trip(method, url, json_body, token)
             except httpx.TransportError as error:  # connect/read/write timeouts, refused, TLS, protocol
-                if idempotent and retries < self.max_retries:
+                if (idempotent or isinstance(error, NOT_SENT_ERRORS)) and retries < self.max_retries:
                     delay = self._backoff(retries)
                     retries += 1
                     self.stats.retries += 1
@@ -706,10 +898,12 @@ class GraphClient:
                              type(error).__name__, delay)
                     self._sleep(delay)
                     continue
+                if not idempotent and not isinstance(error, NOT_SENT_ERRORS):
+                    raise AmbiguousWriteError(None, "networkError", None) from None
                 raise GraphError(None, "networkError",
                                  f"Microsoft Graph could not be reached ({type(error).__name__})") from None
             self.stats.requests += 1
-            if answer.status in RETRY_STATUSES:
+            if answer.status in retry_statuses:
                 if answer.status in THROTTLE_STATUSES:
                     self.stats.throttled += 1
                 retry_after = parse_retry_after(answer.headers.get("retry-after"), now=self._wall_clock(),
