@@ -226,7 +226,7 @@ class GraphStats:
     inner_requests: int = 0  # requests sent inside $batch bodies (retries included)
     throttled: int = 0  # 429/503 answers seen, outer and inner
     retries: int = 0  # requests sent again (throttling, 5xx, network, one fresh token)
-    elapsed: float = 0.0  # seconds spent in list_all / get_related / delta, waits included
+    elapsed: float = 0.0  # seconds spent talking to Graph (listing, $batch, delta, writes), waits included
     writes: int = 0  # creates, updates and assigns Graph answered with success
 
     def as_dict(self) -> dict:
@@ -461,22 +461,22 @@ class GraphClient:
         started = self._clock()
         try:
             answer = self._send("GET", self._object_url(family, object_id))
-            if answer.status == 404:
-                return None
-            if not 200 <= answer.status < 300:
-                raise self._failure(answer, family)
-            data = parse_json(answer.content, answer.status)
-            if not isinstance(data, dict):
-                raise GraphError(answer.status, "malformedResponse", "Microsoft Graph returned an object that is not an object")
-            payload: dict = {"object": {key: value for key, value in data.items() if key not in ANSWER_ANNOTATIONS}}
-            if family.per_object:
-                for (_, relation), result in self.get_related(family, [object_id]).items():
-                    if not result.ok:
-                        raise result.error
-                    payload[relation] = list(result.items)
-            return payload
         finally:
             self.stats.elapsed += self._clock() - started
+        if answer.status == 404:
+            return None
+        if not 200 <= answer.status < 300:
+            raise self._failure(answer, family)
+        data = parse_json(answer.content, answer.status)
+        if not isinstance(data, dict):
+            raise GraphError(answer.status, "malformedResponse", "Microsoft Graph returned an object that is not an object")
+        payload: dict = {"object": {key: value for key, value in data.items() if key not in ANSWER_ANNOTATIONS}}
+        if family.per_object:
+            for (_, relation), result in self.get_related(family, [object_id]).items():  # counts its own time
+                if not result.ok:
+                    raise result.error
+                payload[relation] = list(result.items)
+        return payload
 
     def find_by_name(self, family: Family, name: str) -> list[dict]:
         """The family's objects named ``name`` (``$filter`` on ``family.name_key``, every page),
@@ -485,11 +485,7 @@ class GraphClient:
         if not isinstance(name, str) or not name:
             raise ValueError("a name to look for is a non-empty string")
         url = f"{self._root}{family.entity_url_path}?$filter={quote(name_filter(family, name), safe='')}"
-        started = self._clock()
-        try:
-            return [item for page in self._iter_pages(family, url) for item in page]
-        finally:
-            self.stats.elapsed += self._clock() - started
+        return [item for page in self._iter_pages(family, url) for item in page]  # counts its own time
 
     def create_object(self, family: Family, body: dict) -> dict:
         """POST the body (see app.graph.writable) to the family's collection; Graph's answer,

@@ -67,7 +67,7 @@ class Family:
     has_subtypes: bool = False  # the collection holds several @odata.types: a create must name one
     # Properties a create needs that a stored object lacks (Graph does not return them), added
     # to a create body when missing.
-    create_defaults: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    create_defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False, hash=False)
 
     @property
     def list_url_path(self) -> str:
