@@ -61,6 +61,9 @@ class BackupScheduleForm(FlaskForm):
                             default="daily")
     retention_days = IntegerField("Retention (days)", default=30,
                                   validators=[InputRequired(), NumberRange(min=1, max=3650)])
+    keep_last = IntegerField("Always keep the newest good backups", default=3,
+                             filters=[lambda value: 3 if value is None else value],
+                             validators=[Optional(), NumberRange(min=0, max=1000)])
     is_enabled = BooleanField("Enabled", default=True)
 
 
@@ -85,3 +88,14 @@ class PasswordChangeForm(FlaskForm):
     new_password = PasswordField("New password", validators=[DataRequired(), _check(validation.validate_password)])
     confirm_password = PasswordField("Repeat the new password", validators=[
         DataRequired(), EqualTo("new_password", message="The two new passwords differ.")])
+
+
+class RestorePlanForm(FlaskForm):
+    """The restore wizard's choices; the items come as `item` checkboxes (ids), read by the view."""
+
+    target_tenant = SelectField("Restore into", validate_choice=False, validators=[DataRequired()])
+    assignment_mode = SelectField("Assignments", default="keep", choices=[
+        SelectChoice("keep", "Add the backup's assignments; keep the target's own"),
+        SelectChoice("replace", "Replace the target's assignments with the backup's"),
+        SelectChoice("skip", "Don't restore assignments"),
+    ])

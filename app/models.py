@@ -30,7 +30,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import INET, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -43,6 +43,13 @@ SYNC_RUN_STATUSES = ("queued", "running", "succeeded", "partial", "failed")
 SYNC_TRIGGERS = ("user", "schedule", "command", "connect")
 SEVERITIES = ("low", "medium", "high", "critical")
 FINDING_STATUSES = ("open", "acknowledged", "resolved")
+BACKUP_STATUSES = ("pending", "running", "completed", "partial", "failed")
+BACKUP_TRIGGERS = ("user", "schedule", "upload", "command")
+RESTORE_STATUSES = ("planning", "planned", "queued", "running", "succeeded", "partial", "failed", "cancelled")
+RESTORE_ITEM_ACTIONS = ("create", "update", "skip", "conflict")
+RESTORE_ITEM_STATUSES = ("planned", "writing", "created", "updated", "skipped", "failed", "not_run")
+# keep: the target's assignments stay and the backup's are added; replace: the backup's only; skip: untouched.
+ASSIGNMENT_MODES = ("keep", "replace", "skip")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -292,6 +299,9 @@ class PolicyVersion(TenantOwned, db.Model):
             ["policy_id", "tenant_id"], ["policies.id", "policies.tenant_id"], ondelete="CASCADE"
         ),
         CheckConstraint("version_number > 0", name="version_number_positive"),
+        UniqueConstraint("id", "tenant_id"),
+        ForeignKeyConstraint(["payload_id", "tenant_id"], ["backup_payloads.id", "backup_payloads.tenant_id"]),
+        Index("ix_policy_versions_payload_id", "payload_id", postgresql_where=text("payload_id IS NOT NULL")),
     )
 
     id: Mapped[int] = _pk()
@@ -303,11 +313,15 @@ class PolicyVersion(TenantOwned, db.Model):
     )
     snapshot: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    # The restorable JSON as read (migration 0014); versions captured before have none.
+    payload_id: Mapped[int | None] = mapped_column(BigInteger)
 
     policy: Mapped[Policy] = relationship(back_populates="versions")
 
 
 class BackupSchedule(TenantOwned, db.Model):
+    """When a tenant is backed up by itself, and how long what it made is kept (app.backup.schedules)."""
+
     __tablename__ = "backup_schedules"
     __table_args__ = (
         *workspace_binding("backup_schedules"),
@@ -315,6 +329,7 @@ class BackupSchedule(TenantOwned, db.Model):
         UniqueConstraint("id", "tenant_id"),
         CheckConstraint(_in("frequency", ("hourly", "daily", "weekly", "monthly")), name="frequency_known"),
         CheckConstraint("retention_days BETWEEN 1 AND 3650", name="retention_days_range"),
+        CheckConstraint("keep_last BETWEEN 0 AND 1000", name="keep_last_range"),
     )
 
     id: Mapped[int] = _pk()
@@ -324,11 +339,16 @@ class BackupSchedule(TenantOwned, db.Model):
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     is_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true", default=True)
     retention_days: Mapped[int] = mapped_column(Integer, nullable=False, server_default="30", default=30)
+    # The newest N successful backups of the schedule are kept whatever their age (migration 0014).
+    keep_last: Mapped[int] = mapped_column(Integer, nullable=False, server_default="3", default=3)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
 
 class BackupSet(TenantOwned, db.Model):
+    """One backup of a tenant: its run record, and the items it holds (`item_ids`, content-addressed)."""
+
     __tablename__ = "backup_sets"
     __table_args__ = (
         *workspace_binding("backup_sets"),
@@ -337,11 +357,15 @@ class BackupSet(TenantOwned, db.Model):
             ["schedule_id", "tenant_id"], ["backup_schedules.id", "backup_schedules.tenant_id"]
         ),
         CheckConstraint(
-            _in("status", ("pending", "running", "completed", "partial", "failed")), name="status_known"
+            _in("status", BACKUP_STATUSES), name="status_known"
         ),
-        CheckConstraint(_in("triggered_by", ("user", "schedule")), name="triggered_by_known"),
+        CheckConstraint(_in("triggered_by", BACKUP_TRIGGERS), name="triggered_by_known"),
         CheckConstraint("item_count >= 0", name="item_count_nonnegative"),
         Index("ix_backup_sets_tenant_id_started_at", "tenant_id", "started_at"),
+        Index("ix_backup_sets_item_ids", "item_ids", postgresql_using="gin"),
+        # At most one pending or running backup per tenant.
+        Index("ux_backup_sets_one_active_per_tenant", "tenant_id", unique=True,
+              postgresql_where=text("status IN ('pending', 'running')")),
     )
 
     id: Mapped[int] = _pk()
@@ -357,50 +381,164 @@ class BackupSet(TenantOwned, db.Model):
     )
     schedule_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     created_at: Mapped[datetime] = _created_at()
+    # backup_items ids: a backup of an unchanged tenant lists the items the previous one made.
+    item_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), nullable=False, server_default="{}", default=list)
+    # family key -> {"items", "skipped", "error"}; the families asked for ([] = every backed-up family).
+    families: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}", default=dict)
+    requested_families: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default="[]", default=list)
+    skipped_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
+    error: Mapped[str | None] = mapped_column(String(1000))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
+    requests: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
+    throttled: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
+    # Bytes of payloads this backup stored anew (0 when every payload existed already).
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0", default=0)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ("pending", "running")
+
+    @property
+    def is_usable(self) -> bool:
+        """Holds items to restore from: completed, or partial (what could be read)."""
+        return self.status in ("completed", "partial")
 
 
-class BackupItem(TenantOwned, db.Model):
-    __tablename__ = "backup_items"
+class BackupPayload(TenantOwned, db.Model):
+    """An object's restorable JSON, stored once per tenant and content hash.
+
+    `body` is {"object": <as Graph returns it>, "settings": [...], "assignments": [...]}
+    (app.backup.payloads); backup items and policy versions point at it.
+    """
+
+    __tablename__ = "backup_payloads"
     __table_args__ = (
-        *workspace_binding("backup_items"),
-        ForeignKeyConstraint(
-            ["backup_set_id", "tenant_id"], ["backup_sets.id", "backup_sets.tenant_id"], ondelete="CASCADE"
-        ),
-        ForeignKeyConstraint(["policy_id", "tenant_id"], ["policies.id", "policies.tenant_id"]),
+        *workspace_binding("backup_payloads"),
+        UniqueConstraint("tenant_id", "content_hash"),
+        UniqueConstraint("id", "tenant_id"),
+        CheckConstraint("size_bytes >= 0", name="size_nonnegative"),
     )
 
     id: Mapped[int] = _pk()
     tenant_id: Mapped[int] = _tenant_id()
-    backup_set_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
-    policy_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
-    item_type: Mapped[str] = mapped_column(String(64), nullable=False)
-    display_name: Mapped[str] = mapped_column(String(400), nullable=False)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    family: Mapped[str] = mapped_column(String(64), nullable=False)
+    body: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    size_bytes: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class BackupItem(TenantOwned, db.Model):
+    """An object as a backup saw it: (family, graph id, payload), once per tenant however many sets hold it.
+
+    Keyed by graph id, never by name: two policies with one name are two items.
+    """
+
+    __tablename__ = "backup_items"
+    __table_args__ = (
+        *workspace_binding("backup_items"),
+        UniqueConstraint("tenant_id", "family", "graph_id", "payload_id"),
+        UniqueConstraint("id", "tenant_id"),
+        ForeignKeyConstraint(["payload_id", "tenant_id"], ["backup_payloads.id", "backup_payloads.tenant_id"]),
+    )
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    family: Mapped[str] = mapped_column(String(64), nullable=False)
+    graph_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    display_name: Mapped[str] = mapped_column(String(400), nullable=False)
+    payload_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    # A group, filter or scope tag the backed-up objects refer to (read so a restore can map it).
+    is_reference: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false", default=False)
     created_at: Mapped[datetime] = _created_at()
 
 
 class RestoreRun(TenantOwned, db.Model):
+    """A restore into `tenant_id` (the target) from a backup set or a policy version of `source_tenant_id`.
+
+    Planned first (planning -> planned: every item's action shown, nothing written), then
+    executed by a job (queued -> running -> succeeded | partial | failed), or cancelled.
+    The source is a tenant of the same workspace, enforced by the database.
+    """
+
     __tablename__ = "restore_runs"
     __table_args__ = (
         *workspace_binding("restore_runs"),
-        ForeignKeyConstraint(["backup_set_id", "tenant_id"], ["backup_sets.id", "backup_sets.tenant_id"]),
-        CheckConstraint(
-            _in("status", ("queued", "running", "succeeded", "partial", "failed")), name="status_known"
-        ),
+        UniqueConstraint("id", "tenant_id"),
+        ForeignKeyConstraint(["backup_set_id", "source_tenant_id"], ["backup_sets.id", "backup_sets.tenant_id"]),
+        ForeignKeyConstraint(["source_tenant_id", "workspace_id"], ["tenants.id", "tenants.workspace_id"],
+                             onupdate="CASCADE"),
+        ForeignKeyConstraint(["policy_version_id", "source_tenant_id"],
+                             ["policy_versions.id", "policy_versions.tenant_id"],
+                             ondelete="SET NULL (policy_version_id)",
+                             name="fk_restore_runs_policy_version_id_source_tenant_id"),
+        CheckConstraint(_in("status", RESTORE_STATUSES), name="status_known"),
+        CheckConstraint(_in("assignment_mode", ASSIGNMENT_MODES), name="assignment_mode_known"),
     )
 
     id: Mapped[int] = _pk()
     tenant_id: Mapped[int] = _tenant_id()
-    backup_set_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    source_tenant_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    backup_set_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    policy_version_id: Mapped[int | None] = mapped_column(BigInteger)
     requested_by_user_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
+    executed_by_user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(String(16), nullable=False)
+    assignment_mode: Mapped[str] = mapped_column(String(16), nullable=False, server_default="keep", default="keep")
     is_dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false", default=False)
+    planned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    results: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False, server_default="[]")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
+    error: Mapped[str | None] = mapped_column(String(1000))
+    # Counts by action and by status, and the groups that could not be matched.
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}", default=dict)
+    # Demo-era runs kept their per-item results here; planned runs have restore_items.
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False, server_default="[]", default=list)
+    created_at: Mapped[datetime] = _created_at()
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ("planning", "queued", "running")
+
+
+class RestoreItem(TenantOwned, db.Model):
+    """One selected item of a restore: its planned action, the plan's detail, and what happened."""
+
+    __tablename__ = "restore_items"
+    __table_args__ = (
+        *workspace_binding("restore_items"),
+        UniqueConstraint("id", "tenant_id"),
+        UniqueConstraint("restore_run_id", "position"),
+        ForeignKeyConstraint(["restore_run_id", "tenant_id"], ["restore_runs.id", "restore_runs.tenant_id"],
+                             ondelete="CASCADE"),
+        ForeignKeyConstraint(["payload_id", "source_tenant_id"], ["backup_payloads.id", "backup_payloads.tenant_id"]),
+        ForeignKeyConstraint(["source_tenant_id", "workspace_id"], ["tenants.id", "tenants.workspace_id"],
+                             onupdate="CASCADE"),
+        CheckConstraint(_in("action", RESTORE_ITEM_ACTIONS), name="action_known"),
+        CheckConstraint(_in("status", RESTORE_ITEM_STATUSES), name="status_known"),
+    )
+
+    id: Mapped[int] = _pk()
+    tenant_id: Mapped[int] = _tenant_id()
+    restore_run_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    source_tenant_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    family: Mapped[str] = mapped_column(String(64), nullable=False)
+    source_graph_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    display_name: Mapped[str] = mapped_column(String(400), nullable=False)
+    payload_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    action: Mapped[str | None] = mapped_column(String(16))
+    target_graph_id: Mapped[str | None] = mapped_column(String(128))
+    # {"reason", "diff": [...], "assignments": {...}, "unmatched": [...]} (app.restore.planner)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}", default=dict)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="planned", default="planned")
+    error: Mapped[str | None] = mapped_column(String(1000))
+    verified: Mapped[bool | None] = mapped_column(Boolean)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
 
 
@@ -587,8 +725,10 @@ TENANT_OWNED_MODELS = (
     Policy,
     PolicyVersion,
     BackupSet,
+    BackupPayload,
     BackupItem,
     RestoreRun,
+    RestoreItem,
     BackupSchedule,
     InventoryItem,
     InventoryLink,

@@ -305,7 +305,6 @@ _SHARED_CTES: dict[str, tuple[tuple[str, ...], str]] = {
            CASE backup.status
                WHEN 'completed' THEN least(backup.policy_count, {MAX_ITEMS_PER_BACKUP_SET})
                WHEN 'partial' THEN least(backup.policy_count, {MAX_ITEMS_PER_BACKUP_SET}) * 2 / 3
-               WHEN 'running' THEN least(backup.policy_count, {MAX_ITEMS_PER_BACKUP_SET}) / 3
                ELSE 0
            END AS item_count
     FROM (
@@ -314,8 +313,6 @@ _SHARED_CTES: dict[str, tuple[tuple[str, ...], str]] = {
                backup_no.set_no IN (2, 5) AS is_manual,
                1 + backup_no.set_no % chunk.schedule_count AS schedule_no,
                CASE
-                   WHEN backup_no.set_no = {BACKUP_SETS_PER_TENANT} AND chunk.tenant_key % 13 = 0 THEN 'pending'
-                   WHEN backup_no.set_no = {BACKUP_SETS_PER_TENANT} AND chunk.tenant_key % 9 = 0 THEN 'running'
                    -- A few tenants' backups have failed for the last week (sets 3 to 6: the last 6 days):
                    -- theirs is the "No successful backup in the last 7 days" finding.
                    WHEN chunk.tenant_key % 7 = 3 AND backup_no.set_no >= 3 THEN 'failed'
@@ -330,16 +327,13 @@ _SHARED_CTES: dict[str, tuple[tuple[str, ...], str]] = {
     ) AS backup
     JOIN schedule_template AS schedule ON schedule.entry_no = backup.schedule_no
 )"""),
-    "restore_plan": (("chunk",), """restore_plan AS (
-    -- A dry run and a real restore of backup 5; some tenants also dry-ran backup 3. The newest run of
-    -- every eleventh tenant is still queued.
-    SELECT chunk.tenant_id, chunk.workspace_id, chunk.tenant_key,
-           run.run_no,
-           CASE WHEN run.run_no = 3 THEN 3 ELSE 5 END AS set_no,
-           run.run_no <> 2 AS is_dry_run,
-           run.run_no = chunk.restore_count AND chunk.tenant_key % 11 = 0 AS is_queued
-    FROM chunk
-    CROSS JOIN LATERAL generate_series(1, chunk.restore_count) AS run(run_no)
+    "backup_pick": (("backup_set_plan",), f"""backup_pick AS (
+    -- Item n of set s is policy 1 + (n - 1 + 3s) mod P: distinct within a set.
+    SELECT plan.tenant_id, plan.workspace_id, plan.set_no, plan.planned_start,
+           {_graph_id('plan.tenant_key', "'policy'", '1 + (series.n - 1 + plan.set_no * 3) % plan.policy_count')}
+               AS policy_graph_id
+    FROM backup_set_plan AS plan
+    CROSS JOIN generate_series(1, plan.item_count) AS series(n)
 )"""),
     "inventory_plan": (("chunk",), f"""inventory_plan AS (
     SELECT chunk.tenant_id, chunk.workspace_id, chunk.tenant_key, chunk.tenant_name, chunk.tenant_domain,
@@ -523,6 +517,66 @@ CROSS JOIN LATERAL (
     uses=("schedule_template",),
 )
 
+# A seeded backup holds policies as a backup would: each object's payload stored once per tenant
+# (content-addressed), one item per (object, payload), the set listing its items.
+_SEEDED_FAMILY = """CASE picked.policy_type WHEN 'deviceConfiguration' THEN 'deviceConfigurations'
+                WHEN 'deviceCompliancePolicy' THEN 'compliancePolicies'
+                WHEN 'appProtectionPolicy' THEN CASE WHEN picked.platform = 'iOS' THEN 'iosAppProtection'
+                                                     ELSE 'androidAppProtection' END
+                ELSE 'settingsCatalog' END"""
+_PICKED_POLICIES = f"""FROM (
+    SELECT DISTINCT ON (policy.id) policy.id, policy.tenant_id, plan.workspace_id, policy.graph_id,
+           policy.display_name, policy.description, policy.policy_type, policy.platform, policy.settings,
+           plan.planned_start
+    FROM backup_pick AS plan
+    JOIN policies AS policy
+      ON {_in_chunk('policy')} AND policy.tenant_id = plan.tenant_id AND policy.graph_id = plan.policy_graph_id
+    ORDER BY policy.id, plan.planned_start
+) AS picked
+CROSS JOIN LATERAL (
+    SELECT jsonb_build_object(
+               'object', jsonb_build_object(
+                   'id', picked.graph_id,
+                   CASE WHEN picked.policy_type IN ('configurationPolicy', 'endpointSecurity') THEN 'name'
+                        ELSE 'displayName' END, picked.display_name,
+                   'description', picked.description) || picked.settings,
+               'assignments', '[]'::jsonb) AS body
+    OFFSET 0  -- a fence: build each body once, not once per column that uses it
+) AS item"""
+
+BACKUP_PAYLOADS = TenantRowsInsert(
+    table="backup_payloads",
+    columns={
+        "tenant_id": "picked.tenant_id",
+        "workspace_id": "picked.workspace_id",
+        "content_hash": _sha256_hex("item.body"),
+        "family": _SEEDED_FAMILY,
+        "body": "item.body",
+        "size_bytes": "octet_length(CAST(item.body AS text))",
+        "created_at": "picked.planned_start",
+    },
+    source=_PICKED_POLICIES + "\nON CONFLICT (tenant_id, content_hash) DO NOTHING",
+    uses=("backup_pick",),
+)
+
+BACKUP_ITEMS = TenantRowsInsert(
+    table="backup_items",
+    columns={
+        "tenant_id": "picked.tenant_id",
+        "workspace_id": "picked.workspace_id",
+        "family": _SEEDED_FAMILY,
+        "graph_id": "picked.graph_id",
+        "display_name": "picked.display_name",
+        "payload_id": "payload.id",
+        "content_hash": "payload.content_hash",
+        "created_at": "picked.planned_start",
+    },
+    source=_PICKED_POLICIES + f"""
+JOIN backup_payloads AS payload
+  ON {_in_chunk('payload')} AND payload.tenant_id = picked.tenant_id AND payload.content_hash = {_sha256_hex('item.body')}""",
+    uses=("backup_pick",),
+)
+
 BACKUP_SETS = TenantRowsInsert(
     table="backup_sets",
     columns={
@@ -530,10 +584,14 @@ BACKUP_SETS = TenantRowsInsert(
         "workspace_id": "plan.workspace_id",
         "name": "plan.name",
         "status": "plan.status",
-        "started_at": "CASE WHEN plan.status = 'pending' THEN NULL ELSE plan.planned_start END",
-        "finished_at": """CASE WHEN plan.status IN ('pending', 'running') THEN NULL
-                ELSE plan.planned_start + make_interval(mins => 2 + plan.item_count / 4, secs => plan.tenant_key % 60) END""",
-        "item_count": "plan.item_count",
+        "started_at": "plan.planned_start",
+        "finished_at": "plan.planned_start + make_interval(mins => 2 + plan.item_count / 4, secs => plan.tenant_key % 60)",
+        "item_count": "cardinality(members.item_ids)",
+        "item_ids": "members.item_ids",
+        "families": "counted.families",
+        "error": """CASE plan.status WHEN 'failed' THEN 'Microsoft Graph answered 503 Service Unavailable for every request.'
+                WHEN 'partial' THEN 'Some objects could not be read; the backup holds the others.' END""",
+        "attempts": "1",
         "triggered_by": "CASE WHEN plan.is_manual THEN 'user' ELSE 'schedule' END",
         "triggered_by_user_id": "actor.user_id",
         "schedule_id": "CASE WHEN plan.is_manual THEN NULL ELSE schedule.id END",
@@ -543,111 +601,23 @@ BACKUP_SETS = TenantRowsInsert(
 JOIN backup_schedules AS schedule
   ON {_in_chunk('schedule')} AND schedule.tenant_id = plan.tenant_id AND schedule.name = plan.schedule_name
 LEFT JOIN actor ON plan.is_manual AND actor.workspace_id = plan.workspace_id
-               AND actor.actor_no = (plan.tenant_key + plan.set_no) % actor.actor_count""",
-    uses=("backup_set_plan", "actor"),
+               AND actor.actor_no = (plan.tenant_key + plan.set_no) % actor.actor_count
+CROSS JOIN LATERAL (
+    SELECT coalesce(array_agg(item.id ORDER BY item.id), CAST('{{}}' AS bigint[])) AS item_ids
+    FROM backup_pick AS pick
+    JOIN backup_items AS item
+      ON {_in_chunk('item')} AND item.tenant_id = pick.tenant_id AND item.graph_id = pick.policy_graph_id
+    WHERE pick.tenant_id = plan.tenant_id AND pick.set_no = plan.set_no
+) AS members
+CROSS JOIN LATERAL (
+    SELECT coalesce(jsonb_object_agg(per_family.family, jsonb_build_object('items', per_family.n, 'skipped', 0)),
+                    '{{}}') AS families
+    FROM (SELECT item.family, count(*) AS n FROM backup_items AS item
+          WHERE item.tenant_id = plan.tenant_id AND item.id = ANY(members.item_ids)
+          GROUP BY item.family) AS per_family
+) AS counted""",
+    uses=("backup_set_plan", "backup_pick", "actor"),
     order_by="plan.tenant_id, plan.set_no",
-)
-
-BACKUP_ITEMS = TenantRowsInsert(
-    table="backup_items",
-    columns={
-        "tenant_id": "backup_set.tenant_id",
-        "workspace_id": "plan.workspace_id",
-        "backup_set_id": "backup_set.id",
-        "policy_id": "policy.id",
-        "item_type": "policy.policy_type",
-        "display_name": "policy.display_name",
-        "payload": "item.payload",
-        "content_hash": _sha256_hex("item.payload"),
-        "created_at": "coalesce(backup_set.started_at, now())",
-    },
-    source=f"""FROM backup_set_plan AS plan
-JOIN backup_sets AS backup_set
-  ON {_in_chunk('backup_set')} AND backup_set.tenant_id = plan.tenant_id AND backup_set.name = plan.name
-CROSS JOIN LATERAL (
-    -- Item n of set s is policy 1 + (n - 1 + 3s) mod P: distinct within a set.
-    SELECT {_graph_id('plan.tenant_key', "'policy'", '1 + (series.n - 1 + plan.set_no * 3) % plan.policy_count')}
-               AS policy_graph_id
-    FROM generate_series(1, plan.item_count) AS series(n)
-    OFFSET 0  -- a fence: the id is a column, so policies are found by an index lookup, not a filter
-) AS picked
-JOIN policies AS policy
-  ON {_in_chunk('policy')} AND policy.tenant_id = plan.tenant_id AND policy.graph_id = picked.policy_graph_id
-CROSS JOIN LATERAL (
-    SELECT jsonb_build_object(
-               'id', policy.graph_id,
-               'displayName', policy.display_name,
-               'description', policy.description,
-               'policyType', policy.policy_type,
-               'platform', policy.platform
-           ) || policy.settings AS payload
-    OFFSET 0  -- a fence: build each payload once, not once for the column and again for its hash
-) AS item""",
-    uses=("backup_set_plan",),
-)
-
-RESTORE_RUNS = TenantRowsInsert(
-    table="restore_runs",
-    columns={
-        "tenant_id": "backup_set.tenant_id",
-        "workspace_id": "plan.workspace_id",
-        "backup_set_id": "backup_set.id",
-        "requested_by_user_id": "actor.user_id",
-        "status": """CASE WHEN plan.is_queued THEN 'queued'
-                WHEN outcome.item_total = 0 THEN 'failed'
-                WHEN outcome.failed_total > 0 THEN 'partial'
-                ELSE 'succeeded' END""",
-        "is_dry_run": "plan.is_dry_run",
-        "started_at": "CASE WHEN plan.is_queued THEN NULL ELSE timed.started_at END",
-        "finished_at": """CASE WHEN plan.is_queued THEN NULL
-                ELSE timed.started_at + make_interval(mins => 1 + CAST(outcome.item_total AS integer) / 5) END""",
-        "results": """CASE WHEN NOT plan.is_queued AND outcome.item_total = 0
-                THEN jsonb_build_array(jsonb_build_object(
-                    'item', backup_set.name, 'status', 'failed',
-                    'message', 'The backup set has no items to restore.'))
-                ELSE outcome.results END""",
-        "created_at": "timed.started_at",
-    },
-    source=f"""FROM restore_plan AS plan
-JOIN backup_set_plan AS set_plan ON set_plan.tenant_id = plan.tenant_id AND set_plan.set_no = plan.set_no
-JOIN backup_sets AS backup_set
-  ON {_in_chunk('backup_set')} AND backup_set.tenant_id = plan.tenant_id AND backup_set.name = set_plan.name
-LEFT JOIN actor ON actor.workspace_id = plan.workspace_id
-               AND actor.actor_no = (plan.tenant_key + plan.run_no) % actor.actor_count
-CROSS JOIN LATERAL (
-    SELECT coalesce(backup_set.finished_at, set_plan.planned_start) + make_interval(hours => 3 * plan.run_no)
-        AS started_at
-) AS timed
-CROSS JOIN LATERAL (
-    -- Per-item results: most restored, some skipped as unchanged, an occasional failure.
-    SELECT count(*) AS item_total,
-           count(*) FILTER (WHERE item_result.status = 'failed') AS failed_total,
-           coalesce(jsonb_agg(jsonb_build_object(
-               'item', item.display_name, 'status', item_result.status, 'message', item_result.message
-           ) ORDER BY item.id), '[]'::jsonb) AS results
-    FROM backup_items AS item
-    CROSS JOIN LATERAL (
-        -- Only every third run meets a failure; the others restore or skip every item.
-        SELECT CASE WHEN (plan.tenant_key + plan.run_no) % 3 = 0 AND (item.id + plan.run_no) % 12 = 0
-                    THEN 0 ELSE 1 + (item.id + plan.run_no) % 12 END AS bucket
-    ) AS roll
-    CROSS JOIN LATERAL (
-        SELECT CASE WHEN roll.bucket = 0 THEN 'failed' WHEN roll.bucket <= 2 THEN 'skipped' ELSE 'restored' END
-                   AS status,
-               CASE
-                   WHEN roll.bucket = 0 AND plan.is_dry_run
-                       THEN 'Validation failed: a setting in the backup is not supported by this tenant.'
-                   WHEN roll.bucket = 0
-                       THEN 'Graph returned 400 BadRequest: the policy is assigned to a group that no longer exists.'
-                   WHEN roll.bucket <= 2 THEN 'Identical to the current policy; nothing to restore.'
-                   WHEN plan.is_dry_run THEN 'Would be restored: differs from the current policy.'
-                   ELSE 'Restored.'
-               END AS message
-    ) AS item_result
-    WHERE item.backup_set_id = backup_set.id AND item.tenant_id = backup_set.tenant_id AND NOT plan.is_queued
-) AS outcome""",
-    uses=("restore_plan", "backup_set_plan", "actor"),
-    order_by="plan.tenant_id, plan.run_no",
 )
 
 INVENTORY_ITEMS = TenantRowsInsert(
@@ -851,9 +821,9 @@ TENANT_ROW_INSERTS = (
     POLICIES,
     POLICY_VERSIONS,
     BACKUP_SCHEDULES_INSERT,
-    BACKUP_SETS,
+    BACKUP_PAYLOADS,
     BACKUP_ITEMS,
-    RESTORE_RUNS,
+    BACKUP_SETS,
     INVENTORY_ITEMS,
     INVENTORY_LINKS,
     ENTRA_GROUPS_INSERT,

@@ -72,6 +72,9 @@ SECTION_OF_ENDPOINT = {
     "tenant.policy_detail": "tenant.policies",
     "tenant.policy_diff": "tenant.policies",
     "tenant.backup_set_detail": "tenant.backups",
+    "tenant.backup_item_detail": "tenant.backups",
+    "tenant.restore_from_backup": "tenant.backups",
+    "tenant.restore_version": "tenant.policies",
     "tenant.restore_run_detail": "tenant.restore_runs",
     "tenant.schedule_new": "tenant.schedules",
     "tenant.schedule_edit": "tenant.schedules",
@@ -312,191 +315,6 @@ def policy_diff(policy_id: int):
         rows = [row for row in rows if row.status != "same"]
     return render_template("tenant/policy_diff.html", policy=policy, left=left, right=right, rows=rows,
                            changed=sum(1 for row in rows if row.status != "same"))
-
-
-# --- backups and restores -------------------------------------------------------------------------------
-
-
-def backup_sets_page(tenant_id: int):
-    triggered_by = aliased(User)
-    sortable = {"started": BackupSet.started_at, "name": BackupSet.name, "status": BackupSet.status,
-                "items": BackupSet.item_count}
-    params = read_list_params(sortable, "started", default_direction="desc")
-    statement = (select(BackupSet, triggered_by.name).outerjoin(triggered_by, triggered_by.id == BackupSet.triggered_by_user_id)
-                 .where(BackupSet.tenant_id == tenant_id))
-    if params.q:
-        statement = statement.where(search_clause([BackupSet.name, BackupSet.status], params.q))
-    return paginate(statement, params, sortable, tiebreak=BackupSet.id.desc(), scalars=False)
-
-
-@bp.get("/backups")
-def backups():
-    return render_template("tenant/backups.html", page=backup_sets_page(_tenant().id))
-
-
-def backup_items_page(backup_set: BackupSet):
-    sortable = {"name": BackupItem.display_name, "type": BackupItem.item_type}
-    params = read_list_params(sortable, "name")
-    statement = select(BackupItem).where(BackupItem.tenant_id == backup_set.tenant_id,
-                                         BackupItem.backup_set_id == backup_set.id)
-    if params.q:
-        statement = statement.where(search_clause([BackupItem.display_name, BackupItem.item_type], params.q))
-    return paginate(statement, params, sortable, tiebreak=BackupItem.id)
-
-
-@bp.get("/backups/<int:backup_set_id>")
-def backup_set_detail(backup_set_id: int):
-    backup_set = _one_or_404(BackupSet, backup_set_id)
-    return render_template("tenant/backup_set.html", backup_set=backup_set, page=backup_items_page(backup_set))
-
-
-def restore_runs_page(tenant_id: int):
-    requested_by = aliased(User)
-    sortable = {"created": RestoreRun.created_at, "status": RestoreRun.status, "backup": BackupSet.name}
-    params = read_list_params(sortable, "created", default_direction="desc")
-    statement = (
-        select(RestoreRun, BackupSet.name, requested_by.name)
-        .join(BackupSet, (BackupSet.id == RestoreRun.backup_set_id) & (BackupSet.tenant_id == RestoreRun.tenant_id))
-        .outerjoin(requested_by, requested_by.id == RestoreRun.requested_by_user_id)
-        .where(RestoreRun.tenant_id == tenant_id)
-    )
-    if params.q:
-        statement = statement.where(search_clause([BackupSet.name, RestoreRun.status], params.q))
-    return paginate(statement, params, sortable, tiebreak=RestoreRun.id.desc(), scalars=False)
-
-
-@bp.get("/restore-runs")
-def restore_runs():
-    return render_template("tenant/restore_runs.html", page=restore_runs_page(_tenant().id))
-
-
-@bp.get("/restore-runs/<int:restore_run_id>")
-def restore_run_detail(restore_run_id: int):
-    run = _one_or_404(RestoreRun, restore_run_id)
-    backup_set = db.session.scalar(select(BackupSet).where(BackupSet.id == run.backup_set_id,
-                                                           BackupSet.tenant_id == run.tenant_id))
-    requested_by = db.session.get(User, run.requested_by_user_id) if run.requested_by_user_id else None
-    return render_template("tenant/restore_run.html", run=run, backup_set=backup_set, requested_by=requested_by)
-
-
-# --- backup schedules ----------------------------------------------------------------------------------------
-
-
-@bp.get("/schedules")
-def schedules():
-    rows = db.session.scalars(select(BackupSchedule).where(BackupSchedule.tenant_id == _tenant().id)
-                              .order_by(BackupSchedule.name).limit(500)).all()
-    return render_template("tenant/schedules.html", schedules=rows, action_form=ActionForm())
-
-
-BACKUP_HOUR_UTC = 2  # scheduled backups run in the quiet hours
-
-
-def next_run_after(moment: datetime, frequency: str) -> datetime:
-    """The next slot of a schedule: the next full hour, or 02:00 UTC tomorrow, next Monday, next month's 1st."""
-    if frequency == "hourly":
-        return moment.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    slot = moment.replace(hour=BACKUP_HOUR_UTC, minute=0, second=0, microsecond=0)
-    if frequency == "daily":
-        return slot if slot > moment else slot + timedelta(days=1)
-    if frequency == "weekly":
-        slot += timedelta(days=(7 - slot.weekday()) % 7)
-        return slot if slot > moment else slot + timedelta(days=7)
-    slot = slot.replace(day=1)  # monthly
-    if slot > moment:
-        return slot
-    return slot.replace(year=slot.year + 1, month=1) if slot.month == 12 else slot.replace(month=slot.month + 1)
-
-
-def _schedule_snapshot(schedule: BackupSchedule) -> dict:
-    return {"name": schedule.name, "frequency": schedule.frequency, "retention_days": schedule.retention_days,
-            "is_enabled": schedule.is_enabled}
-
-
-def _name_taken(name: str, except_id: int | None = None) -> bool:
-    statement = select(BackupSchedule.id).where(BackupSchedule.tenant_id == _tenant().id,
-                                                BackupSchedule.name == name)
-    if except_id is not None:
-        statement = statement.where(BackupSchedule.id != except_id)
-    return db.session.scalar(statement) is not None
-
-
-@bp.route("/schedules/new", methods=["GET", "POST"])
-def schedule_new():
-    require_role("operator", "manage backup schedules")
-    form = BackupScheduleForm()
-    if form.validate_on_submit():
-        if _name_taken(form.name.data):
-            form.name.errors.append("A schedule with this name exists already.")
-        else:
-            tenant = _tenant()
-            schedule = BackupSchedule(tenant_id=tenant.id, name=form.name.data, frequency=form.frequency.data,
-                                      retention_days=form.retention_days.data, is_enabled=form.is_enabled.data)
-            schedule.next_run_at = next_run_after(datetime.now(timezone.utc), schedule.frequency)
-            db.session.add(schedule)
-            db.session.flush()
-            record_audit("schedule.create", actor=current_user, tenant=tenant, target_type="backup_schedule",
-                         target_id=schedule.id, target_name=schedule.name,
-                         details={"before": None, "after": _schedule_snapshot(schedule)})
-            db.session.commit()
-            flash(f"Schedule {schedule.name} created.", "success")
-            return redirect(url_for(".schedules"))
-    status = 400 if request.method == "POST" else 200
-    return render_template("tenant/schedule_form.html", form=form, schedule=None), status
-
-
-@bp.route("/schedules/<int:schedule_id>/edit", methods=["GET", "POST"])
-def schedule_edit(schedule_id: int):
-    schedule = _one_or_404(BackupSchedule, schedule_id)
-    require_role("operator", "manage backup schedules")
-    form = BackupScheduleForm(obj=schedule)
-    if form.validate_on_submit():
-        if _name_taken(form.name.data, except_id=schedule.id):
-            form.name.errors.append("A schedule with this name exists already.")
-        else:
-            before = _schedule_snapshot(schedule)
-            form.populate_obj(schedule)
-            if schedule.frequency != before["frequency"] or schedule.next_run_at is None:
-                schedule.next_run_at = next_run_after(datetime.now(timezone.utc), schedule.frequency)
-            record_audit("schedule.update", actor=current_user, tenant=_tenant(), target_type="backup_schedule",
-                         target_id=schedule.id, target_name=schedule.name,
-                         details={"before": before, "after": _schedule_snapshot(schedule)})
-            db.session.commit()
-            flash(f"Schedule {schedule.name} saved.", "success")
-            return redirect(url_for(".schedules"))
-    status = 400 if request.method == "POST" else 200
-    return render_template("tenant/schedule_form.html", form=form, schedule=schedule), status
-
-
-def _set_schedule_enabled(schedule_id: int, enabled: bool):
-    """Enable or disable, as asked: never flips, so a stale tab's "Disable" cannot turn a schedule back on."""
-    schedule = _one_or_404(BackupSchedule, schedule_id)
-    require_role("operator", "enable or disable backup schedules")
-    state = "enabled" if enabled else "disabled"
-    if schedule.is_enabled == enabled:
-        flash(f"Schedule {schedule.name} is already {state}; nothing changed.", "info")
-        return redirect(url_for(".schedules"))
-    before = _schedule_snapshot(schedule)
-    schedule.is_enabled = enabled
-    now = datetime.now(timezone.utc)
-    if enabled and (schedule.next_run_at is None or schedule.next_run_at < now):
-        schedule.next_run_at = next_run_after(now, schedule.frequency)
-    record_audit("schedule.enable" if enabled else "schedule.disable", actor=current_user,
-                 tenant=_tenant(), target_type="backup_schedule", target_id=schedule.id, target_name=schedule.name,
-                 details={"before": before, "after": _schedule_snapshot(schedule)})
-    db.session.commit()
-    flash(f"Schedule {schedule.name} {state}.", "success")
-    return redirect(url_for(".schedules"))
-
-
-@bp.post("/schedules/<int:schedule_id>/enable")
-def schedule_enable(schedule_id: int):
-    return _set_schedule_enabled(schedule_id, True)
-
-
-@bp.post("/schedules/<int:schedule_id>/disable")
-def schedule_disable(schedule_id: int):
-    return _set_schedule_enabled(schedule_id, False)
 
 
 # --- inventory, groups, roles, permissions --------------------------------------------------------------------
@@ -763,3 +581,7 @@ def connect():
                           "after": {"admin_consent": "requested"}})
     db.session.commit()
     return redirect(target)
+
+
+# The backup, restore and schedule pages register on this blueprint.
+from . import tenant_backups  # noqa: E402,F401

@@ -292,9 +292,9 @@ def populate_tenant_rows(db_session, tenant: Tenant, *, policies: int = 1, marke
     """One of every tenant-owned record for `tenant` (N policies with two versions each); their ids by name."""
     from datetime import datetime, timedelta, timezone
 
-    from app.models import (BackupItem, BackupSchedule, BackupSet, EntraGroup, EntraRoleDefinition, Finding,
-                            InventoryItem, InventoryLink, Policy, PolicyVersion, RestoreRun, SyncRun,
-                            TenantPermission)
+    from app.models import (BackupItem, BackupPayload, BackupSchedule, BackupSet, EntraGroup, EntraRoleDefinition,
+                            Finding, InventoryItem, InventoryLink, Policy, PolicyVersion, RestoreItem, RestoreRun,
+                            SyncRun, TenantPermission)
 
     now = datetime.now(timezone.utc)
     label = marker or tenant.name
@@ -311,20 +311,25 @@ def populate_tenant_rows(db_session, tenant: Tenant, *, policies: int = 1, marke
     schedule = BackupSchedule(tenant_id=tenant.id, name=f"{label} nightly", frequency="daily", retention_days=30)
     db_session.add_all([*versions, schedule])
     db_session.flush()
+    payload = BackupPayload(tenant_id=tenant.id, content_hash=uuid.uuid4().hex * 2, family="deviceConfigurations",
+                            body={"object": {"displayName": f"{label} item"}}, size_bytes=40)
+    db_session.add(payload)
+    db_session.flush()
+    backup_item = BackupItem(tenant_id=tenant.id, family="deviceConfigurations", graph_id=policy.graph_id,
+                             display_name=f"{label} item", payload_id=payload.id, content_hash=payload.content_hash)
+    db_session.add(backup_item)
+    db_session.flush()
     backup_set = BackupSet(tenant_id=tenant.id, name=f"{label} backup", status="completed",
                            started_at=now - timedelta(hours=1), finished_at=now, item_count=1,
-                           triggered_by="schedule", schedule_id=schedule.id)
+                           triggered_by="schedule", schedule_id=schedule.id, item_ids=[backup_item.id])
     item_a = InventoryItem(tenant_id=tenant.id, object_type="device", graph_id=f"d-{uuid.uuid4()}",
                            display_name=f"{label} laptop")
     item_b = InventoryItem(tenant_id=tenant.id, object_type="user", graph_id=f"u-{uuid.uuid4()}",
                            display_name=f"{label} person")
     db_session.add_all([backup_set, item_a, item_b])
     db_session.flush()
-    backup_item = BackupItem(tenant_id=tenant.id, backup_set_id=backup_set.id, policy_id=policy.id,
-                             item_type="deviceConfiguration", display_name=f"{label} item", payload={},
-                             content_hash="0" * 64)
-    restore_run = RestoreRun(tenant_id=tenant.id, backup_set_id=backup_set.id, status="succeeded",
-                             is_dry_run=True, results=[{"item": f"{label} item", "status": "restored"}])
+    restore_run = RestoreRun(tenant_id=tenant.id, source_tenant_id=tenant.id, backup_set_id=backup_set.id,
+                             status="succeeded", requested_by_user_id=None)
     link = InventoryLink(tenant_id=tenant.id, source_item_id=item_a.id, target_item_id=item_b.id,
                          link_type="primaryUser")
     group = EntraGroup(tenant_id=tenant.id, graph_id=f"grp-{uuid.uuid4()}", display_name=f"{label} group",
@@ -337,13 +342,19 @@ def populate_tenant_rows(db_session, tenant: Tenant, *, policies: int = 1, marke
     sync_run = SyncRun(tenant_id=tenant.id, trigger="schedule", status="succeeded", started_at=now, finished_at=now,
                        families={"groups": {"seen": 1, "new": 1, "changed": 0, "unchanged": 0, "deleted": 0,
                                             "failed_items": 0, "complete": True, "error": None}})
-    db_session.add_all([backup_item, restore_run, link, group, finding, role, permission, sync_run])
+    db_session.add_all([restore_run, link, group, finding, role, permission, sync_run])
+    db_session.flush()
+    restore_item = RestoreItem(tenant_id=tenant.id, restore_run_id=restore_run.id, source_tenant_id=tenant.id,
+                               position=1, family="deviceConfigurations", source_graph_id=policy.graph_id,
+                               display_name=f"{label} item", payload_id=payload.id, action="update",
+                               target_graph_id=policy.graph_id, status="updated", verified=True)
+    db_session.add(restore_item)
     db_session.commit()
     return {
         "policy_id": policy.id, "version_a": versions[0].id, "version_b": versions[1].id,
         "backup_set_id": backup_set.id, "restore_run_id": restore_run.id, "schedule_id": schedule.id,
         "item_id": item_a.id, "finding_id": finding.id, "backup_item_id": backup_item.id,
-        "run_id": sync_run.id,
+        "run_id": sync_run.id, "payload_id": payload.id, "restore_item_id": restore_item.id,
     }
 
 

@@ -58,3 +58,28 @@ def sync_now(tenant: Tenant, trigger: str = "command"):
         db.session.commit()
         carry_out_sync_run(run.id)
         return db.session.get(SyncRun, run.id)
+
+
+def backup_now(tenant: Tenant, trigger: str = "command", **kwargs):
+    """Create a backup set and carry it out in the foreground, as the worker would. Returns the set."""
+    from app.backup.engine import create_backup
+    from app.backup.runner import carry_out_backup
+    from app.models import BackupSet
+    from app.row_security import working_in_workspace
+
+    assert _graph_app is not None, "backup_now needs the graph_app fixture"
+    with _graph_app.app_context(), working_in_workspace(tenant.workspace_id):
+        backup_set = create_backup(db.session.get(Tenant, tenant.id), trigger, **kwargs)
+        db.session.commit()
+        carry_out_backup(backup_set.id)
+        return db.session.get(BackupSet, backup_set.id)
+
+
+def restore_step(run_id: int, workspace_id: int, step: str) -> str:
+    """Carry out a restore step ("plan_restore" or "execute_restore") in the foreground, as the worker would."""
+    from app.restore.runner import carry_out_restore_step
+    from app.row_security import working_in_workspace
+
+    assert _graph_app is not None, "restore_step needs the graph_app fixture"
+    with _graph_app.app_context(), working_in_workspace(workspace_id):
+        return carry_out_restore_step(step, run_id)

@@ -37,6 +37,8 @@ def sample_arguments(world) -> dict:
         "item_id": ids["item_id"],
         "finding_id": ids["finding_id"],
         "run_id": ids["run_id"],
+        "backup_item_id": ids["backup_item_id"],
+        "version_id": ids["version_a"],
         "action": "acknowledge",
         "rest": f"policies/{ids['policy_id']}",
     }

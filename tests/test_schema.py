@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import (
-    BackupItem, BackupSet, InventoryItem, InventoryLink, Policy, PolicyVersion, TENANT_OWNED_MODELS, Tenant, User,
+    BackupItem, BackupPayload, BackupSet, InventoryItem, RestoreRun, InventoryLink, Policy, PolicyVersion, TENANT_OWNED_MODELS, Tenant, User,
     Workspace, WorkspaceMembership,
 )
 from tests.conftest import make_test_app
@@ -23,7 +23,7 @@ TENANT_OWNED_TABLES = {
     "tenant_permissions",
 }
 # Tables created after the workspace rollout, born with workspace_id NOT NULL and RLS (0009).
-BORN_BOUND_TABLES = {"sync_runs", "consent_requests"}
+BORN_BOUND_TABLES = {"sync_runs", "consent_requests", "backup_payloads", "restore_items"}
 
 
 @pytest.fixture(scope="module")
@@ -173,10 +173,30 @@ def test_a_child_row_cannot_point_at_a_parent_of_another_tenant(db_session, make
     db_session.commit()
     _refused(db_session, PolicyVersion(tenant_id=tenant_b.id, policy_id=policy_a.id, version_number=1, snapshot={},
                                        content_hash="0" * 64))
-    _refused(db_session, BackupItem(tenant_id=tenant_b.id, backup_set_id=backup_a.id, item_type="t",
-                                    display_name="x", payload={}, content_hash="0" * 64))
+    payload_a = BackupPayload(tenant_id=tenant_a.id, content_hash="a" * 64, family="deviceConfigurations",
+                              body={"object": {}}, size_bytes=2)
+    db_session.add(payload_a)
+    db_session.commit()
+    _refused(db_session, BackupItem(tenant_id=tenant_b.id, family="deviceConfigurations", graph_id="g",
+                                    display_name="x", payload_id=payload_a.id, content_hash="a" * 64))
+    _refused(db_session, RestoreRun(tenant_id=tenant_b.id, source_tenant_id=tenant_b.id, backup_set_id=backup_a.id,
+                                    status="planned"))
     _refused(db_session, InventoryLink(tenant_id=tenant_a.id, source_item_id=item_a.id, target_item_id=item_b.id,
                                        link_type="assigned"))
+
+
+def test_a_restore_reads_from_a_tenant_of_its_own_workspace_only(db_session, make_workspace, make_tenant):
+    home, elsewhere = make_workspace(), make_workspace()
+    target, sibling, foreign = make_tenant(home), make_tenant(home), make_tenant(elsewhere)
+    foreign_set = BackupSet(tenant_id=foreign.id, name="F", status="completed", triggered_by="user")
+    sibling_set = BackupSet(tenant_id=sibling.id, name="S", status="completed", triggered_by="user")
+    db_session.add_all([foreign_set, sibling_set])
+    db_session.commit()
+    db_session.add(RestoreRun(tenant_id=target.id, source_tenant_id=sibling.id, backup_set_id=sibling_set.id,
+                              status="planned"))
+    db_session.commit()  # a cross-tenant copy inside the workspace
+    _refused(db_session, RestoreRun(tenant_id=target.id, source_tenant_id=foreign.id, backup_set_id=foreign_set.id,
+                                    status="planned"))
 
 
 def test_deleting_a_tenant_removes_its_rows(db_session, make_workspace, make_tenant):

@@ -18,11 +18,17 @@ BULK_SQL = [
     """INSERT INTO backup_sets (tenant_id, workspace_id, name, status, started_at, item_count, triggered_by)
        SELECT :t, :w, 'Bulk backup ' || g, 'completed', now() - g * interval '1 hour', 1, 'schedule'
        FROM generate_series(1, :n) g""",
-    """INSERT INTO backup_items (tenant_id, workspace_id, backup_set_id, item_type, display_name, payload, content_hash)
-       SELECT :t, :w, (SELECT min(id) FROM backup_sets WHERE tenant_id = :t), 'deviceConfiguration', 'Bulk item ' || g,
-              '{}', repeat('0', 64) FROM generate_series(1, :n) g""",
-    """INSERT INTO restore_runs (tenant_id, workspace_id, backup_set_id, status, results)
-       SELECT :t, :w, (SELECT min(id) FROM backup_sets WHERE tenant_id = :t), 'succeeded', '[]'
+    """INSERT INTO backup_payloads (tenant_id, workspace_id, content_hash, family, body, size_bytes)
+       SELECT :t, :w, md5(:p || g) || md5(:p || g), 'deviceConfigurations', jsonb_build_object('object', g), 10
+       FROM generate_series(1, :n) g""",
+    """INSERT INTO backup_items (tenant_id, workspace_id, family, graph_id, display_name, payload_id, content_hash)
+       SELECT :t, :w, 'deviceConfigurations', 'bulk-' || :p || g, 'Bulk item ' || g, p.id, p.content_hash
+       FROM generate_series(1, :n) g JOIN backup_payloads p ON p.tenant_id = :t AND p.content_hash = md5(:p || g) || md5(:p || g)""",
+    """UPDATE backup_sets SET item_ids = item_ids || ARRAY(SELECT id FROM backup_items WHERE tenant_id = :t
+                                                          AND graph_id LIKE 'bulk-' || :p || '%')
+       WHERE id = (SELECT min(id) FROM backup_sets WHERE tenant_id = :t)""",
+    """INSERT INTO restore_runs (tenant_id, workspace_id, source_tenant_id, backup_set_id, status)
+       SELECT :t, :w, :t, (SELECT min(id) FROM backup_sets WHERE tenant_id = :t), 'succeeded'
        FROM generate_series(1, :n) g""",
     """INSERT INTO inventory_items (tenant_id, workspace_id, object_type, graph_id, display_name)
        SELECT :t, :w, 'device', 'bulk-' || :p || g, 'Bulk device ' || g FROM generate_series(1, :n) g""",

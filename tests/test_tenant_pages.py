@@ -149,7 +149,7 @@ def test_backup_set_restore_run_and_inventory_detail(ada, world):
     ids = world.ids_a
     assert "ALPHA item" in page(ada, tenant_url(world.tenant_a, f"/backups/{ids['backup_set_id']}"))
     run = page(ada, tenant_url(world.tenant_a, f"/restore-runs/{ids['restore_run_id']}"))
-    assert "ALPHA item" in run and "restored" in run and "dry run" in run
+    assert "ALPHA item" in run and "updated" in run and "verified" in run
     item = page(ada, tenant_url(world.tenant_a, f"/inventory/{ids['item_id']}"))
     assert "primaryUser" in item and "ALPHA person" in item
 
@@ -222,22 +222,24 @@ def test_reopen_message(ada, world):
 def test_next_run_is_the_next_slot_of_the_frequency(moment, frequency, expected):
     from datetime import datetime, timezone
 
-    from app.tenant_pages import next_run_after
+    from app.backup.schedules import next_run_after
 
     start = datetime.fromisoformat(moment).replace(tzinfo=timezone.utc)
     assert next_run_after(start, frequency) == datetime.fromisoformat(expected).replace(tzinfo=timezone.utc)
 
 
-def test_a_restore_run_says_whether_it_was_a_dry_run_or_live(ada, world, db_session):
+def test_a_planned_restore_offers_execute_and_discard_to_a_manager_only(ada, world, db_session, make_user,
+                                                                      add_member, client):
     from app.models import RestoreRun
 
-    url = tenant_url(world.tenant_a, f"/restore-runs/{world.ids_a['restore_run_id']}")
-    assert "<strong>Dry run</strong>: the results show what a restore would do" in page(ada, url)
     run = db_session.get(RestoreRun, world.ids_a["restore_run_id"])
-    run.is_dry_run = False
+    run.status = "planned"
     db_session.commit()
+    url = tenant_url(world.tenant_a, f"/restore-runs/{run.id}")
     body = page(ada, url)
-    assert "<strong>Live restore</strong>: these items were written to the tenant" in body and "Dry run" not in body
+    assert f"/restore-runs/{run.id}/execute" in body and f"/restore-runs/{run.id}/cancel" in body
+    # ALPHA is not connected: the page says why executing cannot work, before anyone tries.
+    assert "not connected to Microsoft Graph" in body
 
 
 def test_acknowledging_a_finding_keeps_the_note_shows_it_and_audits_it(ada, world, db_session):

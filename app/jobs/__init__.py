@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 # its connector is not used then); a worker binds it to its database with `connected_queue`.
 tasks = procrastinate.App(connector=procrastinate.PsycopgConnector())
 SYNC_QUEUE = "sync"
+BACKUP_QUEUE = "backup"
+RESTORE_QUEUE = "restore"
 SCHEDULER_QUEUE = "scheduler"
 # How many due tenants one scheduler tick queues (the rest wait for the next tick).
 SCHEDULE_BATCH = 500
@@ -61,6 +63,20 @@ def enqueue_sync(run) -> int:
                                 sync_run_id=run.id, workspace_id=run.workspace_id)
 
 
+def enqueue_backup(backup_set) -> int:
+    """Queue the job that carries out a backup set. One Graph-heavy job per tenant at a time (the lock):
+    a backup waits for the tenant's sync, and they share its rate limit."""
+    return defer_in_transaction("backup_tenant", queue=BACKUP_QUEUE, lock=f"tenant-{backup_set.tenant_id}",
+                                backup_set_id=backup_set.id, workspace_id=backup_set.workspace_id)
+
+
+def enqueue_restore_step(run, step: str) -> int:
+    """Queue planning ("plan_restore") or executing ("execute_restore") restore run `run`; like a
+    backup, it waits for other Graph-heavy jobs of its target tenant."""
+    return defer_in_transaction(step, queue=RESTORE_QUEUE, lock=f"tenant-{run.tenant_id}",
+                                restore_run_id=run.id, workspace_id=run.workspace_id)
+
+
 def set_worker_app(app: Flask | None) -> None:
     global _worker_flask_app
     _worker_flask_app = app
@@ -82,6 +98,55 @@ def sync_tenant(sync_run_id: int, workspace_id: int) -> str:
     app = _flask_app()
     with app.app_context(), working_in_workspace(workspace_id):
         return carry_out_sync_run(sync_run_id)
+
+
+@tasks.task(name="backup_tenant", queue=BACKUP_QUEUE,
+            retry=procrastinate.RetryStrategy(max_attempts=3, wait=30, retry_exceptions={ConnectionError, OSError}))
+def backup_tenant(backup_set_id: int, workspace_id: int) -> str:
+    """Carry out one backup, inside its workspace."""
+    from app.backup.runner import carry_out_backup
+    from app.row_security import working_in_workspace
+
+    app = _flask_app()
+    with app.app_context(), working_in_workspace(workspace_id):
+        return carry_out_backup(backup_set_id)
+
+
+def _restore_step(step: str, restore_run_id: int, workspace_id: int) -> str:
+    from app.restore.runner import carry_out_restore_step
+    from app.row_security import working_in_workspace
+
+    app = _flask_app()
+    with app.app_context(), working_in_workspace(workspace_id):
+        return carry_out_restore_step(step, restore_run_id)
+
+
+@tasks.task(name="plan_restore", queue=RESTORE_QUEUE,
+            retry=procrastinate.RetryStrategy(max_attempts=3, wait=10, retry_exceptions={ConnectionError, OSError}))
+def plan_restore(restore_run_id: int, workspace_id: int) -> str:
+    """Plan a restore: read the target, decide each item's action. Writes nothing to Graph."""
+    return _restore_step("plan_restore", restore_run_id, workspace_id)
+
+
+@tasks.task(name="execute_restore", queue=RESTORE_QUEUE,
+            retry=procrastinate.RetryStrategy(max_attempts=3, wait=10, retry_exceptions={ConnectionError, OSError}))
+def execute_restore(restore_run_id: int, workspace_id: int) -> str:
+    """Write a planned restore; a retried job resumes it without repeating finished items."""
+    return _restore_step("execute_restore", restore_run_id, workspace_id)
+
+
+@tasks.periodic(cron="* * * * *", periodic_id="schedule-due-backups")
+@tasks.task(name="schedule_due_backups", queue=SCHEDULER_QUEUE, queueing_lock="schedule-due-backups")
+def schedule_due_backups(timestamp: int) -> int:
+    """Every minute: end backups and restores whose job is gone, then start each due backup schedule."""
+    from app.backup.schedules import queue_due_backups
+    from app.jobs.orphans import end_orphaned_job_rows
+    from app.sync.engine import utcnow
+
+    app = _flask_app()
+    with app.app_context():
+        end_orphaned_job_rows()
+        return queue_due_backups(limit=SCHEDULE_BATCH, now=utcnow())
 
 
 @tasks.periodic(cron="*/5 * * * *", periodic_id="schedule-due-syncs")

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from app.extensions import db
 from app.graph.errors import ConsentError, ForeignLinkError, GraphError
 from app.graph.families import (FAMILIES, STORE_GROUP, STORE_INVENTORY, STORE_POLICY, STORE_ROLE, Family)
+from app.backup.payloads import payload_hash, payload_of, store_payloads
 from app.graph.normalize import NormalizeError, content_hash, display_name_of, normalize_object
 from app.models import EntraGroup, EntraRoleDefinition, InventoryItem, Policy, PolicyVersion, SyncRun, Tenant
 from app.sync.permissions import record_permissions, satisfied
@@ -248,8 +249,8 @@ def sync_family(tenant: Tenant, item: Family, client, outcome: FamilyOutcome, no
 
 
 def _normalize_page(tenant: Tenant, item: Family, client, raw_page: list, outcome: FamilyOutcome,
-                    seen: set[str]) -> dict[str, tuple[dict, dict]]:
-    """graph id -> (raw, normalized) for one page; what cannot be read completely is counted."""
+                    seen: set[str]) -> dict[str, tuple[dict, dict, dict]]:
+    """graph id -> (raw, normalized, relations) for one page; what cannot be read completely is counted."""
     fresh = []
     for raw in raw_page:
         graph_id = raw.get("id") if isinstance(raw, dict) else None
@@ -272,7 +273,7 @@ def _normalize_page(tenant: Tenant, item: Family, client, raw_page: list, outcom
         try:
             if parts is None:
                 raise NormalizeError(f"its {', '.join(item.per_object)} could not be read")
-            normalized[graph_id] = (raw, normalize_object(item, raw, parts))
+            normalized[graph_id] = (raw, normalize_object(item, raw, parts), parts)
         except NormalizeError as error:
             log.info("tenant %s: %s %s not normalized: %s", tenant.id, item.key, graph_id, error)
             seen.discard(graph_id)
@@ -346,14 +347,19 @@ def _write_policies(tenant: Tenant, item: Family, normalized: dict, outcome: Fam
         existing.update({row.graph_id: KnownPolicy(row.id, row.content_hash, row.deleted_at) for row in db.session.execute(
             select(Policy.id, Policy.graph_id, Policy.content_hash, Policy.deleted_at)
             .where(Policy.tenant_id == tenant.id, Policy.graph_id.in_(unknown)))})
-    digests = {graph_id: content_hash(snapshot) for graph_id, (_raw, snapshot) in normalized.items()}
+    digests = {graph_id: content_hash(snapshot) for graph_id, (_raw, snapshot, _parts) in normalized.items()}
     changed_ids = [existing[g].id for g in normalized if g in existing and existing[g].content_hash != digests[g]]
     latest_version = dict(db.session.execute(
         select(PolicyVersion.policy_id, func.max(PolicyVersion.version_number))
         .where(PolicyVersion.tenant_id == tenant.id, PolicyVersion.policy_id.in_(changed_ids))
         .group_by(PolicyVersion.policy_id)).all()) if changed_ids else {}
+    # A new version keeps its restorable payload ("Restore this version"), stored once per content.
+    versioned = [g for g in normalized if existing.get(g) is None or existing[g].content_hash != digests[g]]
+    payloads = {g: payload_of(item, normalized[g][0], normalized[g][2]) for g in versioned}
+    payload_ids, _stored = store_payloads(tenant, ((item, body) for body in payloads.values()))
+    payload_id_of = {g: payload_ids[payload_hash(body)] for g, body in payloads.items()}
     new_policies = []
-    for graph_id, (raw, snapshot) in normalized.items():
+    for graph_id, (raw, snapshot, _parts) in normalized.items():
         digest, known = digests[graph_id], existing.get(graph_id)
         values = dict(display_name=display_name_of(item, raw), description=(snapshot.get("description") or None),
                       policy_type=_policy_type(item, snapshot),
@@ -368,7 +374,7 @@ def _write_policies(tenant: Tenant, item: Family, normalized: dict, outcome: Fam
             db.session.execute(update(Policy).where(Policy.id == known.id, Policy.tenant_id == tenant.id).values(**values))
             db.session.add(PolicyVersion(tenant_id=tenant.id, workspace_id=tenant.workspace_id, policy_id=known.id,
                                          version_number=latest_version.get(known.id, 0) + 1, captured_at=now,
-                                         snapshot=snapshot, content_hash=digest))
+                                         snapshot=snapshot, content_hash=digest, payload_id=payload_id_of[graph_id]))
             known.content_hash, known.deleted_at = digest, None
             outcome.changed += 1
         elif known.deleted_at is not None:  # back after a deletion: the same content, so no new version
@@ -382,8 +388,9 @@ def _write_policies(tenant: Tenant, item: Family, normalized: dict, outcome: Fam
         db.session.add_all([policy for _g, policy, _s, _d in new_policies])
         db.session.flush()
         versions = [PolicyVersion(tenant_id=tenant.id, workspace_id=tenant.workspace_id, policy_id=policy.id,
-                                  version_number=1, captured_at=now, snapshot=snapshot, content_hash=digest)
-                    for _g, policy, snapshot, digest in new_policies]
+                                  version_number=1, captured_at=now, snapshot=snapshot, content_hash=digest,
+                                  payload_id=payload_id_of[graph_id])
+                    for graph_id, policy, snapshot, digest in new_policies]
         db.session.add_all(versions)
         db.session.flush()
         for graph_id, policy, _snapshot, digest in new_policies:
@@ -395,7 +402,7 @@ def _write_policies(tenant: Tenant, item: Family, normalized: dict, outcome: Fam
 
 def _write_inventory(tenant: Tenant, item: Family, normalized: dict, outcome: FamilyOutcome, now: datetime,
                      existing: dict[str, InventoryItem]) -> None:
-    for graph_id, (raw, snapshot) in normalized.items():
+    for graph_id, (raw, snapshot, _parts) in normalized.items():
         name = display_name_of(item, raw)
         row = existing.get(graph_id)
         if row is None:
@@ -419,7 +426,7 @@ def _role_permissions(raw: dict) -> list[str]:
 
 def _write_roles(tenant: Tenant, item: Family, normalized: dict, outcome: FamilyOutcome, now: datetime,
                  existing: dict[str, EntraRoleDefinition]) -> None:
-    for graph_id, (raw, _snapshot) in normalized.items():
+    for graph_id, (raw, _snapshot, _parts) in normalized.items():
         values = dict(display_name=display_name_of(item, raw),
                       description=(raw.get("description") if isinstance(raw.get("description"), str) else None),
                       is_built_in=bool(raw.get("isBuiltIn", True)), permissions=_role_permissions(raw))

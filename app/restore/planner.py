@@ -1,0 +1,301 @@
+"""Plan a restore: for each selected item, what would be written, before anything is.
+
+For each item the target tenant is read (through the Graph client) and the item gets one
+action:
+
+- create: nothing in the target is this object (by id in the same tenant, else by name);
+- update: the target object differs; the plan keeps the setting-level diff (normalized,
+  app.diffing) and the assignment change;
+- skip: identical settings, and the assignments would end up as they are;
+- conflict: the name is taken by an object of another type, or by several objects: never
+  guessed, never written.
+
+Assignments name groups (and assignment filters) of the source tenant. In the target they
+are matched by id (the same tenant), then by exact display name; a group with no match,
+or with several, is reported and its assignment is left out: a restore never assigns a
+policy to a group it guessed. Scope tags stay as they are in the same tenant; across
+tenants only the Default tag is kept.
+
+Nothing outside the selection is read for writing, and nothing is ever deleted.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlalchemy import select
+
+from app.backup.payloads import normalized_payload
+from app.diffing import snapshot_diff
+from app.extensions import db
+from app.graph.errors import ConsentError, ForeignLinkError, GraphError
+from app.graph.families import FAMILIES_BY_KEY, Family
+from app.graph.normalize import NormalizeError, display_name_of, normalize_assignments
+from app.models import BackupItem, BackupPayload, EntraGroup, InventoryItem, RestoreItem, RestoreRun, Tenant
+from app.sync.engine import utcnow
+
+log = logging.getLogger(__name__)
+
+FILTER_ID_KEY = "deviceAndAppManagementAssignmentFilterId"
+FILTER_TYPE_KEY = "deviceAndAppManagementAssignmentFilterType"
+DEFAULT_SCOPE_TAG = "0"
+
+
+@dataclass
+class RestoreContext:
+    """What planning and executing need from outside: Graph, and a clock (injectable for tests)."""
+
+    token_provider: Any
+    client_factory: Callable[..., Any]  # (tenant_id: str, token_provider) -> GraphClient
+    now: Callable[[], Any] = utcnow
+
+
+@dataclass
+class AssignmentMapping:
+    """The source tenant's groups and filters, matched in the target."""
+
+    groups: dict[str, str] = field(default_factory=dict)  # source id -> target id
+    filters: dict[str, str] = field(default_factory=dict)
+    unmatched: dict[str, dict] = field(default_factory=dict)  # source id -> {"kind", "name", "reason"}
+
+
+def without_assignments(normalized: dict) -> dict:
+    return {key: value for key, value in normalized.items() if key != "assignments"}
+
+
+def comparable(family: Family, body: dict) -> dict:
+    """A payload's normalized settings (assignments apart), for "identical?" and the diff."""
+    return without_assignments(normalized_payload(family, body))
+
+
+# --- mapping groups and filters ---------------------------------------------------------------------
+
+
+def source_names(source_tenant_id: int, kind: str, ids: set[str]) -> dict[str, str]:
+    """Names of the source tenant's groups or filters: what the sync read, else what a backup kept."""
+    if not ids:
+        return {}
+    names: dict[str, str] = {}
+    if kind == "group":
+        names.update(db.session.execute(select(EntraGroup.graph_id, EntraGroup.display_name).where(
+            EntraGroup.tenant_id == source_tenant_id, EntraGroup.graph_id.in_(ids))).all())
+    else:
+        names.update(db.session.execute(select(InventoryItem.graph_id, InventoryItem.display_name).where(
+            InventoryItem.tenant_id == source_tenant_id, InventoryItem.object_type == "assignmentFilters",
+            InventoryItem.graph_id.in_(ids))).all())
+    family = "groups" if kind == "group" else "assignmentFilters"
+    missing = ids - set(names)
+    if missing:
+        names.update({graph_id: name for graph_id, name in db.session.execute(
+            select(BackupItem.graph_id, BackupItem.display_name).where(
+                BackupItem.tenant_id == source_tenant_id, BackupItem.family == family,
+                BackupItem.graph_id.in_(missing)).order_by(BackupItem.id)).all()})
+    return names
+
+
+def referenced_ids(bodies: list[dict]) -> tuple[set[str], set[str]]:
+    groups, filters = set(), set()
+    for body in bodies:
+        for assignment in body.get("assignments") or []:
+            target = assignment.get("target") if isinstance(assignment, dict) else None
+            if not isinstance(target, dict):
+                continue
+            if isinstance(target.get("groupId"), str):
+                groups.add(target["groupId"])
+            if isinstance(target.get(FILTER_ID_KEY), str) and target[FILTER_ID_KEY].strip("0-"):
+                filters.add(target[FILTER_ID_KEY])
+    return groups, filters
+
+
+def map_references(client, source: Tenant, target: Tenant, bodies: list[dict]) -> AssignmentMapping:
+    """Match the groups and filters the bodies' assignments name: by id in the same tenant, then by exact name."""
+    group_ids, filter_ids = referenced_ids(bodies)
+    mapping = AssignmentMapping()
+    same_tenant = source.id == target.id
+    if same_tenant and group_ids:
+        found = client.groups_by_ids(sorted(group_ids))
+        mapping.groups.update({group_id: group_id for group_id in found})
+    group_names = source_names(source.id, "group", group_ids - set(mapping.groups))
+    by_name = client.groups_by_names(sorted(set(group_names.values()))) if group_names else {}
+    for group_id in sorted(group_ids - set(mapping.groups)):
+        name = group_names.get(group_id)
+        _match(mapping.groups, mapping.unmatched, group_id, "group", name,
+               [g for g in by_name.get(name, []) if g.get("displayName") == name] if name else [])
+    filters = FAMILIES_BY_KEY["assignmentFilters"]
+    if same_tenant:
+        mapping.filters.update({filter_id: filter_id for filter_id in filter_ids})
+    else:
+        names = source_names(source.id, "filter", filter_ids)
+        for filter_id in sorted(filter_ids):
+            name = names.get(filter_id)
+            candidates = [f for f in client.find_by_name(filters, name) if f.get("displayName") == name] if name else []
+            _match(mapping.filters, mapping.unmatched, filter_id, "filter", name, candidates)
+    return mapping
+
+
+def _match(mapped: dict, unmatched: dict, source_id: str, kind: str, name: str | None, candidates: list[dict]) -> None:
+    if name is None:
+        unmatched[source_id] = {"kind": kind, "name": None,
+                                "reason": f"the source {kind}'s name is not known (never synced or backed up)"}
+    elif len(candidates) == 1 and isinstance(candidates[0].get("id"), str):
+        mapped[source_id] = candidates[0]["id"]
+    elif not candidates:
+        unmatched[source_id] = {"kind": kind, "name": name, "reason": f"no {kind} of that name in the target"}
+    else:
+        unmatched[source_id] = {"kind": kind, "name": name,
+                                "reason": f"{len(candidates)} {kind}s of that name in the target"}
+
+
+def mapped_assignments(body: dict, mapping: AssignmentMapping) -> tuple[list[dict], list[str]]:
+    """The body's assignments with target-tenant ids; those naming something unmatched are left out."""
+    written, left_out = [], []
+    for assignment in body.get("assignments") or []:
+        target = dict(assignment.get("target") or {}) if isinstance(assignment, dict) else {}
+        group_id = target.get("groupId")
+        if isinstance(group_id, str):
+            if group_id not in mapping.groups:
+                left_out.append(group_id)
+                continue
+            target["groupId"] = mapping.groups[group_id]
+        filter_id = target.get(FILTER_ID_KEY)
+        if isinstance(filter_id, str) and filter_id.strip("0-"):
+            if filter_id not in mapping.filters:
+                left_out.append(filter_id)
+                continue
+            target[FILTER_ID_KEY] = mapping.filters[filter_id]
+        item = {key: value for key, value in assignment.items() if key in ("intent", "settings", "@odata.type")}
+        written.append({**item, "target": target})
+    return written, left_out
+
+
+def final_assignments(mode: str, desired: list[dict], current: list[dict]) -> list[dict] | None:
+    """What the target's assignments become: None when they are left alone."""
+    if mode == "skip":
+        return None
+    if mode == "replace":
+        return desired
+    keyed = {}
+    for assignment in [*current, *desired]:  # keep: the target's own, plus the backup's
+        [normalized] = normalize_assignments([assignment]) or [None]
+        keyed[repr(sorted((normalized or {}).items()))] = assignment
+    return list(keyed.values())
+
+
+def same_assignments(left: list[dict] | None, right: list[dict] | None) -> bool:
+    return normalize_assignments(left or []) == normalize_assignments(right or [])
+
+
+def scope_tags_for(body: dict, same_tenant: bool) -> dict:
+    """Across tenants, scope tag ids mean nothing: only Default is kept."""
+    if same_tenant:
+        return body
+    obj = dict(body.get("object") or {})
+    if isinstance(obj.get("roleScopeTagIds"), list):
+        obj["roleScopeTagIds"] = [DEFAULT_SCOPE_TAG]
+    return {**body, "object": obj}
+
+
+# --- the plan -----------------------------------------------------------------------------------------
+
+
+def find_target(client, family: Family, item: RestoreItem, body: dict, same_tenant: bool) -> tuple[str, Any]:
+    """("found", payload) | ("none", None) | ("conflict", reason)."""
+    if same_tenant:
+        current = client.get_object(family, item.source_graph_id)
+        if current is not None:
+            return "found", current
+    name = display_name_of(family, body.get("object") or {})
+    candidates = [obj for obj in client.find_by_name(family, name)
+                  if display_name_of(family, obj) == name]
+    if not candidates:
+        return "none", None
+    if len(candidates) > 1:
+        return "conflict", f"{len(candidates)} objects named {name!r} in the target: which one is meant cannot be told"
+    wanted_type = (body.get("object") or {}).get("@odata.type")
+    if wanted_type and candidates[0].get("@odata.type") and candidates[0]["@odata.type"] != wanted_type:
+        return "conflict", (f"{name!r} in the target is a {str(candidates[0]['@odata.type']).rsplit('.', 1)[-1]}, "
+                            f"not a {str(wanted_type).rsplit('.', 1)[-1]}")
+    current = client.get_object(family, candidates[0]["id"])
+    return ("found", current) if current is not None else ("none", None)
+
+
+def plan_item(client, run: RestoreRun, item: RestoreItem, body: dict, mapping: AssignmentMapping,
+              same_tenant: bool) -> None:
+    family = FAMILIES_BY_KEY[item.family]
+    body = scope_tags_for(body, same_tenant)
+    desired_assignments, left_out = mapped_assignments(body, mapping) if family.assign_action else ([], [])
+    unmatched = [{"id": source_id, **mapping.unmatched[source_id]} for source_id in dict.fromkeys(left_out)
+                 if source_id in mapping.unmatched]
+    state, found = find_target(client, family, item, body, same_tenant)
+    plan: dict[str, Any] = {"unmatched": unmatched, "assignments_mode": run.assignment_mode}
+    if state == "conflict":
+        item.action, plan["reason"] = "conflict", found
+    elif state == "none":
+        item.action = "create"
+        plan["reason"] = "Not in the target: it will be created."
+        plan["assignments"] = final_assignments(run.assignment_mode, desired_assignments, [])
+        plan["diff"] = [row.__dict__ for row in snapshot_diff({}, comparable(family, body)) if row.status != "same"]
+    else:
+        item.target_graph_id = found["object"].get("id")
+        current_settings, desired_settings = comparable(family, found), comparable(family, body)
+        rows = [row.__dict__ for row in snapshot_diff(current_settings, desired_settings) if row.status != "same"]
+        assignments = final_assignments(run.assignment_mode, desired_assignments, found.get("assignments") or [])
+        assignments_change = assignments is not None and not same_assignments(assignments, found.get("assignments"))
+        plan["diff"] = rows
+        plan["assignments"] = assignments if assignments_change else None
+        if not rows and not assignments_change:
+            item.action, plan["reason"] = "skip", "Identical in the target: nothing to write."
+        else:
+            item.action = "update"
+            plan["reason"] = (f"{len(rows)} setting(s) differ" if rows else "Settings identical") + (
+                "; assignments change." if assignments_change else ".")
+    item.plan = plan
+
+
+def plan_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
+    """Plan run `run_id` (in the caller's workspace context): every item gets its action. Writes nothing to Graph."""
+    run = db.session.get(RestoreRun, run_id)
+    if run is None or run.status != "planning":
+        return run
+    target = db.session.get(Tenant, run.tenant_id)
+    source = db.session.get(Tenant, run.source_tenant_id)
+    run.attempts += 1
+    db.session.commit()
+    items = list(db.session.scalars(select(RestoreItem).where(RestoreItem.restore_run_id == run.id,
+                                                              RestoreItem.tenant_id == run.tenant_id)
+                                    .order_by(RestoreItem.position)))
+    bodies = dict(db.session.execute(select(BackupPayload.id, BackupPayload.body).where(
+        BackupPayload.tenant_id == run.source_tenant_id,
+        BackupPayload.id.in_({item.payload_id for item in items}))).all())
+    client = None
+    try:
+        client = context.client_factory(str(target.external_id), context.token_provider)
+        mapping = map_references(client, source, target, [bodies[item.payload_id] for item in items
+                                                          if FAMILIES_BY_KEY[item.family].assign_action])
+        for item in items:
+            try:
+                plan_item(client, run, item, bodies[item.payload_id], mapping, source.id == target.id)
+            except NormalizeError as error:
+                item.action, item.plan = "conflict", {"reason": f"The stored object cannot be read: {error}"}
+            db.session.commit()
+        run.status, run.planned_at = "planned", context.now()
+        run.summary = plan_summary(items, mapping)
+        run.error = None
+    except (ConsentError, ForeignLinkError, GraphError) as error:
+        db.session.rollback()
+        run.status, run.finished_at = "failed", context.now()
+        run.error = f"The target tenant could not be read to plan the restore: {error.message}"[:1000]
+    finally:
+        if client is not None:
+            client.close()
+    db.session.commit()
+    return run
+
+
+def plan_summary(items: list[RestoreItem], mapping: AssignmentMapping) -> dict:
+    actions: dict[str, int] = {}
+    for item in items:
+        actions[item.action or "unplanned"] = actions.get(item.action or "unplanned", 0) + 1
+    return {"actions": actions,
+            "unmatched": [{"id": source_id, **detail} for source_id, detail in sorted(mapping.unmatched.items())]}
