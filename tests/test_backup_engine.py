@@ -128,3 +128,22 @@ def test_a_backup_can_be_limited_to_chosen_families(connected_tenant):
     backup_set = backup_now(tenant, families=["settingsCatalog"])
     assert {item.family for item in items_of(backup_set)} <= {"settingsCatalog", "groups"}
     assert set(backup_set.families) <= {"settingsCatalog", "groups"}
+
+
+def test_backup_tenant_command_backs_up_in_the_foreground_with_exit_codes(connected_tenant, graph_simulator,
+                                                                          graph_app):
+    runner = graph_app.test_cli_runner()
+    tenant = connected_tenant()
+    result = runner.invoke(args=["backup-tenant", str(tenant.external_id)])
+    assert result.exit_code == 0, result.output
+    assert "completed:" in result.output and "settingsCatalog" in result.output
+    graph_simulator.inject("503", count=20, tenant_id=str(tenant.external_id), path_contains="deviceCompliancePolicies")
+    assert runner.invoke(args=["backup-tenant", str(tenant.external_id)]).exit_code == 3
+    result = runner.invoke(args=["backup-tenant", str(tenant.external_id), "--family", "nonsense"])
+    assert result.exit_code != 0 and "Unknown families: nonsense" in result.output
+    graph_simulator.revoke_consent(str(tenant.external_id))
+    result = runner.invoke(args=["backup-tenant", str(tenant.external_id)])
+    assert result.exit_code == 1 and "failed" in result.output
+    unconnected = connected_tenant(status="not_connected")
+    result = runner.invoke(args=["backup-tenant", str(unconnected.external_id)])
+    assert result.exit_code == 1 and "only an active, connected tenant" in result.output
