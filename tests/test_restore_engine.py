@@ -259,3 +259,23 @@ def test_a_name_taken_by_another_type_is_a_conflict_and_is_not_written(connected
     run = execute_now(run, manager)
     assert graph_simulator.write_log(str(target.external_id)) == []
     assert run_items(run)[0].status == "skipped"
+
+
+def test_a_name_taken_in_the_target_after_the_plan_stops_that_create(connected_tenant, graph_simulator, manager):
+    tenant = ready(connected_tenant())
+    external = str(tenant.external_id)
+    backup_set = backup_now(tenant)
+    victim = graph_simulator.objects(external, "deviceConfigurations")[0]
+    graph_simulator.delete_object(external, "deviceConfigurations", victim["id"])
+    item = items_by_name(backup_set)[victim["displayName"]]
+    run = plan(backup_set, [item.id], tenant, manager, mode="skip")
+    assert run_items(run)[0].action == "create"
+    # Someone makes another object with that name before the restore is executed.
+    other = {key: value for key, value in victim.items() if key not in ("id", "assignments")}
+    other["description"] = "made by someone else meanwhile"
+    graph_simulator.add_object(external, "deviceConfigurations", other)
+    graph_simulator.reset_write_log(external)
+    run = execute_now(run, manager)
+    [done] = run_items(run)
+    assert done.status == "failed" and "appeared in the target after the plan" in done.error
+    assert graph_simulator.write_log(external) == []

@@ -6,8 +6,9 @@
   are patched (app.graph.writable strips what Graph refuses).
 - Each item is marked "writing" and committed before its write, and its result committed
   after: a worker killed in between resumes the item instead of repeating it. A create is
-  the one write that cannot be sent twice blindly, so a resumed create (or one Graph did not
-  confirm) first looks for the object by name with the content asked for, and adopts it.
+  the one write that cannot be sent twice blindly, so every create first looks for the object
+  by name: one with the content asked for (a resumed create, or one Graph did not confirm) is
+  adopted; one with other content (someone took the name since the plan) stops that item.
 - Graph refusing an item fails that item with Graph's message; the others go on.
 - After the writes, each written object is read again and compared (normalized) with what
   was asked: `verified` says whether the target now holds it.
@@ -105,23 +106,27 @@ def _write_object(client, run: RestoreRun, item: RestoreItem, body: dict, target
         item.finished_at = context.now()
         db.session.commit()
         return
-    resumed = item.status == "writing"
     item.status = "writing"
     db.session.commit()  # from here, a killed worker resumes this item instead of repeating it
     try:
         if item.action == "create":
-            adopted = _already_created(client, family, body) if resumed else None
-            if adopted is not None:
-                item.target_graph_id = adopted
+            # Looked for first, every time: a create this run already made (resumed, or one Graph did
+            # not confirm) is adopted, and an object that took the name since the plan stops it.
+            state, found = _named_in_target(client, family, body)
+            if state == "different":
+                raise StalePlan(f"An object named {item.display_name!r} appeared in the target after the plan; "
+                                "nothing was written. Plan the restore again.")
+            if state == "same":
+                item.target_graph_id = found
             else:
                 try:
                     created = client.create_object(family, writable_body(family, body, for_update=False))
                     item.target_graph_id = created["id"]
                 except AmbiguousWriteError:
-                    adopted = _already_created(client, family, body)
-                    if adopted is None:
+                    state, found = _named_in_target(client, family, body)
+                    if state != "same":
                         raise
-                    item.target_graph_id = adopted
+                    item.target_graph_id = found
             item.status = "created"
         else:
             if item.plan.get("diff"):  # an assignments-only change leaves the object as it is
@@ -130,6 +135,8 @@ def _write_object(client, run: RestoreRun, item: RestoreItem, body: dict, target
         item.error = None
     except (ConsentError, ForeignLinkError):
         raise
+    except StalePlan as error:
+        item.status, item.error = "failed", str(error)[:1000]
     except (GraphError, WritableError) as error:
         item.status = "failed"
         item.error = f"Refused by Microsoft Graph: {getattr(error, 'message', str(error))}"[:1000]
@@ -140,20 +147,26 @@ def _write_object(client, run: RestoreRun, item: RestoreItem, body: dict, target
     db.session.commit()
 
 
-def _already_created(client, family: Family, body: dict) -> str | None:
-    """The id of an object in the target with this body's name and content (a create that did happen)."""
+class StalePlan(Exception):
+    """The target changed since the plan in a way that makes the planned write unsafe."""
+
+
+def _named_in_target(client, family: Family, body: dict) -> tuple[str, str | None]:
+    """Whether the target holds an object with this body's name: ("same", its id) when one holds
+    the content asked for (a create that did happen), ("different", None) when the name is taken
+    by other content, ("none", None) when the name is free."""
     name = display_name_of(family, body.get("object") or {})
     wanted = comparable(family, body)
-    for candidate in client.find_by_name(family, name):
-        if display_name_of(family, candidate) != name:
-            continue
+    named = [candidate for candidate in client.find_by_name(family, name)
+             if display_name_of(family, candidate) == name]
+    for candidate in named:
         current = client.get_object(family, candidate["id"])
         try:
             if current is not None and comparable(family, current) == wanted:
-                return candidate["id"]
+                return "same", candidate["id"]
         except NormalizeError:
             continue
-    return None
+    return ("different", None) if named else ("none", None)
 
 
 def _write_assignments(client, item: RestoreItem, target: Tenant, actor) -> None:
