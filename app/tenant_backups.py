@@ -79,7 +79,8 @@ def backup_now():
     if created:
         record_audit("backup.start", actor=current_user, tenant=tenant, target_type="backup_set",
                      target_id=backup_set.id, target_name=backup_set.name,
-                     details={"families": families or "all"})
+                     details={"before": None, "after": {"status": backup_set.status,
+                                                        "families": families or "all"}})
         flash("Backup started; this page follows it.", "success")
     else:
         flash("A backup of this tenant is already under way; here it is.", "info")

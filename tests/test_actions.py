@@ -11,6 +11,9 @@ from app.models import AuditLog, BackupSchedule, TenantPin, WorkspaceMembership
 from tests.conftest import TEST_PASSWORD, csrf_token, enter, sign_in
 
 BELOW = {"operator": "readonly", "manager": "operator", "owner": "manager"}
+RESTORE_ENDPOINTS = ("tenant.restore_from_backup", "tenant.restore_version", "tenant.restore_execute",
+                     "tenant.restore_cancel")
+BACKUP_AND_RESTORE = ["tenant.backup_now", *RESTORE_ENDPOINTS]
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +44,16 @@ def prepare(endpoint, world, db_session):
         if endpoint == "tenant.sync_resume":
             world.tenant_a.sync_paused_at = datetime.now(timezone.utc)
         db_session.commit()
+    if endpoint in RESTORE_ENDPOINTS or endpoint == "tenant.backup_now":
+        # Restoring writes to a connected tenant that granted the write tier.
+        from app.graph.families import required_permissions
+        from app.models import PolicyVersion, RestoreRun
+
+        world.tenant_a.connection_status = "connected"
+        world.tenant_a.granted_permissions = sorted(set(required_permissions("read")) | set(required_permissions("write")))
+        db_session.get(PolicyVersion, ids["version_a"]).payload_id = ids["payload_id"]
+        db_session.get(RestoreRun, ids["restore_run_id"]).status = "planned"
+        db_session.commit()
     if endpoint == "tenant.schedule_enable":
         db_session.get(BackupSchedule, world.ids_a["schedule_id"]).is_enabled = False
         db_session.commit()
@@ -70,6 +83,16 @@ def prepare(endpoint, world, db_session):
         "tenant.sync_now": (f"/admin/t/{ext}/sync", {}, "operator", "tenant.sync_requested"),
         "tenant.sync_resume": (f"/admin/t/{ext}/sync/resume", {}, "operator", "tenant.sync_resumed"),
         "tenant.connect": (f"/admin/t/{ext}/connect", {}, "manager", "tenant.connect_started"),
+        "tenant.backup_now": (f"/admin/t/{ext}/backups/run", {}, "operator", "backup.start"),
+        "tenant.restore_from_backup": (f"/admin/t/{ext}/backups/{ids['backup_set_id']}/restore",
+                                       {"item": str(ids["backup_item_id"]), "target_tenant": str(ext),
+                                        "assignment_mode": "keep"}, "manager", "restore.plan"),
+        "tenant.restore_version": (f"/admin/t/{ext}/policies/{ids['policy_id']}/versions/{ids['version_a']}/restore",
+                                   {"target_tenant": str(ext), "assignment_mode": "skip"}, "manager", "restore.plan"),
+        "tenant.restore_execute": (f"/admin/t/{ext}/restore-runs/{ids['restore_run_id']}/execute", {}, "manager",
+                                   "restore.execute"),
+        "tenant.restore_cancel": (f"/admin/t/{ext}/restore-runs/{ids['restore_run_id']}/cancel", {}, "manager",
+                                  "restore.cancel"),
         "workspaces.settings": (f"/admin/workspaces/{a.slug}/settings", {"name": "Alpha Renamed"}, "owner",
                                 "workspace.rename"),
         "workspaces.add_member": (f"/admin/workspaces/{a.slug}/members",
@@ -124,7 +147,7 @@ def test_the_table_covers_every_post_route(app, world, db_session):
     "portfolio.register_tenant", "portfolio.archive_tenant", "tenant.pin", "tenant.schedule_new",
     "tenant.schedule_disable", "tenant.finding_transition", "workspaces.settings", "workspaces.add_member",
     "workspaces.change_role", "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout",
-    "auth.change_password", "auth.change_timezone", "tenant.sync_now", "tenant.connect",
+    "auth.change_password", "auth.change_timezone", "tenant.sync_now", "tenant.connect", *BACKUP_AND_RESTORE,
 ])
 def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_session, endpoint):
     url, data, _, action = prepare(endpoint, world, db_session)
@@ -139,7 +162,7 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_s
     "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.schedule_new",
     "tenant.schedule_edit", "tenant.schedule_disable", "tenant.schedule_enable", "tenant.finding_transition",
     "workspaces.settings", "workspaces.add_member", "workspaces.change_role", "workspaces.remove_member",
-    "tenant.sync_now", "tenant.sync_resume", "tenant.connect",
+    "tenant.sync_now", "tenant.sync_resume", "tenant.connect", *BACKUP_AND_RESTORE,
 ])
 def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)
@@ -157,7 +180,7 @@ def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_s
     "tenant.unpin", "tenant.schedule_new", "tenant.schedule_edit", "tenant.schedule_disable", "tenant.schedule_enable",
     "tenant.finding_transition", "workspaces.settings", "workspaces.add_member", "workspaces.change_role",
     "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout", "auth.change_timezone",
-    "tenant.sync_now", "tenant.sync_resume", "tenant.connect",
+    "tenant.sync_now", "tenant.sync_resume", "tenant.connect", *BACKUP_AND_RESTORE,
 ])
 def test_post_with_the_role_succeeds_and_is_audited(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)

@@ -74,7 +74,8 @@ def _start(target: Tenant, source: Tenant, entries: list[tuple[str, str, str, in
                         for position, (family, graph_id, name, payload_id) in enumerate(entries, start=1)])
     record_audit("restore.plan", actor=user, tenant=target, target_type="restore_run", target_id=run.id,
                  target_name=(backup_set.name if backup_set else f"version of {entries[0][2]}"),
-                 details={"items": len(entries), "source_tenant": source.name, "assignments": mode})
+                 details={"before": None, "after": {"status": "planning", "items": len(entries),
+                                                    "source_tenant": source.name, "assignments": mode}})
     db.session.flush()
     enqueue_restore_step(run, "plan_restore")
     return run
@@ -118,7 +119,9 @@ def execute(run: RestoreRun, user) -> None:
     check_target(target, {item.family for item in writes} or {item.family for item in items})
     run.status, run.executed_by_user_id = "queued", user.id
     record_audit("restore.execute", actor=user, tenant=target, target_type="restore_run", target_id=run.id,
-                 details={"writes": len(writes), "items": len(items)})
+                 target_name=f"Restore #{run.id}",
+                 details={"before": {"status": "planned"}, "after": {"status": "queued", "writes": len(writes),
+                                                                      "items": len(items)}})
     enqueue_restore_step(run, "execute_restore")
 
 
@@ -127,4 +130,5 @@ def cancel(run: RestoreRun, user) -> None:
         raise RestoreRefused(f"This restore is {run.status}; only a planned restore can be discarded.")
     run.status, run.finished_at = "cancelled", utcnow()
     record_audit("restore.cancel", actor=user, tenant=db.session.get(Tenant, run.tenant_id),
-                 target_type="restore_run", target_id=run.id)
+                 target_type="restore_run", target_id=run.id, target_name=f"Restore #{run.id}",
+                 details={"before": {"status": "planned"}, "after": {"status": "cancelled"}})
