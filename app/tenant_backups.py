@@ -136,7 +136,7 @@ def _restore_form(tenant: Tenant) -> RestorePlanForm:
     form = RestorePlanForm()
     form.target_tenant.choices = [(str(t.external_id), t.name + (" (this tenant)" if t.id == tenant.id else ""))
                                   for t in restore_targets(tenant)]
-    if not form.target_tenant.data:
+    if request.method == "GET" and not form.target_tenant.data:  # offered first; never assumed for a POST
         form.target_tenant.data = str(tenant.external_id)
     return form
 
