@@ -466,7 +466,10 @@ class RestoreRun(TenantOwned, db.Model):
     __table_args__ = (
         *workspace_binding("restore_runs"),
         UniqueConstraint("id", "tenant_id"),
-        ForeignKeyConstraint(["backup_set_id", "source_tenant_id"], ["backup_sets.id", "backup_sets.tenant_id"]),
+        # A restore keeps its items' payloads, not the set: retention may delete the set it came from.
+        ForeignKeyConstraint(["backup_set_id", "source_tenant_id"], ["backup_sets.id", "backup_sets.tenant_id"],
+                             ondelete="SET NULL (backup_set_id)",
+                             name="fk_restore_runs_backup_set_id_source_tenant_id_backup_sets"),
         ForeignKeyConstraint(["source_tenant_id", "workspace_id"], ["tenants.id", "tenants.workspace_id"],
                              onupdate="CASCADE"),
         ForeignKeyConstraint(["policy_version_id", "source_tenant_id"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
@@ -362,9 +362,15 @@ def schedule_edit(schedule_id: int):
     schedule = _one_or_404(BackupSchedule, schedule_id)
     require_role("operator", "manage backup schedules")
     form = BackupScheduleForm(obj=schedule)
+    # Enable and Disable are their own actions: an edit form opened before a Disable must not undo it.
+    del form.is_enabled
     if form.validate_on_submit():
+        shorter = (form.retention_days.data < schedule.retention_days or form.keep_last.data < schedule.keep_last)
         if _name_taken(form.name.data, except_id=schedule.id):
             form.name.errors.append("A schedule with this name exists already.")
+        elif shorter and not g.workspace_access.allows("manager"):
+            # Shortening retention deletes restore points, which only a manager may use or give up.
+            form.retention_days.errors.append("Only a manager or higher can shorten how long backups are kept.")
         else:
             before = _schedule_snapshot(schedule)
             form.populate_obj(schedule)

@@ -100,9 +100,11 @@ def test_a_cross_tenant_restore_creates_objects_maps_groups_by_name_and_reports_
     backup_set = backup_now(source)
     policy = next(obj for obj in graph_simulator.objects(str(source.external_id), "compliancePolicies")
                   if any(a.get("target", {}).get("groupId") for a in obj.get("assignments") or []))
-    group_ids = {a["target"]["groupId"] for a in policy["assignments"] if a.get("target", {}).get("groupId")}
+    group_ids = {a["target"]["groupId"] for a in policy["assignments"]
+                 if a.get("target", {}).get("groupId") and "exclusion" not in a["target"].get("@odata.type", "")}
     source_groups = {g["id"]: g["displayName"] for g in graph_simulator.objects(str(source.external_id), "groups")}
-    # The target has one of the groups by name (another id); the others are missing.
+    # The target has one of the included groups by name (another id); the other included ones are missing.
+    # (Its excluded groups exist there by name: an unmatched exclusion would hold every assignment back.)
     kept_id = sorted(group_ids)[0]
     target_groups = graph_simulator.objects(str(target.external_id), "groups")
     for group in target_groups:
@@ -118,8 +120,10 @@ def test_a_cross_tenant_restore_creates_objects_maps_groups_by_name_and_reports_
     run = plan(backup_set, [item.id], target, manager, mode="replace")
     [planned] = run_items(run)
     assert planned.action == "create"
-    assert planned.plan["assignments"] and all(a["target"].get("groupId") in (None, new_group)
+    target_group_ids = {g["id"] for g in graph_simulator.objects(str(target.external_id), "groups")}
+    assert planned.plan["assignments"] and all(a["target"].get("groupId") in target_group_ids | {None}
                                                for a in planned.plan["assignments"])
+    assert new_group in {a["target"].get("groupId") for a in planned.plan["assignments"]}
     unmatched = {entry["id"] for entry in planned.plan["unmatched"]}
     assert unmatched == group_ids - {kept_id}
     assert {entry["id"] for entry in run.summary["unmatched"]} == group_ids - {kept_id}
@@ -128,7 +132,8 @@ def test_a_cross_tenant_restore_creates_objects_maps_groups_by_name_and_reports_
     assert done.status == "created" and done.verified is True, done.error
     created = graph_simulator.get_object(str(target.external_id), "compliancePolicies", done.target_graph_id)
     assert created["displayName"] == policy["displayName"]
-    assert {a["target"].get("groupId") for a in created["assignments"] if a["target"].get("groupId")} == {new_group}
+    written = {a["target"].get("groupId") for a in created["assignments"] if a["target"].get("groupId")}
+    assert new_group in written and written <= target_group_ids
 
 
 def test_an_item_refused_by_graph_fails_alone_and_the_rest_is_restored(connected_tenant, graph_simulator, manager):

@@ -91,10 +91,44 @@ def test_schedule_create_edit_and_enable(ada, world, db_session):
     response = post_form(ada, f"{base}/{schedule.id}/edit", {"name": "Hourly", "frequency": "daily",
                                                              "retention_days": "90"})
     db_session.refresh(schedule)
-    assert (schedule.frequency, schedule.retention_days, schedule.is_enabled) == ("daily", 90, False)
+    # Editing never enables or disables: those are their own actions.
+    assert (schedule.frequency, schedule.retention_days, schedule.is_enabled) == ("daily", 90, True)
+    post_form(ada, f"{base}/{schedule.id}/disable")
+    db_session.refresh(schedule)
+    assert not schedule.is_enabled
     post_form(ada, f"{base}/{schedule.id}/enable")
     db_session.refresh(schedule)
     assert schedule.is_enabled
+
+
+def test_a_stale_edit_tab_cannot_turn_a_disabled_schedule_back_on(ada, world, db_session):
+    base = tenant_url(world.tenant_a, "/schedules")
+    schedule_id = world.ids_a["schedule_id"]
+    edit_page = page(ada, f"{base}/{schedule_id}/edit")  # opened while enabled
+    assert 'name="is_enabled"' not in edit_page
+    post_form(ada, f"{base}/{schedule_id}/disable")
+    post_form(ada, f"{base}/{schedule_id}/edit", {"name": "ALPHA nightly", "frequency": "daily",
+                                                  "retention_days": "30", "keep_last": "3", "is_enabled": "y"})
+    schedule = db_session.get(BackupSchedule, schedule_id)
+    db_session.refresh(schedule)
+    assert schedule.is_enabled is False
+
+
+def test_only_a_manager_can_shorten_how_long_backups_are_kept(app, world, db_session):
+    from tests.conftest import enter, sign_in
+
+    base = tenant_url(world.tenant_a, "/schedules")
+    schedule_id = world.ids_a["schedule_id"]
+    client = app.test_client()
+    sign_in(client, world.dual.email)  # an operator
+    enter(client, world.a)
+    response = post_form(client, f"{base}/{schedule_id}/edit", {"name": "ALPHA nightly", "frequency": "daily",
+                                                                "retention_days": "1", "keep_last": "0"})
+    assert response.status_code == 400 and "Only a manager or higher can shorten" in response.get_data(as_text=True)
+    longer = post_form(client, f"{base}/{schedule_id}/edit", {"name": "ALPHA nightly", "frequency": "daily",
+                                                              "retention_days": "60", "keep_last": "5"})
+    assert longer.status_code == 302
+    assert db_session.get(BackupSchedule, schedule_id).retention_days == 60
 
 
 def test_disable_from_a_stale_tab_keeps_the_schedule_disabled_and_says_nothing_changed(ada, world, db_session):

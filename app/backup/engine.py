@@ -30,12 +30,12 @@ from sqlalchemy.exc import IntegrityError
 from app.extensions import db
 from app.graph.errors import ConsentError, ForeignLinkError, GraphError
 from app.graph.families import FAMILIES, FAMILIES_BY_KEY, STORE_INVENTORY, STORE_POLICY, Family
-from app.graph.normalize import display_name_of
+from app.graph.normalize import NormalizeError, display_name_of
 from app.models import BackupItem, BackupSchedule, BackupSet, Tenant
 from app.sync.engine import usable_id, utcnow
 from app.sync.permissions import satisfied
 
-from .payloads import payload_of, store_payloads
+from .payloads import check_payload, payload_of, store_payloads
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,8 @@ def run_backup(backup_set_id: int, context: BackupContext) -> BackupSet | None:
                     ids, size = _back_up_family(tenant, family, client, outcome, group_ids)
                     item_ids += ids
                     stored_bytes += size
+                    # Listed with the items in their transaction: pruning never takes what a running backup made.
+                    backup_set.item_ids = sorted(set(item_ids))
                     db.session.commit()
                 except (ForeignLinkError, ConsentError):
                     raise
@@ -157,6 +159,7 @@ def run_backup(backup_set_id: int, context: BackupContext) -> BackupSet | None:
                 ids, size = _back_up_groups(tenant, client, sorted(group_ids), outcome)
                 item_ids += ids
                 stored_bytes += size
+                backup_set.item_ids = sorted(set(item_ids))
                 db.session.commit()
             except (ForeignLinkError, ConsentError):
                 raise
@@ -242,6 +245,12 @@ def _back_up_family(tenant: Tenant, family: Family, client, outcome: FamilyBacku
                 outcome.skipped += 1
                 continue
             body = payload_of(family, raw, parts)
+            try:
+                check_payload(family, body)
+            except (NormalizeError, ValueError) as error:
+                log.info("tenant %s: %s %s not backed up: %s", tenant.id, family.key, raw["id"], error)
+                outcome.skipped += 1
+                continue
             group_ids.update(assigned_group_ids(body))
             objects.append((raw["id"], display_name_of(family, raw), body))
         ids, size = store_items(tenant, family, objects)
@@ -257,8 +266,15 @@ def _back_up_family(tenant: Tenant, family: Family, client, outcome: FamilyBacku
 def _back_up_groups(tenant: Tenant, client, group_ids: list[str], outcome: FamilyBackup) -> tuple[list[int], int]:
     """The groups assignments name, read by id ($batch): a restore maps them by id, then by name."""
     found = client.groups_by_ids(group_ids)
-    objects = [(graph_id, display_name_of(GROUPS, group), payload_of(GROUPS, group))
-               for graph_id, group in found.items() if usable_id(graph_id) and isinstance(group, dict)]
+    objects = []
+    for graph_id, group in found.items():
+        if usable_id(graph_id) and isinstance(group, dict):
+            body = payload_of(GROUPS, group)
+            try:
+                check_payload(GROUPS, body)
+            except (NormalizeError, ValueError):
+                continue
+            objects.append((graph_id, display_name_of(GROUPS, group), body))
     missing = len(group_ids) - len(objects)
     if missing:
         outcome.error = f"{missing} assigned group(s) no longer exist in the tenant."

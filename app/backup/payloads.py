@@ -64,6 +64,28 @@ def payload_of(family: Family, raw: dict, related: dict[str, list] | None = None
     return body
 
 
+def check_payload(family: Family, body: dict) -> None:
+    """Refuse (ValueError or NormalizeError) a payload PostgreSQL could not store or TenantAtlas could not
+    compare: a NUL or a lone surrogate in any string (Graph's JSON may carry either), or one the
+    normalizer refuses (too deep, too large)."""
+    canonical_json(body).encode("utf-8")  # a lone surrogate does not encode
+    _check_no_nul(body)
+    normalized_payload(family, body)
+
+
+def _check_no_nul(value: Any) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("a string holds a NUL character")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_no_nul(key)
+            _check_no_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_no_nul(item)
+
+
 def normalized_payload(family: Family, body: dict) -> dict:
     """The payload's normalized form, to compare it with another read (app.graph.normalize)."""
     related = {relation: body[relation] for relation in family.per_object if relation in body}

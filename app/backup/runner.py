@@ -56,8 +56,12 @@ def carry_out_backup(backup_set_id: int, progress=None) -> str:
     if backup_set.schedule_id is not None and backup_set.status in ("completed", "partial"):
         schedule = db.session.get(BackupSchedule, backup_set.schedule_id)
         if schedule is not None:
-            apply_retention(schedule, utcnow())
-            db.session.commit()
+            try:  # the backup is done either way; a retention that fails is logged and tried next time
+                apply_retention(schedule, utcnow())
+                db.session.commit()
+            except Exception:
+                log.exception("retention of schedule %s failed; the backup itself completed", schedule.id)
+                db.session.rollback()
     return backup_set.status
 
 

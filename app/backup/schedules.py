@@ -9,8 +9,8 @@
 - Two schedulers never take one schedule twice: the row is locked (SKIP LOCKED) and the
   due time checked again under the lock.
 - Retention: after a scheduled backup, the schedule's sets older than `retention_days` are
-  deleted, except the newest `keep_last` successful ones (a tenant whose backups fail for
-  a month keeps its last good ones). Then items no set lists and payloads nothing refers to
+  deleted, except the newest `keep_last` complete ones (a tenant whose backups fail, or only
+  partly succeed, for a month keeps its last complete ones). Then items no set lists and payloads nothing refers to
   are pruned; a payload a policy version or a restore refers to stays.
 """
 from __future__ import annotations
@@ -28,7 +28,8 @@ from .payloads import lock_for_pruning
 log = logging.getLogger(__name__)
 
 BACKUP_HOUR_UTC = 2  # scheduled backups run in the quiet hours
-USABLE = ("completed", "partial")
+# The backups retention always keeps: complete ones (a partial one may lack whole families).
+GOOD = ("completed",)
 
 
 def next_run_after(moment: datetime, frequency: str) -> datetime:
@@ -99,7 +100,7 @@ def queue_due_backups(limit: int, now: datetime) -> int:
 def apply_retention(schedule: BackupSchedule, now: datetime) -> int:
     """Delete the schedule's sets past retention (never its newest `keep_last` good ones); returns how many."""
     kept = select(BackupSet.id).where(BackupSet.tenant_id == schedule.tenant_id, BackupSet.schedule_id == schedule.id,
-                                      BackupSet.status.in_(USABLE)) \
+                                      BackupSet.status.in_(GOOD)) \
         .order_by(BackupSet.started_at.desc(), BackupSet.id.desc()).limit(schedule.keep_last)
     expired = db.session.scalars(
         delete(BackupSet).where(BackupSet.tenant_id == schedule.tenant_id, BackupSet.schedule_id == schedule.id,

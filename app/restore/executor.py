@@ -24,11 +24,12 @@ from app.audit import record_audit
 from app.extensions import db
 from app.graph.errors import AmbiguousWriteError, ConsentError, ForeignLinkError, GraphError
 from app.graph.families import FAMILIES_BY_KEY, Family
-from app.graph.normalize import NormalizeError, display_name_of
+from app.graph.normalize import NormalizeError
 from app.graph.writable import WritableError, writable_body
 from app.models import BackupPayload, RestoreItem, RestoreRun, Tenant, User
 
-from .planner import RestoreContext, comparable, same_assignments, scope_tags_for
+from .planner import (RestoreContext, comparable, final_assignments, named_exactly, object_name, same_assignments,
+                      scope_tags_for, target_fingerprint)
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +61,13 @@ def execute_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
         client = context.client_factory(str(target.external_id), context.token_provider)
         for item in items:  # objects first
             if item.status in ("planned", "writing"):
-                _write_object(client, run, item, scope_tags_for(bodies[item.payload_id], same_tenant), target, actor,
-                              context)
-        for item in items:  # then assignments, on what was written or left identical
-            if item.status in ("created", "updated") and item.plan.get("assignments") is not None \
-                    and not item.plan.get("assigned"):
-                _write_assignments(client, item, target, actor)
+                _write_object(client, run, item, bodies[item.payload_id], same_tenant, target, actor, context)
+        for item in items:  # then assignments, on what was written
+            if item.status in ("created", "updated") and "assigned" not in item.plan:
+                _write_assignments(client, run, item)
         for item in items:
             if item.status in ("created", "updated") and item.verified is None:
-                _verify(client, run, item, scope_tags_for(bodies[item.payload_id], same_tenant))
+                _verify(client, item, bodies[item.payload_id], same_tenant)
         failed = sum(1 for item in items if item.status == "failed" or item.verified is False)
         written = sum(1 for item in items if item.status in ("created", "updated"))
         status = "succeeded" if not failed else ("partial" if written else "failed")
@@ -99,7 +98,8 @@ def _finish(run: RestoreRun, status: str, error: str | None, context: RestoreCon
     return run
 
 
-def _write_object(client, run: RestoreRun, item: RestoreItem, body: dict, target: Tenant, actor, context) -> None:
+def _write_object(client, run: RestoreRun, item: RestoreItem, body: dict, same_tenant: bool, target: Tenant, actor,
+                  context) -> None:
     family = FAMILIES_BY_KEY[item.family]
     if item.action not in WRITES:
         item.status = "skipped"
@@ -112,6 +112,7 @@ def _write_object(client, run: RestoreRun, item: RestoreItem, body: dict, target
         if item.action == "create":
             # Looked for first, every time: a create this run already made (resumed, or one Graph did
             # not confirm) is adopted, and an object that took the name since the plan stops it.
+            body = scope_tags_for(body, same_tenant)
             state, found = _named_in_target(client, family, body)
             if state == "different":
                 raise StalePlan(f"An object named {item.display_name!r} appeared in the target after the plan; "
@@ -125,12 +126,25 @@ def _write_object(client, run: RestoreRun, item: RestoreItem, body: dict, target
                 except AmbiguousWriteError:
                     state, found = _named_in_target(client, family, body)
                     if state != "same":
-                        raise
+                        raise StalePlan("Microsoft Graph did not confirm the create and nothing with its name and "
+                                        "content is in the target; it was not sent again. Plan the restore again.")
                     item.target_graph_id = found
             item.status = "created"
         else:
+            current = client.get_object(family, item.target_graph_id)
+            if current is None:
+                raise StalePlan("The object was deleted from the target after the plan; nothing was written. "
+                                "Plan the restore again.")
+            # A write this run started (then the worker died) may have changed it: that is no stale plan.
+            resumed_write = bool(item.plan.get("write_started"))
+            if target_fingerprint(family, current) != item.plan.get("target_fingerprint") and not resumed_write:
+                raise StalePlan("The object changed in the target after the plan; nothing was written, so that "
+                                "change is not overwritten unseen. Plan the restore again.")
             if item.plan.get("diff"):  # an assignments-only change leaves the object as it is
-                client.update_object(family, item.target_graph_id, writable_body(family, body, for_update=True))
+                item.plan = {**item.plan, "write_started": True}
+                db.session.commit()
+                client.update_object(family, item.target_graph_id,
+                                     writable_body(family, scope_tags_for(body, same_tenant, current), for_update=True))
             item.status = "updated"
         item.error = None
     except (ConsentError, ForeignLinkError):
@@ -155,10 +169,9 @@ def _named_in_target(client, family: Family, body: dict) -> tuple[str, str | Non
     """Whether the target holds an object with this body's name: ("same", its id) when one holds
     the content asked for (a create that did happen), ("different", None) when the name is taken
     by other content, ("none", None) when the name is free."""
-    name = display_name_of(family, body.get("object") or {})
+    name = object_name(family, body)
     wanted = comparable(family, body)
-    named = [candidate for candidate in client.find_by_name(family, name)
-             if display_name_of(family, candidate) == name]
+    named = named_exactly(family, client.find_by_name(family, name), name)
     for candidate in named:
         current = client.get_object(family, candidate["id"])
         try:
@@ -169,11 +182,20 @@ def _named_in_target(client, family: Family, body: dict) -> tuple[str, str | Non
     return ("different", None) if named else ("none", None)
 
 
-def _write_assignments(client, item: RestoreItem, target: Tenant, actor) -> None:
+def _write_assignments(client, run: RestoreRun, item: RestoreItem) -> None:
+    """The item's assignments as the run's mode says, from the target's assignments as they are now
+    (so "keep" never drops one the target gained after the plan); written only when they change."""
     family = FAMILIES_BY_KEY[item.family]
+    desired = item.plan.get("desired_assignments")
     try:
-        client.assign(family, item.target_graph_id, item.plan["assignments"])
-        item.plan = {**item.plan, "assigned": True}
+        current = client.get_object(family, item.target_graph_id) if family.assign_action else None
+        final = final_assignments(run.assignment_mode, desired, (current or {}).get("assignments") or []) \
+            if family.assign_action and current is not None else None
+        if final is not None and not same_assignments(final, (current or {}).get("assignments")):
+            client.assign(family, item.target_graph_id, final)
+            item.plan = {**item.plan, "assigned": final}
+        else:
+            item.plan = {**item.plan, "assigned": None}
     except (ConsentError, ForeignLinkError):
         raise
     except GraphError as error:
@@ -182,7 +204,7 @@ def _write_assignments(client, item: RestoreItem, target: Tenant, actor) -> None
     db.session.commit()
 
 
-def _verify(client, run: RestoreRun, item: RestoreItem, body: dict) -> None:
+def _verify(client, item: RestoreItem, body: dict, same_tenant: bool) -> None:
     """Read the object back: the target holds what was asked (settings, and assignments when written)."""
     family = FAMILIES_BY_KEY[item.family]
     try:
@@ -196,11 +218,11 @@ def _verify(client, run: RestoreRun, item: RestoreItem, body: dict) -> None:
         problems.append("the object is not in the target")
     else:
         try:
-            if comparable(family, current) != comparable(family, body):
+            if comparable(family, current) != comparable(family, scope_tags_for(body, same_tenant, current)):
                 problems.append("its settings differ from the backup's")
         except NormalizeError as error:
             problems.append(f"it cannot be read: {error}")
-        wanted = item.plan.get("assignments")
+        wanted = item.plan.get("assigned")
         if wanted is not None and not same_assignments(current.get("assignments"), wanted):
             problems.append("its assignments differ from those asked for")
     item.verified = not problems

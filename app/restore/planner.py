@@ -147,15 +147,24 @@ def _match(mapped: dict, unmatched: dict, source_id: str, kind: str, name: str |
                                 "reason": f"{len(candidates)} {kind}s of that name in the target"}
 
 
-def mapped_assignments(body: dict, mapping: AssignmentMapping) -> tuple[list[dict], list[str]]:
-    """The body's assignments with target-tenant ids; those naming something unmatched are left out."""
-    written, left_out = [], []
+EXCLUSION_TARGET = "#microsoft.graph.exclusionGroupAssignmentTarget"
+
+
+def mapped_assignments(body: dict, mapping: AssignmentMapping) -> tuple[list[dict] | None, list[str]]:
+    """The body's assignments with target-tenant ids, and the source ids left out for want of a match.
+
+    An include naming an unmatched group is left out (the policy reaches fewer devices). An
+    exclusion cannot be: dropping it would widen who gets the policy, so then none of the
+    item's assignments are written (None), and the plan says why.
+    """
+    written, left_out, widening = [], [], False
     for assignment in body.get("assignments") or []:
         target = dict(assignment.get("target") or {}) if isinstance(assignment, dict) else {}
         group_id = target.get("groupId")
         if isinstance(group_id, str):
             if group_id not in mapping.groups:
                 left_out.append(group_id)
+                widening = widening or target.get("@odata.type") == EXCLUSION_TARGET
                 continue
             target["groupId"] = mapping.groups[group_id]
         filter_id = target.get(FILTER_ID_KEY)
@@ -166,12 +175,12 @@ def mapped_assignments(body: dict, mapping: AssignmentMapping) -> tuple[list[dic
             target[FILTER_ID_KEY] = mapping.filters[filter_id]
         item = {key: value for key, value in assignment.items() if key in ("intent", "settings", "@odata.type")}
         written.append({**item, "target": target})
-    return written, left_out
+    return (None if widening else written), left_out
 
 
-def final_assignments(mode: str, desired: list[dict], current: list[dict]) -> list[dict] | None:
-    """What the target's assignments become: None when they are left alone."""
-    if mode == "skip":
+def final_assignments(mode: str, desired: list[dict] | None, current: list[dict]) -> list[dict] | None:
+    """What the target's assignments become: None when they are left alone (mode "skip", or held back)."""
+    if mode == "skip" or desired is None:
         return None
     if mode == "replace":
         return desired
@@ -186,28 +195,57 @@ def same_assignments(left: list[dict] | None, right: list[dict] | None) -> bool:
     return normalize_assignments(left or []) == normalize_assignments(right or [])
 
 
-def scope_tags_for(body: dict, same_tenant: bool) -> dict:
-    """Across tenants, scope tag ids mean nothing: only Default is kept."""
+def scope_tags_for(body: dict, same_tenant: bool, current: dict | None = None) -> dict:
+    """Across tenants, scope tag ids mean nothing: an update keeps the target object's own tags
+    (who may administer it there), a create gets Default."""
     if same_tenant:
         return body
     obj = dict(body.get("object") or {})
     if isinstance(obj.get("roleScopeTagIds"), list):
-        obj["roleScopeTagIds"] = [DEFAULT_SCOPE_TAG]
+        own = ((current or {}).get("object") or {}).get("roleScopeTagIds")
+        obj["roleScopeTagIds"] = list(own) if isinstance(own, list) and own else [DEFAULT_SCOPE_TAG]
     return {**body, "object": obj}
+
+
+def object_name(family: Family, body: dict) -> str:
+    """The name as Graph holds it, for an exact $filter (display_name_of tidies names for showing)."""
+    raw = (body.get("object") or {}).get(family.name_key)
+    return raw if isinstance(raw, str) and raw else display_name_of(family, body.get("object") or {})
+
+
+def named_exactly(family: Family, candidates: list[dict], name: str) -> list[dict]:
+    return [obj for obj in candidates if obj.get(family.name_key) == name and isinstance(obj.get("id"), str)]
+
+
+def target_fingerprint(family: Family, current: dict) -> str:
+    """What the plan saw of the target object, so execute can tell when it changed since."""
+    from app.backup.payloads import payload_hash
+
+    return payload_hash({"settings": comparable(family, current),
+                         "assignments": normalize_assignments(current.get("assignments") or [])})
 
 
 # --- the plan -----------------------------------------------------------------------------------------
 
 
 def find_target(client, family: Family, item: RestoreItem, body: dict, same_tenant: bool) -> tuple[str, Any]:
-    """("found", payload) | ("none", None) | ("conflict", reason)."""
+    """("found", payload) | ("none", None) | ("conflict", reason).
+
+    In the same tenant the object is its id: a missing id means it was deleted, and another
+    object that has its name now is never overwritten in its place (a conflict). Across
+    tenants an object is matched by its exact name, once, and of the same type.
+    """
+    name = object_name(family, body)
     if same_tenant:
         current = client.get_object(family, item.source_graph_id)
         if current is not None:
             return "found", current
-    name = display_name_of(family, body.get("object") or {})
-    candidates = [obj for obj in client.find_by_name(family, name)
-                  if display_name_of(family, obj) == name]
+        others = named_exactly(family, client.find_by_name(family, name), name)
+        if others:
+            return "conflict", (f"The original was deleted and {len(others)} other object(s) now named {name!r} "
+                                "are in the tenant: none of them is overwritten. Rename one and plan again.")
+        return "none", None
+    candidates = named_exactly(family, client.find_by_name(family, name), name)
     if not candidates:
         return "none", None
     if len(candidates) > 1:
@@ -220,30 +258,47 @@ def find_target(client, family: Family, item: RestoreItem, body: dict, same_tena
     return ("found", current) if current is not None else ("none", None)
 
 
+# What a restore of these families does not carry over, said in the plan of each item.
+FAMILY_NOTES = {
+    "compliancePolicies": "Created with the block action Graph requires (after 0 hours); other scheduled "
+                          "actions (notifications, grace periods) are not restored: check them after the restore.",
+    "iosAppProtection": "The policy's targeted apps are not restored: check them after the restore.",
+    "androidAppProtection": "The policy's targeted apps are not restored: check them after the restore.",
+}
+
+
 def plan_item(client, run: RestoreRun, item: RestoreItem, body: dict, mapping: AssignmentMapping,
               same_tenant: bool) -> None:
     family = FAMILIES_BY_KEY[item.family]
-    body = scope_tags_for(body, same_tenant)
-    desired_assignments, left_out = mapped_assignments(body, mapping) if family.assign_action else ([], [])
+    desired, left_out = mapped_assignments(body, mapping) if family.assign_action else ([], [])
     unmatched = [{"id": source_id, **mapping.unmatched[source_id]} for source_id in dict.fromkeys(left_out)
                  if source_id in mapping.unmatched]
     state, found = find_target(client, family, item, body, same_tenant)
-    plan: dict[str, Any] = {"unmatched": unmatched, "assignments_mode": run.assignment_mode}
+    plan: dict[str, Any] = {"unmatched": unmatched, "assignments_mode": run.assignment_mode,
+                            "desired_assignments": desired, "name": object_name(family, body)}
+    if desired is None and run.assignment_mode != "skip":
+        plan["held_back"] = ("Assignments are not restored: an excluded group has no match in the target, and "
+                             "leaving the exclusion out would give the policy to devices it excluded.")
+    if family.key in FAMILY_NOTES and state != "conflict":
+        plan["note"] = FAMILY_NOTES[family.key]
     if state == "conflict":
         item.action, plan["reason"] = "conflict", found
     elif state == "none":
         item.action = "create"
+        body = scope_tags_for(body, same_tenant)
         plan["reason"] = "Not in the target: it will be created."
-        plan["assignments"] = final_assignments(run.assignment_mode, desired_assignments, [])
+        plan["assignments"] = final_assignments(run.assignment_mode, desired, [])
         plan["diff"] = [row.__dict__ for row in snapshot_diff({}, comparable(family, body)) if row.status != "same"]
     else:
         item.target_graph_id = found["object"].get("id")
+        body = scope_tags_for(body, same_tenant, found)
         current_settings, desired_settings = comparable(family, found), comparable(family, body)
         rows = [row.__dict__ for row in snapshot_diff(current_settings, desired_settings) if row.status != "same"]
-        assignments = final_assignments(run.assignment_mode, desired_assignments, found.get("assignments") or [])
+        assignments = final_assignments(run.assignment_mode, desired, found.get("assignments") or [])
         assignments_change = assignments is not None and not same_assignments(assignments, found.get("assignments"))
         plan["diff"] = rows
         plan["assignments"] = assignments if assignments_change else None
+        plan["target_fingerprint"] = target_fingerprint(family, found)
         if not rows and not assignments_change:
             item.action, plan["reason"] = "skip", "Identical in the target: nothing to write."
         else:
@@ -251,6 +306,23 @@ def plan_item(client, run: RestoreRun, item: RestoreItem, body: dict, mapping: A
             plan["reason"] = (f"{len(rows)} setting(s) differ" if rows else "Settings identical") + (
                 "; assignments change." if assignments_change else ".")
     item.plan = plan
+
+
+def claim_targets(items: list[RestoreItem]) -> None:
+    """Two selected items never land on one target object (or one new name): every such item is a conflict."""
+    claims: dict[tuple, list[RestoreItem]] = {}
+    for item in items:
+        if item.action in ("update", "skip") and item.target_graph_id:
+            claims.setdefault(("id", item.family, item.target_graph_id), []).append(item)
+        elif item.action == "create":
+            claims.setdefault(("name", item.family, item.plan.get("name")), []).append(item)
+    for (kind, _family, _key), claimants in claims.items():
+        if len(claimants) > 1:
+            for item in claimants:
+                item.action = "conflict"
+                item.plan = {**item.plan, "reason": (
+                    f"{len(claimants)} selected items would {'write the same object' if kind == 'id' else 'create objects with the same name'}"
+                    " in the target: choose one of them and plan again.")}
 
 
 def plan_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
@@ -279,6 +351,7 @@ def plan_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
             except NormalizeError as error:
                 item.action, item.plan = "conflict", {"reason": f"The stored object cannot be read: {error}"}
             db.session.commit()
+        claim_targets(items)
         run.status, run.planned_at = "planned", context.now()
         run.summary = plan_summary(items, mapping)
         run.error = None

@@ -26,7 +26,8 @@ class RestoreRefused(ValueError):
 
 def restorable_items(backup_set: BackupSet, item_ids: list[int]) -> list[BackupItem]:
     """The set's own restorable items among `item_ids` (ids of other sets or tenants are not found)."""
-    wanted = [item_id for item_id in dict.fromkeys(item_ids) if item_id in set(backup_set.item_ids)]
+    held = set(backup_set.item_ids)
+    wanted = [item_id for item_id in dict.fromkeys(item_ids) if item_id in held]
     if not wanted:
         return []
     rows = db.session.scalars(select(BackupItem).where(BackupItem.tenant_id == backup_set.tenant_id,

@@ -199,8 +199,10 @@ def upgrade():
     op.execute("ALTER TABLE restore_runs ADD CONSTRAINT ck_restore_runs_source_tenant_id_not_null "
                "CHECK (source_tenant_id IS NOT NULL) NOT VALID")
     op.execute("ALTER TABLE restore_runs DROP CONSTRAINT fk_restore_runs_backup_set_id_tenant_id_backup_sets")
+    # A restore keeps its items' payloads, not the set: retention may delete the set it came from.
     op.execute("ALTER TABLE restore_runs ADD CONSTRAINT fk_restore_runs_backup_set_id_source_tenant_id_backup_sets "
-               "FOREIGN KEY (backup_set_id, source_tenant_id) REFERENCES backup_sets (id, tenant_id) NOT VALID")
+               "FOREIGN KEY (backup_set_id, source_tenant_id) REFERENCES backup_sets (id, tenant_id) "
+               "ON DELETE SET NULL (backup_set_id) NOT VALID")
     # The source is a tenant of the run's own workspace: the database refuses any other.
     op.execute("ALTER TABLE restore_runs ADD CONSTRAINT fk_restore_runs_source_tenant_id_workspace_id_tenants "
                "FOREIGN KEY (source_tenant_id, workspace_id) REFERENCES tenants (id, workspace_id) "
