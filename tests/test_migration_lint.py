@@ -66,3 +66,15 @@ def test_the_graph_connection_migrations_pass_squawks_lock_rules(app, tmp_path, 
     result = subprocess.run([str(BIN / "squawk"), "--pg-version", "15", "--exclude",
                              f"{IGNORED_RULES},{STYLE_RULES}", str(path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_backup_migration_passes_squawks_lock_rules(app, tmp_path):
+    """0014 rebuilds backup_items (the demo-era per-set table, copied into its content-addressed
+    successor and dropped) and makes restore_runs.backup_set_id nullable (a restore may come from a
+    policy version): both on purpose, so those two compatibility rules are left out; every lock rule holds."""
+    path = tmp_path / "backups.sql"
+    path.write_text(offline_sql(app, "0013_orphaned_sync_runs:0014_backups_that_run"))
+    result = subprocess.run([str(BIN / "squawk"), "--pg-version", "15", "--exclude",
+                             f"{IGNORED_RULES},{STYLE_RULES},ban-drop-table,ban-drop-not-null", str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

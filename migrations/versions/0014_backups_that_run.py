@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-from migrations.rollout import run_outside_transaction
+from migrations.rollout import add_constraint_not_valid, constraint_exists, run_outside_transaction, validate_constraint
 
 revision = "0014_backups_that_run"
 down_revision = "0013_orphaned_sync_runs"
@@ -81,18 +81,126 @@ def _created_at():
     return sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
 
 
-def upgrade():
-    # A restore names its source version together with the version's tenant: (id, tenant_id) must be a key.
-    # Built CONCURRENTLY (policy_versions is the biggest table), then adopted as the constraint.
-    # Restore items name their run together with its tenant, likewise.
-    run_outside_transaction("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS uq_policy_versions_id_tenant_id "
-                            "ON policy_versions (id, tenant_id)",
-                            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS uq_restore_runs_id_tenant_id "
-                            "ON restore_runs (id, tenant_id)", lift_statement_timeout=True)
-    for table in ("policy_versions", "restore_runs"):
-        op.execute(f"ALTER TABLE {table} ADD CONSTRAINT uq_{table}_id_tenant_id UNIQUE USING INDEX uq_{table}_id_tenant_id")
+def _table_exists(name: str) -> bool:
+    if op.get_context().as_sql:
+        return False  # offline SQL shows every step
+    return bool(op.get_bind().exec_driver_sql("SELECT to_regclass(%(name)s) IS NOT NULL", {"name": name}).scalar())
 
-    # --- payloads and the content-addressed items ---------------------------------------------------
+
+def _build_index(name: str, create_sql: str) -> None:
+    """CREATE [UNIQUE] INDEX CONCURRENTLY, first dropping an INVALID leftover of an earlier failed build."""
+    statements = []
+    if not op.get_context().as_sql and op.get_bind().exec_driver_sql(
+            "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = %(name)s AND NOT i.indisvalid", {"name": name}).scalar():
+        statements.append(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+    statements.append(create_sql)
+    run_outside_transaction(*statements, lift_statement_timeout=True)
+
+
+def _adopt_unique_index(table: str, name: str, columns: str) -> None:
+    """UNIQUE (columns): the index built CONCURRENTLY, then adopted as the constraint in a statement of its own."""
+    if constraint_exists(table, name):
+        return
+    _build_index(name, f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} ({columns})")
+    run_outside_transaction(f"ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}")
+
+
+def upgrade():
+    """Three phases, so that no pre-existing table is held under a strong lock while rows are copied, and
+    a run that failed part way can be run again:
+
+    1. outside any transaction, each statement on its own (brief locks), each skipped when done:
+       unique keys (built CONCURRENTLY), new nullable or defaulted columns;
+    2. one transaction: the new tables, the copy of the demo-era items, the old backup_items dropped
+       (skipped as a whole when backup_payloads exists: it committed before). Creating the new tables'
+       keys takes SHARE ROW EXCLUSIVE on tenants until this commits: reads go on, writes to tenants
+       wait for the copy, which moves only the demo-era backup items (those a real install has);
+    3. outside any transaction again: constraints added NOT VALID then validated (SHARE UPDATE
+       EXCLUSIVE: reads and writes go on), indexes built CONCURRENTLY, SET NOT NULL using a validated CHECK.
+    """
+    # --- 1 -----------------------------------------------------------------------------------------------
+    # A restore names its source version, and restore items their run, together with the tenant.
+    _adopt_unique_index("policy_versions", "uq_policy_versions_id_tenant_id", "id, tenant_id")
+    _adopt_unique_index("restore_runs", "uq_restore_runs_id_tenant_id", "id, tenant_id")
+    run_outside_transaction(*(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}" for table, column in (
+        ("backup_sets", "item_ids bigint[] NOT NULL DEFAULT '{}'"),
+        ("backup_sets", "families jsonb NOT NULL DEFAULT '{}'"),
+        ("backup_sets", "requested_families jsonb NOT NULL DEFAULT '[]'"),
+        ("backup_sets", "skipped_count integer NOT NULL DEFAULT 0"),
+        ("backup_sets", "error varchar(1000)"),
+        ("backup_sets", "attempts integer NOT NULL DEFAULT 0"),
+        ("backup_sets", "requests integer NOT NULL DEFAULT 0"),
+        ("backup_sets", "throttled integer NOT NULL DEFAULT 0"),
+        ("backup_sets", "size_bytes bigint NOT NULL DEFAULT 0"),
+        ("backup_schedules", "keep_last integer NOT NULL DEFAULT 3"),
+        ("backup_schedules", "last_run_at timestamp with time zone"),
+        ("policy_versions", "payload_id bigint"),
+        ("restore_runs", "source_tenant_id bigint"),
+        ("restore_runs", "policy_version_id bigint"),
+        ("restore_runs", "assignment_mode varchar(16) NOT NULL DEFAULT 'keep'"),
+        ("restore_runs", "executed_by_user_id bigint"),
+        ("restore_runs", "planned_at timestamp with time zone"),
+        ("restore_runs", "attempts integer NOT NULL DEFAULT 0"),
+        ("restore_runs", "error varchar(1000)"),
+        ("restore_runs", "summary jsonb NOT NULL DEFAULT '{}'"),
+    )))
+
+    # --- 2 -----------------------------------------------------------------------------------------------
+    if not _table_exists("backup_payloads"):
+        _rebuild_backup_items()
+
+    # --- 3 -----------------------------------------------------------------------------------------------
+    run_outside_transaction("ALTER TABLE restore_runs ALTER COLUMN backup_set_id DROP NOT NULL")
+    # One statement, row locks only: restore runs are few (one per restore anyone ever planned).
+    run_outside_transaction("UPDATE restore_runs SET source_tenant_id = tenant_id WHERE source_tenant_id IS NULL",
+                            lift_statement_timeout=True)
+    swaps = (
+        ("backup_sets", "ck_backup_sets_triggered_by_known", f"CHECK ({_in('triggered_by', TRIGGERS)})"),
+        ("restore_runs", "ck_restore_runs_status_known", f"CHECK ({_in('status', RESTORE_STATUSES)})"),
+    )
+    for table, name, definition in swaps:  # the old CHECK is narrower: replaced by one of the same name
+        run_outside_transaction(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}")
+        add_constraint_not_valid(table, name, definition)
+    run_outside_transaction("ALTER TABLE restore_runs DROP CONSTRAINT IF EXISTS "
+                            "fk_restore_runs_backup_set_id_tenant_id_backup_sets")
+    added = (
+        ("backup_schedules", "ck_backup_schedules_keep_last_range", "CHECK (keep_last BETWEEN 0 AND 1000)"),
+        ("policy_versions", "fk_policy_versions_payload_id_tenant_id_backup_payloads",
+         "FOREIGN KEY (payload_id, tenant_id) REFERENCES backup_payloads (id, tenant_id)"),
+        # Temporary: SET NOT NULL below uses it instead of scanning under its ACCESS EXCLUSIVE lock.
+        ("restore_runs", "ck_restore_runs_source_tenant_id_not_null", "CHECK (source_tenant_id IS NOT NULL)"),
+        # A restore keeps its items' payloads, not the set: retention may delete the set it came from.
+        ("restore_runs", "fk_restore_runs_backup_set_id_source_tenant_id_backup_sets",
+         "FOREIGN KEY (backup_set_id, source_tenant_id) REFERENCES backup_sets (id, tenant_id) "
+         "ON DELETE SET NULL (backup_set_id)"),
+        # The source is a tenant of the run's own workspace: the database refuses any other.
+        ("restore_runs", "fk_restore_runs_source_tenant_id_workspace_id_tenants",
+         "FOREIGN KEY (source_tenant_id, workspace_id) REFERENCES tenants (id, workspace_id) ON UPDATE CASCADE"),
+        ("restore_runs", "fk_restore_runs_policy_version_id_source_tenant_id",
+         "FOREIGN KEY (policy_version_id, source_tenant_id) REFERENCES policy_versions (id, tenant_id) "
+         "ON DELETE SET NULL (policy_version_id)"),
+        ("restore_runs", "fk_restore_runs_executed_by_user_id_users",
+         "FOREIGN KEY (executed_by_user_id) REFERENCES users (id) ON DELETE SET NULL"),
+        ("restore_runs", "ck_restore_runs_assignment_mode_known", f"CHECK ({_in('assignment_mode', ASSIGNMENT_MODES)})"),
+    )
+    for table, name, definition in added:
+        add_constraint_not_valid(table, name, definition)
+    for table, name, _definition in (*swaps, *added):
+        validate_constraint(table, name)
+    _build_index("ix_policy_versions_payload_id", "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_policy_versions_payload_id "
+                 "ON policy_versions (payload_id) WHERE payload_id IS NOT NULL")
+    _build_index("ix_backup_sets_item_ids", "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_backup_sets_item_ids "
+                 "ON backup_sets USING gin (item_ids)")
+    _build_index("ux_backup_sets_one_active_per_tenant", "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "
+                 "ux_backup_sets_one_active_per_tenant ON backup_sets (tenant_id) WHERE status IN ('pending', 'running')")
+    # The validated CHECK lets SET NOT NULL skip its scan; then it has done its job.
+    run_outside_transaction("ALTER TABLE restore_runs ALTER COLUMN source_tenant_id SET NOT NULL",
+                            "ALTER TABLE restore_runs DROP CONSTRAINT IF EXISTS ck_restore_runs_source_tenant_id_not_null")
+
+
+def _rebuild_backup_items():
+    """Phase 2, one transaction: payloads and content-addressed items from the demo-era per-set items."""
     _tenant_owned(
         "backup_payloads",
         sa.Column("content_hash", sa.String(64), nullable=False),
@@ -104,17 +212,6 @@ def upgrade():
                      sa.CheckConstraint("size_bytes >= 0", name="size_nonnegative")),
     )
     _secure("backup_payloads")
-
-    add = op.add_column
-    add("backup_sets", sa.Column("item_ids", ARRAY(sa.BigInteger), nullable=False, server_default="{}"))
-    add("backup_sets", sa.Column("families", JSONB, nullable=False, server_default="{}"))
-    add("backup_sets", sa.Column("requested_families", JSONB, nullable=False, server_default="[]"))
-    add("backup_sets", sa.Column("skipped_count", sa.Integer, nullable=False, server_default="0"))
-    add("backup_sets", sa.Column("error", sa.String(1000)))
-    add("backup_sets", sa.Column("attempts", sa.Integer, nullable=False, server_default="0"))
-    add("backup_sets", sa.Column("requests", sa.Integer, nullable=False, server_default="0"))
-    add("backup_sets", sa.Column("throttled", sa.Integer, nullable=False, server_default="0"))
-    add("backup_sets", sa.Column("size_bytes", sa.BigInteger, nullable=False, server_default="0"))
     # The demo-era items: one payload per (tenant, content), one item per (tenant, object, payload),
     # each set's list of them. Kept aside while backup_items is rebuilt.
     op.execute("""
@@ -170,53 +267,6 @@ def upgrade():
                  GROUP BY l.backup_set_id) m
          WHERE s.id = m.backup_set_id""")
     op.execute("DROP TABLE legacy_backup_items")
-
-    op.execute("ALTER TABLE backup_sets DROP CONSTRAINT ck_backup_sets_triggered_by_known")
-    op.execute(f"ALTER TABLE backup_sets ADD CONSTRAINT ck_backup_sets_triggered_by_known "
-               f"CHECK ({_in('triggered_by', TRIGGERS)}) NOT VALID")
-
-    add("backup_schedules", sa.Column("keep_last", sa.Integer, nullable=False, server_default="3"))
-    add("backup_schedules", sa.Column("last_run_at", sa.DateTime(timezone=True)))
-    op.execute("ALTER TABLE backup_schedules ADD CONSTRAINT ck_backup_schedules_keep_last_range "
-               "CHECK (keep_last BETWEEN 0 AND 1000) NOT VALID")
-
-    add("policy_versions", sa.Column("payload_id", sa.BigInteger))
-    op.execute("ALTER TABLE policy_versions ADD CONSTRAINT fk_policy_versions_payload_id_tenant_id_backup_payloads "
-               "FOREIGN KEY (payload_id, tenant_id) REFERENCES backup_payloads (id, tenant_id) NOT VALID")
-
-    # --- restores --------------------------------------------------------------------------------------
-    add("restore_runs", sa.Column("source_tenant_id", sa.BigInteger))
-    add("restore_runs", sa.Column("policy_version_id", sa.BigInteger))
-    add("restore_runs", sa.Column("assignment_mode", sa.String(16), nullable=False, server_default="keep"))
-    add("restore_runs", sa.Column("executed_by_user_id", sa.BigInteger))
-    add("restore_runs", sa.Column("planned_at", sa.DateTime(timezone=True)))
-    add("restore_runs", sa.Column("attempts", sa.Integer, nullable=False, server_default="0"))
-    add("restore_runs", sa.Column("error", sa.String(1000)))
-    add("restore_runs", sa.Column("summary", JSONB, nullable=False, server_default="{}"))
-    op.execute("ALTER TABLE restore_runs ALTER COLUMN backup_set_id DROP NOT NULL")
-    op.execute("UPDATE restore_runs SET source_tenant_id = tenant_id WHERE source_tenant_id IS NULL")
-    # Temporary: SET NOT NULL below uses it instead of scanning under its ACCESS EXCLUSIVE lock.
-    op.execute("ALTER TABLE restore_runs ADD CONSTRAINT ck_restore_runs_source_tenant_id_not_null "
-               "CHECK (source_tenant_id IS NOT NULL) NOT VALID")
-    op.execute("ALTER TABLE restore_runs DROP CONSTRAINT fk_restore_runs_backup_set_id_tenant_id_backup_sets")
-    # A restore keeps its items' payloads, not the set: retention may delete the set it came from.
-    op.execute("ALTER TABLE restore_runs ADD CONSTRAINT fk_restore_runs_backup_set_id_source_tenant_id_backup_sets "
-               "FOREIGN KEY (backup_set_id, source_tenant_id) REFERENCES backup_sets (id, tenant_id) "
-               "ON DELETE SET NULL (backup_set_id) NOT VALID")
-    # The source is a tenant of the run's own workspace: the database refuses any other.
-    op.execute("ALTER TABLE restore_runs ADD CONSTRAINT fk_restore_runs_source_tenant_id_workspace_id_tenants "
-               "FOREIGN KEY (source_tenant_id, workspace_id) REFERENCES tenants (id, workspace_id) "
-               "ON UPDATE CASCADE NOT VALID")
-    op.execute("ALTER TABLE restore_runs ADD CONSTRAINT fk_restore_runs_policy_version_id_source_tenant_id "
-               "FOREIGN KEY (policy_version_id, source_tenant_id) REFERENCES policy_versions (id, tenant_id) "
-               "ON DELETE SET NULL (policy_version_id) NOT VALID")
-    op.execute("ALTER TABLE restore_runs ADD CONSTRAINT fk_restore_runs_executed_by_user_id_users "
-               "FOREIGN KEY (executed_by_user_id) REFERENCES users (id) ON DELETE SET NULL NOT VALID")
-    op.execute("ALTER TABLE restore_runs DROP CONSTRAINT ck_restore_runs_status_known")
-    op.execute(f"ALTER TABLE restore_runs ADD CONSTRAINT ck_restore_runs_status_known "
-               f"CHECK ({_in('status', RESTORE_STATUSES)}) NOT VALID")
-    op.execute(f"ALTER TABLE restore_runs ADD CONSTRAINT ck_restore_runs_assignment_mode_known "
-               f"CHECK ({_in('assignment_mode', ASSIGNMENT_MODES)}) NOT VALID")
 
     _tenant_owned(
         "restore_items",
@@ -292,29 +342,6 @@ def upgrade():
         $$""")
     op.execute("REVOKE ALL ON FUNCTION backup_schedules_due(integer) FROM PUBLIC")
     op.execute(f"GRANT EXECUTE ON FUNCTION backup_schedules_due(integer) TO {APP_ROLE}")
-
-    # Outside the transaction: each VALIDATE scans under SHARE UPDATE EXCLUSIVE (writes go on),
-    # indexes are built CONCURRENTLY.
-    run_outside_transaction(
-        "ALTER TABLE backup_sets VALIDATE CONSTRAINT ck_backup_sets_triggered_by_known",
-        "ALTER TABLE backup_schedules VALIDATE CONSTRAINT ck_backup_schedules_keep_last_range",
-        "ALTER TABLE policy_versions VALIDATE CONSTRAINT fk_policy_versions_payload_id_tenant_id_backup_payloads",
-        "ALTER TABLE restore_runs VALIDATE CONSTRAINT ck_restore_runs_source_tenant_id_not_null",
-        "ALTER TABLE restore_runs VALIDATE CONSTRAINT fk_restore_runs_backup_set_id_source_tenant_id_backup_sets",
-        "ALTER TABLE restore_runs VALIDATE CONSTRAINT fk_restore_runs_source_tenant_id_workspace_id_tenants",
-        "ALTER TABLE restore_runs VALIDATE CONSTRAINT fk_restore_runs_policy_version_id_source_tenant_id",
-        "ALTER TABLE restore_runs VALIDATE CONSTRAINT fk_restore_runs_executed_by_user_id_users",
-        "ALTER TABLE restore_runs VALIDATE CONSTRAINT ck_restore_runs_status_known",
-        "ALTER TABLE restore_runs VALIDATE CONSTRAINT ck_restore_runs_assignment_mode_known",
-        "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_policy_versions_payload_id ON policy_versions (payload_id) "
-        "WHERE payload_id IS NOT NULL",
-        "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_backup_sets_item_ids ON backup_sets USING gin (item_ids)",
-        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ux_backup_sets_one_active_per_tenant ON backup_sets "
-        "(tenant_id) WHERE status IN ('pending', 'running')",
-        lift_statement_timeout=True)
-    # The validated CHECK lets SET NOT NULL skip its scan; then it has done its job.
-    op.execute("ALTER TABLE restore_runs ALTER COLUMN source_tenant_id SET NOT NULL")
-    op.execute("ALTER TABLE restore_runs DROP CONSTRAINT ck_restore_runs_source_tenant_id_not_null")
 
 
 def downgrade():
