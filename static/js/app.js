@@ -152,6 +152,69 @@
     update();
   }
 
+  function setupRestorePicker() {
+    // The restore wizard's item list: filter by name and family, select the rows shown, count the selection.
+    var picker = document.querySelector("[data-restore-picker]");
+    if (!picker) { return; }
+    var form = picker.closest("form") || document;
+    var search = picker.querySelector("[data-picker-search]");
+    var family = picker.querySelector("[data-picker-family]");
+    var count = picker.querySelector("[data-picker-count]");
+    var empty = form.querySelector("[data-picker-empty]");
+    var rows = Array.prototype.slice.call(form.querySelectorAll("tr[data-family]"));
+    function box(row) { return row.querySelector("input[type=checkbox][name=item]"); }
+    function shown(row) { return !row.hidden; }
+
+    function update() {
+      var selected = rows.filter(function (row) { return box(row).checked; });
+      var hiddenSelected = selected.filter(function (row) { return !shown(row); }).length;
+      var visible = rows.filter(shown).length;
+      var text = selected.length + " of " + rows.length + " selected";
+      if (visible !== rows.length) { text += " · " + visible + " shown"; }
+      if (hiddenSelected) { text += " (" + hiddenSelected + " selected not shown)"; }
+      if (count) { count.textContent = text; }
+    }
+
+    function filter() {
+      var term = search ? search.value.trim().toLowerCase() : "";
+      var wanted = family ? family.value : "";
+      rows.forEach(function (row) {
+        var matches = (!wanted || row.dataset.family === wanted) &&
+          (!term || (row.dataset.name || "").indexOf(term) !== -1);
+        row.hidden = !matches;
+      });
+      if (empty) { empty.hidden = !rows.length || rows.some(shown); }
+      update();
+    }
+
+    if (search) {
+      search.addEventListener("input", filter);
+      // Enter in the filter box filters; it must not submit the wizard (that would plan a restore).
+      search.addEventListener("keydown", function (event) {
+        if (event.key === "Enter") { event.preventDefault(); filter(); }
+      });
+    }
+    if (family) { family.addEventListener("change", filter); }
+    var all = picker.querySelector("[data-picker-all]");
+    var none = picker.querySelector("[data-picker-none]");
+    if (all) {
+      all.addEventListener("click", function () {
+        rows.filter(shown).forEach(function (row) { box(row).checked = true; });
+        update();
+      });
+    }
+    if (none) {
+      none.addEventListener("click", function () {
+        rows.forEach(function (row) { box(row).checked = false; });
+        update();
+      });
+    }
+    form.addEventListener("change", function (event) {
+      if (event.target && event.target.name === "item") { update(); }
+    });
+    filter();
+  }
+
   function autoDismissAlerts() {
     document.querySelectorAll(".alert-success, .alert-info").forEach(function (alert) {
       setTimeout(function () {
@@ -255,6 +318,7 @@
     setupCopyLinks();
     setupTenantSwitcher();
     setupDiffPickers();
+    setupRestorePicker();
     autoDismissAlerts();
     confirmForms();
     // Behaviour is attached: browser tests wait for this before using it.
