@@ -134,3 +134,12 @@ def test_another_workspaces_backup_set_is_a_404_at_every_step(ada, restorable):
                          {"item": str(restorable.ids_b["backup_item_id"]),
                           "target_tenant": str(restorable.tenant_a.external_id), "assignment_mode": "keep"})
     assert response.status_code == 404
+
+
+def test_the_plan_shows_held_back_assignments_and_what_a_family_does_not_carry(ada, restorable, db_session):
+    item = db_session.get(RestoreItem, restorable.ids_a["restore_item_id"])
+    item.plan = {"reason": "2 setting(s) differ.", "note": "The policy's targeted apps are not restored: check them.",
+                 "held_back": "Assignments are not restored: an excluded group has no match in the target."}
+    db_session.commit()
+    body = page(ada, tenant_url(restorable.tenant_a, f"/restore-runs/{restorable.ids_a['restore_run_id']}"))
+    assert "an excluded group has no match in the target" in body and "targeted apps are not restored" in body
