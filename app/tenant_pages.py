@@ -20,6 +20,7 @@ from werkzeug.routing import RequestRedirect
 from .access import require_role, require_tenant_access
 from .audit import record_audit
 from .diffing import snapshot_diff
+from .drift.findings import MAX_NOTE, TRANSITIONS, TriageRefused, triage
 from .extensions import db
 from .forms import ActionForm, BackupScheduleForm
 from .listing import paginate, read_list_params, search_clause
@@ -612,39 +613,38 @@ def findings():
                            severities=SEVERITIES, statuses=FINDING_STATUSES)
 
 
-MAX_ACKNOWLEDGEMENT_NOTE = 1000
-
-FINDING_TRANSITIONS = {
-    # action: (allowed from, to, past tense for messages)
-    "acknowledge": (("open",), "acknowledged", "acknowledged"),
-    "resolve": (("open", "acknowledged"), "resolved", "resolved"),
-    "reopen": (("acknowledged", "resolved"), "open", "reopened"),
-}
+MAX_ACKNOWLEDGEMENT_NOTE = MAX_NOTE
 
 
-@bp.post("/findings/<int:finding_id>/<any(acknowledge, resolve, reopen):action>")
+def _acceptance_expiry(value: str) -> datetime | None:
+    """The accept form's optional expiry (a date, YYYY-MM-DD): the end of that day, UTC."""
+    if not value:
+        return None
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        abort(400, "An acceptance's expiry is a date (YYYY-MM-DD).")
+    return day.replace(tzinfo=timezone.utc) + timedelta(days=1)
+
+
+@bp.post("/findings/<int:finding_id>/<any(acknowledge, accept, resolve, reopen):action>")
 def finding_transition(finding_id: int, action: str):
+    """Triage (app.drift.findings.triage keeps who, why and when across runs); the view audits it."""
     finding = _one_or_404(Finding, finding_id)
     require_role("operator", "triage findings")
-    allowed_from, target, done = FINDING_TRANSITIONS[action]
-    note = " ".join(request.form.get("note", "").split()) if action == "acknowledge" else ""
+    note = " ".join(request.form.get("note", "").split()) if action in ("acknowledge", "accept") else ""
     if len(note) > MAX_ACKNOWLEDGEMENT_NOTE:
         abort(400, f"A note can be at most {MAX_ACKNOWLEDGEMENT_NOTE} characters; this one has {len(note):,}.")
-    if finding.status not in allowed_from:
-        flash(f"“{finding.title}” is {finding.status}; it cannot be {done} from there.", "warning")
+    until = _acceptance_expiry(request.form.get("until", "")[:20]) if action == "accept" else None
+    now = datetime.now(timezone.utc)
+    try:
+        before = triage(finding, action, by=current_user.name, now=now, note=note, until=until)
+    except TriageRefused as refused:
+        flash(str(refused), "warning")
     else:
-        before = finding.status
-        now = datetime.now(timezone.utc)
-        finding.status = target
-        finding.resolved_at = now if target == "resolved" else None
-        # The acknowledgement (who, when, why) stays on the finding until it is reopened.
-        detail = dict(finding.detail or {})
-        if target == "acknowledged":
-            detail["acknowledgement"] = {"note": note, "by": current_user.name, "at": now.isoformat()}
-        elif target == "open":
-            detail.pop("acknowledgement", None)
-        finding.detail = detail
-        after = {"status": target, **({"note": note} if note else {})}
+        done = TRANSITIONS[action][2]
+        after = {"status": finding.status, **({"note": note} if note else {}),
+                 **({"until": until.date().isoformat()} if until else {})}
         record_audit(f"finding.{action}", actor=current_user, tenant=_tenant(), target_type="finding",
                      target_id=finding.id, target_name=finding.title,
                      details={"before": {"status": before}, "after": after})
