@@ -19,6 +19,8 @@ from werkzeug.routing import RequestRedirect
 
 from .access import require_role, require_tenant_access
 from .audit import record_audit
+from .csv_export import (AUDIT_CSV_HEADER, FINDING_CSV_HEADER, audit_csv_row, csv_response, finding_csv_row,
+                         read_date_range, sorted_for_export)
 from .diffing import snapshot_diff
 from .drift.findings import MAX_NOTE, TRANSITIONS, TriageRefused, triage
 from .extensions import db
@@ -45,6 +47,7 @@ from .models import (
     User,
 )
 from .graph.families import FAMILIES, permission_features
+from .operations_models import Baseline
 from .shell import current_query_suffix
 from .switcher import is_pinned, record_visit
 from .sync.connection import start_consent
@@ -588,7 +591,8 @@ def permissions():
 # --- findings ----------------------------------------------------------------------------------------------------
 
 
-def findings_page(tenant_id: int):
+def tenant_findings_query(tenant_id: int):
+    """(params, statement, sortable) of the tenant's findings as the query string filters them."""
     severity_rank = func.array_position(list(SEVERITIES), Finding.severity)
     sortable = {"severity": severity_rank, "detected": Finding.detected_at, "title": Finding.title,
                 "status": Finding.status, "kind": Finding.kind}
@@ -604,7 +608,24 @@ def findings_page(tenant_id: int):
         statement = statement.where(Finding.status == params.filters["status"])
     if params.q:
         statement = statement.where(search_clause([Finding.title, Finding.kind], params.q))
+    return params, statement, sortable
+
+
+def findings_page(tenant_id: int):
+    params, statement, sortable = tenant_findings_query(tenant_id)
     return paginate(statement, params, sortable, tiebreak=Finding.id, scalars=False)
+
+
+@bp.get("/findings.csv")
+def findings_csv():
+    """The tenant's findings as filtered on its page, in the workspace export's columns."""
+    tenant = _tenant()
+    params, statement, sortable = tenant_findings_query(tenant.id)
+    baseline_names = dict(db.session.execute(select(Baseline.id, Baseline.name).where(
+        Baseline.workspace_id == tenant.workspace_id)).all())
+    rows = (finding_csv_row(finding, tenant.name, tenant.external_id, baseline_names.get(finding.baseline_id))
+            for finding, _policy_name in db.session.execute(sorted_for_export(statement, sortable, params, Finding.id)))
+    return csv_response(f"findings-{tenant.external_id}.csv", FINDING_CSV_HEADER, rows)
 
 
 @bp.get("/findings")
@@ -657,7 +678,8 @@ def finding_transition(finding_id: int, action: str):
 # --- the tenant's audit log -------------------------------------------------------------------------------------
 
 
-def tenant_audit_page(tenant_id: int):
+def tenant_audit_query(tenant_id: int):
+    """(params, statement, sortable) of the tenant's audit log: search, and a date range (from, to)."""
     actor = aliased(User)
     sortable = {"created_at": AuditLog.created_at, "action": AuditLog.action}
     params = read_list_params(sortable, "created_at", default_direction="desc")
@@ -665,12 +687,31 @@ def tenant_audit_page(tenant_id: int):
                  .where(AuditLog.tenant_id == tenant_id))
     if params.q:
         statement = statement.where(search_clause([AuditLog.action, actor.name, AuditLog.target_name], params.q))
+    start, end = read_date_range(request.args)
+    if start:
+        statement = statement.where(AuditLog.created_at >= start)
+    if end:
+        statement = statement.where(AuditLog.created_at < end)
+    return params, statement, sortable
+
+
+def tenant_audit_page(tenant_id: int):
+    params, statement, sortable = tenant_audit_query(tenant_id)
     return paginate(statement, params, sortable, tiebreak=AuditLog.id.desc(), scalars=False)
 
 
 @bp.get("/audit")
 def audit_log():
     return render_template("tenant/audit.html", page=tenant_audit_page(_tenant().id))
+
+
+@bp.get("/audit.csv")
+def audit_log_csv():
+    tenant = _tenant()
+    params, statement, sortable = tenant_audit_query(tenant.id)
+    rows = (audit_csv_row(entry, actor_name, tenant.name) for entry, actor_name
+            in db.session.execute(sorted_for_export(statement, sortable, params, AuditLog.id.desc())))
+    return csv_response(f"audit-{tenant.external_id}.csv", AUDIT_CSV_HEADER, rows)
 
 
 # --- the Graph connection and sync -----------------------------------------------------------------------------

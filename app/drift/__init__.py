@@ -44,10 +44,9 @@ def evaluate_tenant(tenant: Tenant, now: datetime | None = None) -> Changes:
     lock_tenant_findings(tenant.id)
     desired = hygiene_findings(tenant, now) + drift_findings(tenant)
     changes = reconcile(tenant, desired, now)
-    if changes.detected or changes.reopened:
-        from app.alerts.rules import queue_finding_alerts
+    from app.alerts.rules import queue_finding_alerts
 
-        queue_finding_alerts(tenant, changes.detected + changes.reopened, now)
+    queue_finding_alerts(tenant, changes.detected + changes.reopened, changes.holding, now)
     return changes
 
 

@@ -57,6 +57,7 @@ class Changes:
     detected: list[Finding] = field(default_factory=list)
     reopened: list[Finding] = field(default_factory=list)
     resolved: list[Finding] = field(default_factory=list)
+    holding: list[Finding] = field(default_factory=list)  # every finding that holds now
     updated: int = 0
     unchanged: int = 0
 
@@ -115,7 +116,9 @@ def reconcile(tenant, desired: list[Desired], now: datetime, *, scope_prefixes: 
                               detected_at=now, last_evaluated_at=now, history=[history_entry(now, "detected")])
             db.session.add(finding)
             changes.detected.append(finding)
+            changes.holding.append(finding)
             continue
+        changes.holding.append(finding)
         before = (finding.status, finding.title, finding.severity, finding.detail, finding.policy_id)
         detail = {**item.detail, **{k: v for k, v in (finding.detail or {}).items() if k in TRIAGE_KEYS}}
         finding.title, finding.severity, finding.policy_id = item.title[:400], item.severity, item.policy_id
