@@ -8,6 +8,7 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError
+from wtforms.fields import SelectChoice
 
 from .access import parse_external_id, require_role
 from .audit import record_audit
@@ -35,10 +36,10 @@ def rule_or_404(rule_id: int) -> AlertRule:
 
 def _form() -> AlertRuleForm:
     form = AlertRuleForm()
-    tags = [(str(tag_id), name) for tag_id, name in db.session.execute(
+    tags = [SelectChoice(str(tag_id), name) for tag_id, name in db.session.execute(
         select(Tag.id, Tag.name).where(Tag.workspace_id == _workspace_id()).order_by(Tag.name))]
-    form.include_tags.choices = [("", "Every tenant")] + tags
-    form.exclude_tags.choices = [("", "No exception")] + tags
+    form.include_tags.choices = [SelectChoice("", "Every tenant")] + tags
+    form.exclude_tags.choices = [SelectChoice("", "No exception")] + tags
     return form
 
 

@@ -11,6 +11,7 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.exc import IntegrityError
+from wtforms.fields import SelectChoice
 
 from .access import parse_external_id, require_role
 from .audit import record_audit
@@ -59,7 +60,7 @@ def golden_choices(workspace_id: int) -> list[tuple[str, str]]:
     rows = db.session.execute(select(Tenant.external_id, Tenant.name).where(
         Tenant.workspace_id == workspace_id, Tenant.status == "active", has_policies)
         .order_by(Tenant.name).limit(MAX_GOLDEN_CHOICES)).all()
-    return [(str(external_id), name) for external_id, name in rows]
+    return [SelectChoice(str(external_id), name) for external_id, name in rows]
 
 
 def _index(form: BaselineFromTenantForm, status: int = 200):
@@ -122,8 +123,8 @@ def assign_choices(workspace_id: int) -> list[tuple[str, str]]:
     tenants = db.session.execute(select(Tenant.external_id, Tenant.name).where(
         Tenant.workspace_id == workspace_id, Tenant.status == "active").order_by(Tenant.name)
         .limit(MAX_GOLDEN_CHOICES)).all()
-    return ([(f"tag:{tag_id}", f"Tag: {name}") for tag_id, name in tags]
-            + [(f"tenant:{external_id}", f"Tenant: {name}") for external_id, name in tenants])
+    return ([SelectChoice(f"tag:{tag_id}", f"Tag: {name}") for tag_id, name in tags]
+            + [SelectChoice(f"tenant:{external_id}", f"Tenant: {name}") for external_id, name in tenants])
 
 
 def _detail(baseline: Baseline, assign_form: AssignBaselineForm, status: int = 200):

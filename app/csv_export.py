@@ -1,10 +1,13 @@
 """CSV exports: streamed, one row at a time, with spreadsheet formulas neutralised.
 
-    return csv_response("findings.csv", ["Tenant", "Severity", ...], rows)
+    return csv_response("findings.csv", ["Tenant", "Severity", ...], lambda: rows_of(statement))
 
-`rows` is any iterable of sequences; give it a query executed with `yield_per` (the rows
-come from a server-side cursor a batch at a time), so that a 100,000-row export holds one
-batch in memory, not the whole result. Each cell that a spreadsheet would read as a
+The rows come from a function called while the response streams, not in the view: Flask
+ends the view's request context (and with it the database session and its transaction)
+before the body is sent, so the query runs in the streaming context's own transaction
+(row-level security applies to it as to the view). Give it a query executed with
+`yield_per` (a server-side cursor, a batch at a time), so that a 100,000-row export holds
+one batch in memory, not the whole result. Each cell that a spreadsheet would read as a
 formula (starting with =, +, -, @, a tab or a carriage return) is prefixed with a single
 quote, as OWASP's CSV injection advice says; numbers stay numbers.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -36,11 +39,11 @@ def cell(value: Any) -> Any:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def csv_lines(header: Sequence[str], rows: Iterable[Sequence[Any]]):
+def csv_lines(header: Sequence[str], rows: Callable[[], Iterable[Sequence[Any]]]):
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
-    for number, row in enumerate(rows, start=1):
+    for number, row in enumerate(rows(), start=1):
         writer.writerow([cell(value) for value in row])
         if number % FLUSH_EVERY == 0:
             yield buffer.getvalue()
@@ -49,7 +52,7 @@ def csv_lines(header: Sequence[str], rows: Iterable[Sequence[Any]]):
     yield buffer.getvalue()
 
 
-def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:
+def csv_response(filename: str, header: Sequence[str], rows: Callable[[], Iterable[Sequence[Any]]]) -> Response:
     response = Response(stream_with_context(csv_lines(header, rows)), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

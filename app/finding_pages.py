@@ -72,5 +72,8 @@ def index():
 def export():
     workspace = g.workspace_access.workspace
     params, statement, sortable = workspace_findings(workspace.id, filter_choices(workspace.id))
-    rows = (finding_csv_row(*row) for row in db.session.execute(sorted_for_export(statement, sortable, params, Finding.id)))
+    def rows():
+        for row in db.session.execute(sorted_for_export(statement, sortable, params, Finding.id)):
+            yield finding_csv_row(*row)
+
     return csv_response(f"findings-{workspace.slug}.csv", FINDING_CSV_HEADER, rows)

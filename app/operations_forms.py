@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, SelectField, StringField
+from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, NumberRange, Optional, ValidationError as FormError
 
 from . import validation
@@ -17,13 +18,13 @@ def _tag_name(name):
 
 class TagForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), _check(_tag_name)])
-    colour = SelectField("Colour", choices=[(c, c) for c in TAG_COLOURS], default=TAG_COLOURS[0])
+    colour = SelectField("Colour", choices=[SelectChoice(c, c) for c in TAG_COLOURS], default=TAG_COLOURS[0])
 
 
 class BaselineFromTenantForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), _check(validation.validate_name)])
     tenant = SelectField("Golden tenant", choices=[], validate_choice=True)
-    severity = SelectField("Severity of a deviating setting", choices=[(s, s.title()) for s in SEVERITIES],
+    severity = SelectField("Severity of a deviating setting", choices=[SelectChoice(s, s.title()) for s in SEVERITIES],
                            default="medium")
     report_extra = BooleanField("Report policies the baseline does not have (extra policies)")
 
@@ -34,14 +35,14 @@ class AssignBaselineForm(FlaskForm):
 
 class AlertRuleForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), _check(validation.validate_name)])
-    event = SelectField("When", choices=[(e, e.replace("_", " ").capitalize()) for e in ALERT_EVENTS])
-    min_severity = SelectField("At or above severity (new findings)", choices=[(s, s.title()) for s in SEVERITIES],
+    event = SelectField("When", choices=[SelectChoice(e, e.replace("_", " ").capitalize()) for e in ALERT_EVENTS])
+    min_severity = SelectField("At or above severity (new findings)", choices=[SelectChoice(s, s.title()) for s in SEVERITIES],
                                default="high")
     threshold = IntegerField("N (failures in a row, or days without a backup)", default=1,
                              validators=[Optional(), NumberRange(1, 365)])
     include_tags = SelectField("Only tenants tagged", choices=[], validate_choice=True)
     exclude_tags = SelectField("Except tenants tagged", choices=[], validate_choice=True)
-    channel = SelectField("Channel", choices=[(c, c.title()) for c in ALERT_CHANNELS])
+    channel = SelectField("Channel", choices=[SelectChoice(c, c.title()) for c in ALERT_CHANNELS])
     target = StringField("Email addresses (comma-separated) or webhook URL", validators=[DataRequired()])
 
     def validate_target(self, field):

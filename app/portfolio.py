@@ -232,10 +232,12 @@ def managed_tenants_csv():
     """The portfolio as filtered and sorted on the page, every page of it, streamed."""
     workspace = g.workspace_access.workspace
     params, statement, sortable, _rows = portfolio_query(workspace.id)
-    rows = ((t.name, str(t.external_id), t.primary_domain, t.status, t.connection_status, t.last_sync_at,
-             policies, backup_at, backup_status, critical, high, medium, low, missing)
-            for t, policies, backup_at, backup_status, critical, high, medium, low, missing
-            in db.session.execute(sorted_for_export(statement, sortable, params, Tenant.id)))
+    def rows():
+        for t, policies, backup_at, backup_status, critical, high, medium, low, missing in db.session.execute(
+                sorted_for_export(statement, sortable, params, Tenant.id)):
+            yield (t.name, str(t.external_id), t.primary_domain, t.status, t.connection_status, t.last_sync_at,
+                   policies, backup_at, backup_status, critical, high, medium, low, missing)
+
     return csv_response(f"tenants-{workspace.slug}.csv", PORTFOLIO_CSV_HEADER, rows)
 
 
@@ -307,8 +309,11 @@ def audit_log():
 def audit_log_csv():
     workspace = g.workspace_access.workspace
     params, statement, sortable = workspace_audit_query(workspace.id)
-    rows = (audit_csv_row(entry, actor_name, tenant_name) for entry, actor_name, tenant_name, _ext
-            in db.session.execute(sorted_for_export(statement, sortable, params, AuditLog.id.desc())))
+    def rows():
+        for entry, actor_name, tenant_name, _ext in db.session.execute(
+                sorted_for_export(statement, sortable, params, AuditLog.id.desc())):
+            yield audit_csv_row(entry, actor_name, tenant_name)
+
     return csv_response(f"audit-{workspace.slug}.csv", AUDIT_CSV_HEADER, rows)
 
 

@@ -623,8 +623,12 @@ def findings_csv():
     params, statement, sortable = tenant_findings_query(tenant.id)
     baseline_names = dict(db.session.execute(select(Baseline.id, Baseline.name).where(
         Baseline.workspace_id == tenant.workspace_id)).all())
-    rows = (finding_csv_row(finding, tenant.name, tenant.external_id, baseline_names.get(finding.baseline_id))
-            for finding, _policy_name in db.session.execute(sorted_for_export(statement, sortable, params, Finding.id)))
+    name, external_id = tenant.name, tenant.external_id
+
+    def rows():
+        for finding, _policy_name in db.session.execute(sorted_for_export(statement, sortable, params, Finding.id)):
+            yield finding_csv_row(finding, name, external_id, baseline_names.get(finding.baseline_id))
+
     return csv_response(f"findings-{tenant.external_id}.csv", FINDING_CSV_HEADER, rows)
 
 
@@ -709,8 +713,12 @@ def audit_log():
 def audit_log_csv():
     tenant = _tenant()
     params, statement, sortable = tenant_audit_query(tenant.id)
-    rows = (audit_csv_row(entry, actor_name, tenant.name) for entry, actor_name
-            in db.session.execute(sorted_for_export(statement, sortable, params, AuditLog.id.desc())))
+    name = tenant.name
+
+    def rows():
+        for entry, actor_name in db.session.execute(sorted_for_export(statement, sortable, params, AuditLog.id.desc())):
+            yield audit_csv_row(entry, actor_name, name)
+
     return csv_response(f"audit-{tenant.external_id}.csv", AUDIT_CSV_HEADER, rows)
 
 
