@@ -76,9 +76,9 @@ def create():
                      include_tag_ids=[int(form.include_tags.data)] if form.include_tags.data else [],
                      exclude_tag_ids=[int(form.exclude_tags.data)] if form.exclude_tags.data else [],
                      signing_secret=secrets.token_hex(32) if form.channel.data == "webhook" else None)
-    db.session.add(rule)
     try:
         with db.session.begin_nested():
+            db.session.add(rule)
             db.session.flush()
     except IntegrityError:
         form.name.errors.append("This workspace has an alert rule of that name already.")

@@ -59,9 +59,10 @@ def create():
 
 
 def _saved(tag: Tag, form: TagForm) -> bool:
-    db.session.add(tag)
+    """Flushed in a savepoint: a taken name (the unique key decides, race-free) is a form error."""
     try:
         with db.session.begin_nested():
+            db.session.add(tag)
             db.session.flush()
     except IntegrityError:
         form.name.errors.append("This workspace has a tag of that name already.")
