@@ -40,8 +40,8 @@ class AlertRuleForm(FlaskForm):
                                default="high")
     threshold = IntegerField("N (failures in a row, or days without a backup)", default=1,
                              validators=[Optional(), NumberRange(1, 365)])
-    include_tags = SelectField("Only tenants tagged", choices=[], validate_choice=True)
-    exclude_tags = SelectField("Except tenants tagged", choices=[], validate_choice=True)
+    include_tags = SelectField("Only tenants tagged", choices=[], validate_choice=True, default="")
+    exclude_tags = SelectField("Except tenants tagged", choices=[], validate_choice=True, default="")
     channel = SelectField("Channel", choices=[SelectChoice(c, c.title()) for c in ALERT_CHANNELS])
     target = StringField("Email addresses (comma-separated) or webhook URL", validators=[DataRequired()])
 

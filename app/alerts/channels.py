@@ -10,7 +10,8 @@ Email goes through app.mail (SMTP_URL). A webhook gets a JSON POST through httpx
   a connection failure, a timeout, 429 or 5xx (a 4xx other than 429 is final). Each
   attempt is reported to `on_attempt` (the delivery log). The sleep is injectable.
 
-TARGETS. A webhook URL must be https (http only in development), must not carry
+TARGETS. A webhook URL must be https (http only in development or with
+ALERT_WEBHOOK_ALLOW_HTTP), must not carry
 credentials, and its host must resolve only to public addresses: loopback, private,
 link-local, multicast, reserved and unspecified addresses are refused (server-side request
 forgery), unless ALERT_WEBHOOK_ALLOW_PRIVATE is set (a test server, an internal receiver
@@ -53,7 +54,8 @@ def private_addresses_allowed() -> bool:
 
 
 def http_allowed() -> bool:
-    return _config("TENANTATLAS_ENV", "production") == "development"
+    """Plain http only in development, or where the operator allows it (ALERT_WEBHOOK_ALLOW_HTTP)."""
+    return _config("TENANTATLAS_ENV", "production") == "development" or bool(_config("ALERT_WEBHOOK_ALLOW_HTTP"))
 
 
 def validate_target(channel: str, target: str, *, resolve: Callable[[str], list[str]] | None = None) -> str:

@@ -12,9 +12,6 @@ from app.operations_models import AlertDelivery, AlertEvent, AlertRule
 
 from .channels import Attempt, post_webhook
 
-# Tests inject a sleep that records waits instead of waiting.
-sleep: Callable[[float], None] = time.sleep
-
 
 def email_text(event: AlertEvent) -> str:
     payload = event.payload or {}
@@ -32,7 +29,8 @@ def email_text(event: AlertEvent) -> str:
     return "\n".join(lines)
 
 
-def deliver(event_id: int) -> str:
+def deliver(event_id: int, *, sleep: Callable[[float], None] = time.sleep) -> str:
+    """Send one pending event (the job's work); `sleep` waits between retries (injectable)."""
     event = db.session.get(AlertEvent, event_id)
     if event is None:
         db.session.rollback()
