@@ -126,9 +126,12 @@ def snooze(rule_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     hours = _hours()
+    before = rule.snoozed_until.isoformat() if rule.snoozed_until else None
     rule.snoozed_until = datetime.now(timezone.utc) + timedelta(hours=hours) if hours else None
     record_audit("alert_rule.snooze", actor=current_user, workspace=g.workspace_access.workspace,
-                 target_type="alert_rule", target_id=rule.id, target_name=rule.name, details={"hours": hours})
+                 target_type="alert_rule", target_id=rule.id, target_name=rule.name,
+                 details={"before": {"snoozed_until": before},
+                          "after": {"snoozed_until": rule.snoozed_until.isoformat() if rule.snoozed_until else None}})
     db.session.commit()
     flash(f"{rule.name} snoozed for {hours} hour(s)." if hours else f"{rule.name} is no longer snoozed.", "success")
     return redirect(url_for(".detail", rule_id=rule.id))
@@ -152,7 +155,8 @@ def snooze_tenant(rule_id: int):
     db.session.add(AlertSnooze(tenant_id=tenant.id, workspace_id=tenant.workspace_id, rule_id=rule.id,
                                until=datetime.now(timezone.utc) + timedelta(hours=hours)))
     record_audit("alert_rule.snooze_tenant", actor=current_user, tenant=tenant, target_type="alert_rule",
-                 target_id=rule.id, target_name=rule.name, details={"hours": hours})
+                 target_id=rule.id, target_name=rule.name,
+                 details={"before": None, "after": {"tenant": tenant.name, "hours": hours}})
     db.session.commit()
     flash(f"No alert of {rule.name} about {tenant.name} for {hours} hour(s).", "success")
     return redirect(url_for(".detail", rule_id=rule.id))

@@ -247,7 +247,8 @@ def edit(baseline_id: int, baseline_policy_id: int):
         return redirect(url_for(".detail", baseline_id=baseline.id))
     record_audit("baseline.edit", actor=current_user, workspace=g.workspace_access.workspace,
                  target_type="baseline", target_id=baseline.id, target_name=baseline.name,
-                 details={"change": change, "version": baseline.version})
+                 details={"before": {"version": baseline.version - 1},
+                          "after": {"version": baseline.version, "change": change}})
     queue_evaluations(db.session.scalars(tenants_of_baseline(baseline).with_only_columns(Tenant.id)))
     db.session.commit()
     flash(f"{change}: {baseline.name} is now version {baseline.version}.", "success")
@@ -262,6 +263,9 @@ def evaluate(baseline_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     queued = queue_evaluations(db.session.scalars(tenants_of_baseline(baseline).with_only_columns(Tenant.id)))
+    record_audit("baseline.evaluate", actor=current_user, workspace=g.workspace_access.workspace,
+                 target_type="baseline", target_id=baseline.id, target_name=baseline.name,
+                 details={"before": None, "after": {"tenants_queued": queued}})
     db.session.commit()
     flash(f"{queued} tenant(s) queued for comparison with {baseline.name}.", "success")
     return redirect(url_for(".matrix", baseline_id=baseline.id))

@@ -92,7 +92,7 @@ def start():
     run = start_bulk_run(workspace_id, action, tenants, parameters, current_user.id)
     record_audit("bulk.start", actor=current_user, workspace=g.workspace_access.workspace, target_type="bulk_run",
                  target_id=run.id, target_name=run.label,
-                 details={"action": action, "tenants": len(tenants), **parameters})
+                 details={"before": None, "after": {"action": action, "tenants": len(tenants), **parameters}})
     db.session.commit()
     flash(f"{run.label}: queued for {len(tenants)} tenant(s).", "success")
     return redirect(url_for(".detail", bulk_run_id=run.id))

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import String, and_, cast, select
+from sqlalchemy import String, and_, cast, func, literal, null, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -20,6 +21,7 @@ from .operations_models import Baseline, Tag, TenantTag
 from .shell import current_query_suffix
 from .switcher import search_switcher_tenants
 from .tenant_pages import tenant_page_match
+from .validation import parse_database_id
 
 bp = Blueprint("portfolio", __name__, url_prefix="/admin/w/<slug>")
 
@@ -80,11 +82,14 @@ def portfolio_query(workspace_id: int):
     }
     params = portfolio_params(workspace_id, sortable)
     rows = portfolio_conditions(workspace_id, params)
+    # Each tenant's tag ids, in the page's own statement (the names come with the filter's choices).
+    tag_ids = (select(func.array_agg(TenantTag.tag_id)).where(TenantTag.tenant_id == Tenant.id)
+               .correlate(Tenant).scalar_subquery())
     statement = (
         select(
             Tenant, health.policy_count, health.last_backup_at, health.last_backup_status,
             health.open_critical, health.open_high, health.open_medium, health.open_low,
-            health.missing_permissions,
+            health.missing_permissions, tag_ids.label("tag_ids"),
         )
         # Outer: a tenant whose row is missing (restored with triggers off, before a
         # refresh) is still listed, with its health unknown rather than zero.
@@ -95,11 +100,16 @@ def portfolio_query(workspace_id: int):
 
 
 def portfolio_params(workspace_id: int, sortable: dict):
-    """The portfolio's list parameters: search, sort, status and tag (one of the workspace's tags)."""
-    tag_ids = tuple(str(tag_id) for tag_id in db.session.scalars(
-        select(Tag.id).where(Tag.workspace_id == workspace_id)))
-    return read_list_params(sortable, "name", filters={"status": STATUS_FILTERS, "tag": ("",) + tag_ids},
-                            filter_defaults={"status": "active", "tag": ""})
+    """The portfolio's list parameters: search, sort, status, and a tag id.
+
+    The tag is not looked up: the filter joins the workspace's own tenant_tags, so an id that
+    is no tag of this workspace matches no tenant (and says nothing about other workspaces).
+    """
+    params = read_list_params(sortable, "name", filters={"status": STATUS_FILTERS},
+                              filter_defaults={"status": "active"})
+    tag_id = parse_database_id(request.args.get("tag", "")[:20])
+    params.filters["tag"] = str(tag_id) if tag_id is not None else ""
+    return params
 
 
 def portfolio_conditions(workspace_id: int, params) -> list:
@@ -115,15 +125,23 @@ def portfolio_conditions(workspace_id: int, params) -> list:
     return rows
 
 
-def tags_of_tenants(workspace_id: int, tenant_ids: list[int]) -> dict[int, list[Tag]]:
-    """The tags of a page's tenants, in one statement whatever the page size."""
-    tags: dict[int, list[Tag]] = {}
-    if tenant_ids:
-        for tenant_id, tag in db.session.execute(
-                select(TenantTag.tenant_id, Tag).join(Tag, and_(Tag.id == TenantTag.tag_id, Tag.workspace_id == workspace_id))
-                .where(TenantTag.workspace_id == workspace_id, TenantTag.tenant_id.in_(tenant_ids)).order_by(Tag.name)):
-            tags.setdefault(tenant_id, []).append(tag)
-    return tags
+@dataclass(frozen=True)
+class Choice:
+    """A tag or baseline the portfolio's filter and bulk bar offer."""
+
+    id: int
+    name: str
+    colour: str | None = None
+
+
+def portfolio_choices(workspace_id: int) -> tuple[list[Choice], list[Choice]]:
+    """(tags, baselines) of the workspace, in one statement."""
+    tags = select(literal("tag").label("kind"), Tag.id, Tag.name, Tag.colour).where(Tag.workspace_id == workspace_id)
+    baselines = select(literal("baseline"), Baseline.id, Baseline.name, cast(null(), String)).where(
+        Baseline.workspace_id == workspace_id)
+    rows = db.session.execute(tags.union_all(baselines).order_by("kind", "name")).all()
+    return ([Choice(r.id, r.name, r.colour) for r in rows if r.kind == "tag"],
+            [Choice(r.id, r.name) for r in rows if r.kind == "baseline"])
 
 
 def workspace_has_tenants(workspace_id: int, page) -> bool:
@@ -134,10 +152,8 @@ def workspace_has_tenants(workspace_id: int, page) -> bool:
 
 
 def _portfolio_context(workspace_id: int, page) -> dict:
-    return {"tenant_tags": tags_of_tenants(workspace_id, [row[0].id for row in page.items]),
-            "tags": db.session.scalars(select(Tag).where(Tag.workspace_id == workspace_id).order_by(Tag.name)).all(),
-            "baselines": db.session.execute(select(Baseline.id, Baseline.name).where(
-                Baseline.workspace_id == workspace_id).order_by(Baseline.name)).all()}
+    tags, baselines = portfolio_choices(workspace_id)
+    return {"tags": tags, "tags_by_id": {tag.id: tag for tag in tags}, "baselines": baselines}
 
 
 @bp.get("/managed-tenants")
@@ -233,7 +249,7 @@ def managed_tenants_csv():
     workspace = g.workspace_access.workspace
     params, statement, sortable, _rows = portfolio_query(workspace.id)
     def rows():
-        for t, policies, backup_at, backup_status, critical, high, medium, low, missing in db.session.execute(
+        for t, policies, backup_at, backup_status, critical, high, medium, low, missing, _tags in db.session.execute(
                 sorted_for_export(statement, sortable, params, Tenant.id)):
             yield (t.name, str(t.external_id), t.primary_domain, t.status, t.connection_status, t.last_sync_at,
                    policies, backup_at, backup_status, critical, high, medium, low, missing)

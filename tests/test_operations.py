@@ -68,8 +68,11 @@ def test_the_portfolio_filters_by_tag_and_the_switcher_search_matches_tags(ada, 
     healthcare = tag(db_session, world.a, "Healthcare", world.tenant_a2)
     body = page(ada, f"/admin/w/{world.a.slug}/managed-tenants?tag={healthcare.id}")
     assert world.tenant_a2.name in body and world.tenant_a.name not in body
-    body = page(ada, f"/admin/w/{world.a.slug}/managed-tenants?tag=999999")  # not a tag here: no filter
-    assert world.tenant_a.name in body and world.tenant_a2.name in body
+    theirs = tag(db_session, world.b, "Bravo", world.tenant_b)
+    for foreign in (theirs.id, 999999):  # another workspace's tag, no tag at all: nothing matches
+        body = page(ada, f"/admin/w/{world.a.slug}/managed-tenants?tag={foreign}")
+        assert world.tenant_a.name not in body and world.tenant_b.name not in body
+    assert ada.get(f"/admin/w/{world.a.slug}/managed-tenants?tag=abc").status_code == 200  # ignored
     found = ada.get(f"/admin/w/{world.a.slug}/tenant-switcher/search?q=health").get_json()["results"]
     assert [r["name"] for r in found] == [world.tenant_a2.name]
 
