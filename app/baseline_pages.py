@@ -319,7 +319,8 @@ def matrix_page(baseline: Baseline) -> tuple[Page, dict]:
 
         tenants = tenants.where(search_clause([Tenant.name, Tenant.primary_domain, cast(Tenant.external_id, String)], q))
     total = db.session.scalar(select(func.count()).select_from(tenants.with_only_columns(Tenant.id).subquery()))
-    params = ListParams(q=q, sort="name", page=page_no, per_page=MATRIX_TENANTS_PER_PAGE)
+    params = ListParams(q=q, sort="name", page=page_no, per_page=MATRIX_TENANTS_PER_PAGE,
+                        filters={"show": "all" if request.args.get("show") == "all" else ""})
     pages = max(1, -(-total // MATRIX_TENANTS_PER_PAGE))
     params.page = min(page_no, pages)
     items = list(db.session.scalars(tenants.order_by(Tenant.name, Tenant.id).limit(MATRIX_TENANTS_PER_PAGE)
@@ -352,7 +353,16 @@ def matrix_page(baseline: Baseline) -> tuple[Page, dict]:
 
 @bp.get("/<int:baseline_id>/matrix")
 def matrix(baseline_id: int):
+    """Settings x tenants. By default only the settings that differ somewhere on this page of
+    tenants (show=all lists every setting of the baseline)."""
     baseline = baseline_or_404(baseline_id)
     page, helpers = matrix_page(baseline)
-    return render_template("baselines/matrix.html", baseline=baseline, page=page, rows=matrix_rows(baseline),
-                           cell=helpers["cell"], action_form=ActionForm(), page_sizes=PAGE_SIZES)
+    cell = helpers["cell"]
+    rows = matrix_rows(baseline)
+    show_all = request.args.get("show") == "all"
+    if not show_all:
+        rows = [(item, key) for item, key in rows
+                if any(cell(tenant.id, item, key).state != "compliant" for tenant in page.items)]
+    return render_template("baselines/matrix.html", baseline=baseline, page=page, rows=rows, cell=cell,
+                           show_all=show_all, total_settings=sum(1 for _ in matrix_rows(baseline)),
+                           action_form=ActionForm(), page_sizes=PAGE_SIZES)

@@ -80,9 +80,9 @@ def queue_first_syncs(app, workspace_id: int) -> None:
         db.session.commit()
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, full_page: bool = True) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
 
 def test_baseline_from_a_golden_tenant_assigned_by_tag_shows_drift_in_the_matrix_and_findings(drift_app, simulator):
@@ -106,7 +106,7 @@ def test_baseline_from_a_golden_tenant_assigned_by_tag_shows_drift_in_the_matrix
         page.click("button:has-text('Build baseline')")
         expect(page.locator(".alert-success")).to_contain_text("Baseline MSP Standard built from Golden Labs")
         expect(page.locator(".baseline-policy").first).to_be_visible()
-        shot(page, "drift-01-baseline")
+        shot(page, "drift-01-baseline", full_page=False)
 
         # A tag, put on the customer with a bulk action from the portfolio.
         page.goto(server.url + base + "/tags")
@@ -145,9 +145,14 @@ def test_baseline_from_a_golden_tenant_assigned_by_tag_shows_drift_in_the_matrix
         expect(deviating).to_have_count(1)
         expect(deviating).to_contain_text(str(not raw[key]).lower())
         expect(page.locator("tr.matrix-row", has=deviating)).to_contain_text(key)
+        expect(page.locator("tr.matrix-row")).to_have_count(1)  # only the setting that differs
         shot(page, "drift-02-matrix")
         page.set_viewport_size({"width": 390, "height": 844})
         shot(page, "drift-03-matrix-phone")
+        page.set_viewport_size({"width": 1400, "height": 900})
+        page.click("a:has-text('Show every setting')")
+        expect(page.locator("td.cell-compliant").first).to_be_visible()
+        shot(page, "drift-02b-matrix-every-setting", full_page=False)
         page.set_viewport_size({"width": 1400, "height": 900})
 
         page.goto(f"{server.url}/admin/t/{customer}/findings?kind=drift")
