@@ -19,7 +19,7 @@ from .drift.baselines import EditRefused, baseline_prefix, build_from_tenant, ed
 from .extensions import db
 from .forms import ActionForm
 from .jobs import enqueue_evaluation
-from .listing import PAGE_SIZES, Page, ListParams
+from .listing import ListParams, Page, search_clause
 from .models import Finding, Policy, Tenant
 from .operations_forms import AssignBaselineForm, BaselineFromTenantForm
 from .operations_models import Baseline, BaselineAssignment, BaselinePolicy, BaselineVersion, Tag, TenantTag
@@ -307,7 +307,7 @@ def matrix_rows(baseline: Baseline) -> list[tuple[BaselinePolicy, str]]:
 
 def matrix_page(baseline: Baseline) -> tuple[Page, dict]:
     """One page of the baseline's tenants (by name) and their cells, in three statements:
-    the count, the page, and the page's drift findings of this baseline."""
+    the count, the page, and the page's open drift findings of this baseline (four columns each)."""
     try:
         page_no = max(1, min(int(request.args.get("page", 1)), 1_000_000))
     except ValueError:
@@ -315,8 +315,6 @@ def matrix_page(baseline: Baseline) -> tuple[Page, dict]:
     q = " ".join(request.args.get("q", "").split())[:200]
     tenants = tenants_of_baseline(baseline)
     if q:
-        from .listing import search_clause
-
         tenants = tenants.where(search_clause([Tenant.name, Tenant.primary_domain, cast(Tenant.external_id, String)], q))
     total = db.session.scalar(select(func.count()).select_from(tenants.with_only_columns(Tenant.id).subquery()))
     params = ListParams(q=q, sort="name", page=page_no, per_page=MATRIX_TENANTS_PER_PAGE,
@@ -326,29 +324,34 @@ def matrix_page(baseline: Baseline) -> tuple[Page, dict]:
     items = list(db.session.scalars(tenants.order_by(Tenant.name, Tenant.id).limit(MATRIX_TENANTS_PER_PAGE)
                                     .offset((params.page - 1) * MATRIX_TENANTS_PER_PAGE)))
     page = Page(items=items, total=total, params=params)
-    findings = db.session.scalars(select(Finding).where(
-        Finding.workspace_id == baseline.workspace_id, Finding.baseline_id == baseline.id,
-        Finding.tenant_id.in_([t.id for t in items]), Finding.status != "resolved")) if items else []
+    findings = db.session.execute(select(
+        Finding.tenant_id, Finding.subject_key, Finding.status, Finding.detail["actualShown"].astext)
+        .where(Finding.workspace_id == baseline.workspace_id, Finding.baseline_id == baseline.id,
+               Finding.tenant_id.in_([t.id for t in items]), Finding.status != "resolved")).all() if items else []
+    prefix = baseline_prefix(baseline.id)
     cells: dict = {}
-    missing: dict = {}
-    for finding in findings:
-        detail = finding.detail or {}
-        parts = finding.subject_key.removeprefix(baseline_prefix(baseline.id)).split(":", 2)
-        state = "accepted" if finding.status == "accepted" else "deviating"
+    for tenant_id, key, status, actual in findings:
+        parts = key.removeprefix(prefix).split(":", 2)
+        state = "accepted" if status == "accepted" else "deviating"
         if parts[0] == "setting" and len(parts) == 3:
-            cells[(finding.tenant_id, int(parts[1]), parts[2])] = Cell(state, detail.get("actualShown", ""))
+            cells[(tenant_id, int(parts[1]), parts[2])] = Cell(state, actual or "")
         elif parts[0] == "missing":
-            missing[(finding.tenant_id, int(parts[1]))] = Cell("missing" if state == "deviating" else state,
-                                                               "no policy")
+            cells[(tenant_id, int(parts[1]))] = Cell("missing" if state == "deviating" else state, "no policy")
+    return page, cells
 
-    def cell(tenant_id: int, item: BaselinePolicy, key: str) -> Cell:
-        if (tenant_id, item.id) in missing:
-            return missing[(tenant_id, item.id)]
-        if (tenant_id, item.id, key) in cells:
-            return cells[(tenant_id, item.id, key)]
-        return Cell("compliant")
 
-    return page, {"cell": cell}
+COMPLIANT = Cell("compliant")
+
+
+def matrix_grid(baseline: Baseline, page: Page, cells: dict, show_all: bool):
+    """[(baseline policy, setting key, [cell per tenant of the page])]: the rows to draw, computed once."""
+    grid = []
+    for item, key in matrix_rows(baseline):
+        row = [cells.get((tenant.id, item.id)) or cells.get((tenant.id, item.id, key)) or COMPLIANT
+               for tenant in page.items]
+        if show_all or any(cell is not COMPLIANT for cell in row):
+            grid.append((item, key, row))
+    return grid
 
 
 @bp.get("/<int:baseline_id>/matrix")
@@ -356,13 +359,8 @@ def matrix(baseline_id: int):
     """Settings x tenants. By default only the settings that differ somewhere on this page of
     tenants (show=all lists every setting of the baseline)."""
     baseline = baseline_or_404(baseline_id)
-    page, helpers = matrix_page(baseline)
-    cell = helpers["cell"]
-    rows = matrix_rows(baseline)
+    page, cells = matrix_page(baseline)
     show_all = request.args.get("show") == "all"
-    if not show_all:
-        rows = [(item, key) for item, key in rows
-                if any(cell(tenant.id, item, key).state != "compliant" for tenant in page.items)]
-    return render_template("baselines/matrix.html", baseline=baseline, page=page, rows=rows, cell=cell,
-                           show_all=show_all, total_settings=sum(1 for _ in matrix_rows(baseline)),
-                           action_form=ActionForm(), page_sizes=PAGE_SIZES)
+    return render_template("baselines/matrix.html", baseline=baseline, page=page,
+                           grid=matrix_grid(baseline, page, cells, show_all), show_all=show_all,
+                           total_settings=len(matrix_rows(baseline)), action_form=ActionForm())
