@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import abort, flash, g, redirect, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 
 from .access import require_role
@@ -11,7 +11,8 @@ from .audit import record_audit
 from .extensions import db
 from .forms import ActionForm
 from .operations_forms import TagForm
-from .operations_models import Tag, TenantTag
+from .jobs import enqueue_evaluation
+from .operations_models import BaselineAssignment, Tag, TenantTag
 from .workspace_area import workspace_blueprint
 
 bp = workspace_blueprint("tags", __name__, "/tags")
@@ -97,8 +98,14 @@ def delete(tag_id: int):
         abort(400)
     record_audit("tag.delete", actor=current_user, workspace=g.workspace_access.workspace, target_type="tag",
                  target_id=tag.id, target_name=tag.name, details={"before": {"name": tag.name}, "after": None})
+    # Baselines assigned through the tag stop applying to its tenants: their findings are evaluated again.
+    affected = list(db.session.scalars(select(TenantTag.tenant_id).where(
+        TenantTag.tag_id == tag.id, TenantTag.workspace_id == tag.workspace_id,
+        exists().where(BaselineAssignment.tag_id == tag.id))))
     db.session.delete(tag)  # its tenants' links and baseline assignments go with it (ON DELETE CASCADE)
+    for tenant_id in affected:
+        enqueue_evaluation(tenant_id, tag.workspace_id)
     db.session.commit()
-    flash(f"Tag {tag.name} deleted; baselines assigned through it no longer apply to its tenants "
-          "(their findings resolve at the next evaluation).", "success")
+    flash(f"Tag {tag.name} deleted" + (f"; {len(affected)} tenant(s) are evaluated again without the baselines "
+                                       "assigned through it." if affected else "."), "success")
     return redirect(url_for(".index"))

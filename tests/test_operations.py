@@ -57,6 +57,22 @@ def test_tags_are_created_renamed_recoloured_and_deleted_by_managers(ada, world,
     assert db_session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action.like("tag.%"))) == 3
 
 
+def test_deleting_a_tag_that_carries_a_baseline_evaluates_its_tenants_again(ada, world, db_session):
+    managed = tag(db_session, world.a, "Managed", world.tenant_a, world.tenant_a2)
+    plain = tag(db_session, world.a, "Plain", world.tenant_a)
+    baseline = Baseline(workspace_id=world.a.id, name="Std")
+    db_session.add(baseline)
+    db_session.flush()
+    db_session.add(BaselineAssignment(workspace_id=world.a.id, baseline_id=baseline.id, tag_id=managed.id))
+    db_session.commit()
+    post_form(ada, f"/admin/w/{world.a.slug}/tags/{plain.id}/delete")
+    assert jobs("evaluate_tenant_findings") == []  # no baseline came through that one
+    post_form(ada, f"/admin/w/{world.a.slug}/tags/{managed.id}/delete")
+    assert sorted(job["tenant_id"] for job in jobs("evaluate_tenant_findings")) == sorted(
+        [world.tenant_a.id, world.tenant_a2.id])
+    assert db_session.scalar(select(func.count()).select_from(BaselineAssignment)) == 0
+
+
 def test_another_workspaces_tag_is_a_404(ada, world, db_session):
     theirs = tag(db_session, world.b, "Bravo only")
     response = ada.post(f"/admin/w/{world.a.slug}/tags/{theirs.id}/delete", data={"csrf_token": csrf_token(ada)})

@@ -254,31 +254,6 @@ def build_from_tenant(workspace_id: int, name: str, tenant: Tenant, user_id: int
     return baseline
 
 
-def build_from_backup_set(workspace_id: int, name: str, backup_set, user_id: int | None) -> Baseline:
-    """A new baseline from a backup set's policy items (their payloads in the normalized shape)."""
-    from app.models import BackupItem
-
-    baseline = Baseline(workspace_id=workspace_id, name=name, source_label=f"Built from backup {backup_set.name}",
-                        created_by_user_id=user_id, version=1)
-    db.session.add(baseline)
-    db.session.flush()
-    rows = db.session.execute(
-        select(BackupItem.display_name, BackupItem.payload, Policy.policy_type, Policy.platform)
-        .join(Policy, (Policy.id == BackupItem.policy_id) & (Policy.tenant_id == BackupItem.tenant_id))
-        .where(BackupItem.tenant_id == backup_set.tenant_id, BackupItem.backup_set_id == backup_set.id)
-        .order_by(BackupItem.display_name, BackupItem.id)).all()
-    for position, (display_name, payload, policy_type, platform) in enumerate(rows):
-        settings = payload.get("settings") if isinstance(payload, dict) else None
-        if not isinstance(settings, dict):
-            continue
-        kinds = sorted({a.get("target") for a in payload.get("assignments") or [] if isinstance(a, dict)} - {None})
-        db.session.add(BaselinePolicy(workspace_id=workspace_id, baseline_id=baseline.id, position=position,
-                                      policy_type=policy_type, platform=platform, name=display_name,
-                                      settings=settings, any_value=[], expected_assignments=kinds))
-    record_version(baseline, f"Built from backup {backup_set.name}", user_id)
-    return baseline
-
-
 class EditRefused(ValueError):
     pass
 
