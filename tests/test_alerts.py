@@ -221,3 +221,23 @@ def test_the_rule_form_refuses_an_internal_webhook_and_creates_a_valid_email_rul
     created = db_session.scalar(select(AlertRule).where(AlertRule.workspace_id == world.a.id))
     assert (created.event, created.threshold, created.target) == ("sync_failing", 3,
                                                                   "noc@msp.example, oncall@msp.example")
+
+
+def test_sync_failing_and_backup_missing_alert_from_their_thresholds_and_a_new_connection_alerts(world, db_session):
+    failing = rule(db_session, world.a, name="Failing 3", event="sync_failing", threshold=3)
+    stale = rule(db_session, world.a, name="No backup 10 days", event="backup_missing", threshold=10)
+    connected = rule(db_session, world.a, name="Connected", event="tenant_connected")
+    tenant = world.tenant_a2  # no backup at all, never connected
+    tenant.connection_status, tenant.last_sync_status = "failing", "failed"
+    for failures in (1, 2, 3):
+        tenant.consecutive_failures = failures
+        db_session.commit()
+        evaluate_tenant(tenant, NOW + timedelta(days=failures))  # a day apart: not de-duplicated
+    assert [e.payload["finding"]["detail"]["consecutiveFailures"] for e in events(failing)] == [3]
+    assert len(events(stale)) == 3  # never backed up: as old as can be, every day
+
+    from app.alerts.rules import queue_tenant_connected
+
+    assert queue_tenant_connected(tenant, NOW) == 1
+    assert queue_tenant_connected(tenant, NOW) == 0  # the same day: once
+    assert [e.title for e in events(connected)] == [f"{tenant.name} is connected"]
