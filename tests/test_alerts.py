@@ -182,16 +182,20 @@ def test_rules_are_scoped_to_tags_with_exclusions_and_by_severity(world, db_sess
                         TenantTag(tenant_id=world.tenant_a2.id, tag_id=vip.id, workspace_id=world.a.id),
                         TenantTag(tenant_id=world.tenant_a2.id, tag_id=lab.id, workspace_id=world.a.id)])
     db_session.commit()
-    scoped = rule(db_session, world.a, name="VIP not lab", include_tag_ids=[vip.id], exclude_tag_ids=[lab.id])
+    scoped = rule(db_session, world.a, name="VIP not lab", event="new_finding", min_severity="low",
+                  include_tag_ids=[vip.id], exclude_tag_ids=[lab.id])
     critical_only = rule(db_session, world.a, name="Critical", event="new_finding", min_severity="critical")
     high_up = rule(db_session, world.a, name="High", event="new_finding", min_severity="high")
+    revoked(db_session, world.tenant_a)  # consent revoked: critical
+    world.tenant_a2.connection_status, world.tenant_a2.last_sync_status = "failing", "failed"
+    world.tenant_a2.consecutive_failures = 1  # sync failing once: medium; connected, never backed up: high
+    db_session.commit()
     for tenant in (world.tenant_a, world.tenant_a2):
-        revoked(db_session, tenant)
         evaluate_tenant(tenant, NOW)
-    assert {e.tenant_id for e in events(scoped)} == {world.tenant_a.id}
-    assert {e.tenant_id for e in events(critical_only)} == {world.tenant_a.id, world.tenant_a2.id}
-    # tenant A also has a missing permission (high) from the fixture: a new finding at or above high
-    assert len(events(high_up)) > len(events(critical_only))
+    assert {e.tenant_id for e in events(scoped)} == {world.tenant_a.id}  # tenant A2 is in the lab
+    assert {e.payload["finding"]["severity"] for e in events(critical_only)} == {"critical"}
+    assert {(e.tenant_id, e.payload["finding"]["severity"]) for e in events(high_up)} == {
+        (world.tenant_a.id, "critical"), (world.tenant_a2.id, "high")}
 
 
 @pytest.mark.parametrize("url", ["https://127.0.0.1/hook", "https://10.1.2.3/hook", "https://[::1]/hook",

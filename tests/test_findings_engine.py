@@ -67,8 +67,9 @@ def test_sync_failing_consent_revoked_and_missing_permissions_follow_the_tenant(
 
     tenant.connection_status = "consent_revoked"
     evaluate_tenant(tenant, NOW)
+    # Consent gone: nothing is known of what is granted any more (as the portfolio's dash says).
     assert {(f.kind, f.status) for f in computed(tenant)} == {
-        ("sync", "resolved"), ("permission", "open"), ("connection", "open")}
+        ("sync", "resolved"), ("permission", "resolved"), ("connection", "open")}
 
     tenant.connection_status, tenant.last_sync_status, tenant.consecutive_failures = "connected", "succeeded", 0
     db_session.execute(TenantPermission.__table__.update().where(TenantPermission.tenant_id == tenant.id)

@@ -190,7 +190,9 @@ def test_findings_are_computed_from_the_demo_rows_and_triaged_by_its_people(db_s
     seed()
 
     states = set(db_session.execute(select(Finding.kind, Finding.severity, Finding.status)).all())
-    assert {"backup", "permission", "drift"} <= {kind for kind, _, _ in states}
+    # Demo tenants are not connected: what they grant is unknown, so no permission finding (the
+    # portfolio shows a dash there too); backups and drift are known from their rows.
+    assert {kind for kind, _, _ in states} == {"backup", "drift"}
     assert {"medium", "high"} <= {severity for _, severity, _ in states}
     # Resolved findings come from real changes (a later sync, a new backup), never from the seed.
     assert {status for _, _, status in states} == {"open", "acknowledged", "accepted"}

@@ -5,7 +5,8 @@
   a tenant that is connected or has ever had a backup (a tenant just registered is not
   "failing" its backups);
 - sync failing: the last sync failed (N in a row);
-- a Microsoft Graph permission missing: one finding per missing permission;
+- a Microsoft Graph permission missing: one finding per missing permission, for a connected
+  tenant (only a token says what is granted);
 - consent revoked: the customer's admin consent is gone (or the app was removed).
 """
 from __future__ import annotations
@@ -75,7 +76,9 @@ def hygiene_findings(tenant: Tenant, now: datetime, facts: dict | None = None) -
                   + (" (periodic syncing paused)" if paused else ""),
             detail={"consecutiveFailures": tenant.consecutive_failures, "error": tenant.connection_error,
                     "paused": paused}))
-    for permission in facts["missing"]:
+    # What a tenant grants is known only from a token: a tenant never connected (or whose consent
+    # is gone) shows no permission as missing, as its Permissions column says (a dash).
+    for permission in (facts["missing"] if tenant.is_connected else ()):
         found.append(Desired(
             key=subject_key(HYGIENE, "permission_missing", permission), kind="permission", severity="high",
             title=f"Microsoft Graph permission {permission} is not granted",
