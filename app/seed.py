@@ -1025,7 +1025,7 @@ def demo_findings(workspace_ids: list[int], echo: Callable[[str], Any]) -> int:
         golden = db.session.scalar(
             select_first_active_tenant(workspace_id)) if exists is None else None
         if golden is not None:
-            baseline = build_from_tenant(workspace_id, DEMO_BASELINE, golden, None, severity="medium",
+            baseline = build_from_tenant(workspace_id, DEMO_BASELINE, golden, None, severity="high",
                                          report_extra=False)
             for item in list(baseline.policies):
                 if item.name not in DEMO_BASELINE_POLICIES:
