@@ -284,3 +284,24 @@ def test_another_workspaces_baseline_is_a_404_everywhere(ada, world, db_session)
     assert ada.get(f"{base}/matrix").status_code == 404
     assert ada.post(f"{base}/delete", data={"csrf_token": csrf_token(ada)}).status_code == 404
     assert db_session.get(Baseline, theirs.id) is not None
+
+
+def test_the_demo_shows_its_tags_baseline_matrix_findings_and_exports(client, db_session):
+    from app.seed import DEMO_PASSWORD, seed_demo_data
+
+    seed_demo_data(echo=lambda line: None)
+    sign_in(client, "olivia.chen@tenantatlas.demo", DEMO_PASSWORD)
+    slug = "atlas-managed-services"
+    body = page(client, f"/admin/w/{slug}/managed-tenants")
+    assert "tag-badge" in body and "Managed" in body
+    body = page(client, f"/admin/w/{slug}/baselines")
+    assert "MSP Standard" in body
+    workspace_baseline = db_session.scalar(text(
+        "SELECT b.id FROM baselines b JOIN workspaces w ON w.id = b.workspace_id WHERE w.slug = :s"), {"s": slug})
+    body = page(client, f"/admin/w/{slug}/baselines/{workspace_baseline}/matrix")
+    assert "cell-deviating" in body
+    assert "differs from baseline MSP Standard" in page(client, f"/admin/w/{slug}/findings?kind=drift")
+    for path in ("tags", "bulk", "alerts", f"baselines/{workspace_baseline}"):
+        page(client, f"/admin/w/{slug}/{path}")
+    rows = read_csv(client.get(f"/admin/w/{slug}/findings.csv?status=all"))
+    assert len(rows) > 50
