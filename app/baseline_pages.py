@@ -346,9 +346,11 @@ COMPLIANT = Cell("compliant")
 def matrix_grid(baseline: Baseline, page: Page, cells: dict, show_all: bool):
     """[(baseline policy, setting key, [cell per tenant of the page])]: the rows to draw, computed once."""
     grid = []
+    tenant_ids = [tenant.id for tenant in page.items]  # plain ints: no ORM attribute access per cell
     for item, key in matrix_rows(baseline):
-        row = [cells.get((tenant.id, item.id)) or cells.get((tenant.id, item.id, key)) or COMPLIANT
-               for tenant in page.items]
+        item_id = item.id
+        row = [cells.get((tenant_id, item_id)) or cells.get((tenant_id, item_id, key)) or COMPLIANT
+               for tenant_id in tenant_ids]
         if show_all or any(cell is not COMPLIANT for cell in row):
             grid.append((item, key, row))
     return grid

@@ -479,6 +479,8 @@ class Finding(TenantOwned, db.Model):
         Index("ux_findings_tenant_id_subject_key", "tenant_id", "subject_key", unique=True,
               postgresql_where=text("subject_key IS NOT NULL")),
         Index("ix_findings_workspace_id_status_severity", "workspace_id", "status", "severity"),
+        # The drift matrix reads one baseline's findings of one page of tenants.
+        Index("ix_findings_baseline_id_tenant_id", "baseline_id", "tenant_id"),
     )
 
     id: Mapped[int] = _pk()
@@ -497,8 +499,7 @@ class Finding(TenantOwned, db.Model):
     # Computed findings (app.drift): "hygiene:backup_missing", "baseline:<id>:setting:<policy>:<key>"…
     # None for a finding written by hand (older rows, tests).
     subject_key: Mapped[str | None] = mapped_column(String(600))
-    baseline_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("baselines.id", ondelete="CASCADE"), index=True)
+    baseline_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("baselines.id", ondelete="CASCADE"))
     # An acceptance's end; past it, a later run opens the finding again if it still holds.
     accepted_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_evaluated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -62,14 +62,14 @@ def upgrade():
     run_outside_transaction(
         "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ux_findings_tenant_id_subject_key "
         "ON findings (tenant_id, subject_key) WHERE subject_key IS NOT NULL", lift_statement_timeout=True)
-    build_index_concurrently("ix_findings_baseline_id", "findings", "baseline_id")
+    build_index_concurrently("ix_findings_baseline_id_tenant_id", "findings", "baseline_id, tenant_id")
     build_index_concurrently("ix_findings_workspace_id_status_severity", "findings", "workspace_id, status, severity")
 
 
 def downgrade():
     op.execute("DROP FUNCTION IF EXISTS active_tenants_after(bigint, integer)")
     op.execute("DROP INDEX IF EXISTS ix_findings_workspace_id_status_severity")
-    op.execute("DROP INDEX IF EXISTS ix_findings_baseline_id")
+    op.execute("DROP INDEX IF EXISTS ix_findings_baseline_id_tenant_id")
     op.execute("DROP INDEX IF EXISTS ux_findings_tenant_id_subject_key")
     op.execute("UPDATE findings SET status = 'acknowledged' WHERE status = 'accepted'")
     op.execute("ALTER TABLE findings DROP CONSTRAINT ck_findings_status_known")
