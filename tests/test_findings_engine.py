@@ -120,3 +120,24 @@ def _token(client, tenant):
     from tests.conftest import csrf_token
 
     return csrf_token(client)
+
+
+def test_the_dashboard_never_shows_no_backup_beside_a_fresh_completed_backup(ada, world, db_session):
+    tenant = world.tenant_a  # the fixture gave it a completed backup set; make it finish an hour ago
+    from datetime import datetime as _dt
+
+    now = _dt.now(timezone.utc)
+    db_session.execute(BackupSet.__table__.update().where(BackupSet.tenant_id == tenant.id)
+                       .values(status="completed", started_at=now - timedelta(hours=2), finished_at=now - timedelta(hours=1)))
+    tenant.connection_status = "connected"
+    db_session.commit()
+    evaluate_tenant(tenant)
+    db_session.commit()
+    body = page(ada, tenant_url(tenant, ""))
+    assert "No successful backup" not in body
+    db_session.execute(BackupSet.__table__.update().where(BackupSet.tenant_id == tenant.id)
+                       .values(finished_at=now - timedelta(days=8), started_at=now - timedelta(days=8)))
+    db_session.commit()
+    evaluate_tenant(tenant)
+    db_session.commit()
+    assert "No successful backup in the last 7 days" in page(ada, tenant_url(tenant, ""))
