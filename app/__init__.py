@@ -92,6 +92,7 @@ def create_app(config: dict | None = None, database_role: str | None = None) -> 
 
     from . import isolation, row_security  # noqa: F401  (register their session listeners)
     from . import auth, consent, errors, health, legacy, logsafe, portfolio, security, shell, tenant_pages, workspaces
+    from . import alert_pages, baseline_pages, bulk_pages, finding_pages, tag_pages
     from .graph.settings import GraphSettings
 
     # Where Graph lives and the app's credentials (app/graph/settings.py); tests pass their own.
@@ -102,7 +103,7 @@ def create_app(config: dict | None = None, database_role: str | None = None) -> 
     errors.init_app(app)
     security.init_app(app)
     for blueprint in (health.bp, auth.bp, shell.bp, workspaces.bp, portfolio.bp, tenant_pages.bp, legacy.bp,
-                      consent.bp):
+                      consent.bp, tag_pages.bp, baseline_pages.bp, finding_pages.bp, bulk_pages.bp, alert_pages.bp):
         app.register_blueprint(blueprint)
     auth.init_rate_limits(app)
 

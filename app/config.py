@@ -92,6 +92,10 @@ def build_config(instance_path: Path, overrides: dict | None = None, database_ro
         "TESTING": env == "test",
         "TRUSTED_PROXIES": int(trusted_proxies),
         "SYNC_INTERVAL_MINUTES": int(sync_interval),
+        # Alert webhooks to loopback or private addresses (a receiver inside the network): off by default.
+        "ALERT_WEBHOOK_ALLOW_PRIVATE": os.environ.get("ALERT_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
+        "ALERT_WEBHOOK_ALLOW_HTTP": os.environ.get("ALERT_WEBHOOK_ALLOW_HTTP", "").lower() in ("1", "true", "yes"),
+        "FINDINGS_BACKUP_MAX_AGE_DAYS": int(os.environ.get("FINDINGS_BACKUP_MAX_AGE_DAYS", "7") or 7),
     }
     config.update(overrides)
     return config

@@ -7,6 +7,8 @@ nothing is accepted that app.sync.connection does not prove.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
@@ -21,6 +23,7 @@ from .graph.errors import ConsentError
 from .models import Tenant
 from .sync.connection import (ConsentRefused, complete_connection, consume_nonce, finish_proof, read_state, same_tenant,
                               start_proof)
+from .alerts.rules import queue_tenant_connected
 from .sync.runner import request_sync
 
 bp = Blueprint("consent", __name__, url_prefix="/admin/consent")
@@ -128,6 +131,7 @@ def _connect_after_proof(access, tenant: Tenant, refuse):
                  details={"after": {"connection": tenant.connection_status, "consented_by": admin,
                                     "permissions": tenant.granted_permissions, "missing": missing}})
     request_sync(tenant, "connect", current_user.id)
+    queue_tenant_connected(tenant, datetime.now(timezone.utc))  # alert rules "a tenant newly connected" (sent by the worker)
     set_current_workspace(access.workspace)
     db.session.commit()
     if missing:

@@ -42,7 +42,8 @@ CONNECTION_STATUSES = ("not_connected", "connected", "missing_permissions", "con
 SYNC_RUN_STATUSES = ("queued", "running", "succeeded", "partial", "failed")
 SYNC_TRIGGERS = ("user", "schedule", "command", "connect")
 SEVERITIES = ("low", "medium", "high", "critical")
-FINDING_STATUSES = ("open", "acknowledged", "resolved")
+# accepted: a customer-specific exception (a reason, an optional expiry) that later runs respect.
+FINDING_STATUSES = ("open", "acknowledged", "accepted", "resolved")
 BACKUP_STATUSES = ("pending", "running", "completed", "partial", "failed")
 BACKUP_TRIGGERS = ("user", "schedule", "upload", "command")
 RESTORE_STATUSES = ("planning", "planned", "queued", "running", "succeeded", "partial", "failed", "cancelled")
@@ -615,6 +616,12 @@ class Finding(TenantOwned, db.Model):
         CheckConstraint(_in("severity", SEVERITIES), name="severity_known"),
         CheckConstraint(_in("status", FINDING_STATUSES), name="status_known"),
         Index("ix_findings_tenant_id_status_severity", "tenant_id", "status", "severity"),
+        # A computed finding is keyed by what it is about: a re-run updates it, never duplicates it.
+        Index("ux_findings_tenant_id_subject_key", "tenant_id", "subject_key", unique=True,
+              postgresql_where=text("subject_key IS NOT NULL")),
+        Index("ix_findings_workspace_id_status_severity", "workspace_id", "status", "severity"),
+        # The drift matrix reads one baseline's findings of one page of tenants.
+        Index("ix_findings_baseline_id_tenant_id", "baseline_id", "tenant_id"),
     )
 
     id: Mapped[int] = _pk()
@@ -630,6 +637,15 @@ class Finding(TenantOwned, db.Model):
     )
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = _updated_at()
+    # Computed findings (app.drift): "hygiene:backup_missing", "baseline:<id>:setting:<policy>:<key>"…
+    # None for a finding written by hand (older rows, tests).
+    subject_key: Mapped[str | None] = mapped_column(String(600))
+    baseline_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("baselines.id", ondelete="CASCADE"))
+    # An acceptance's end; past it, a later run opens the finding again if it still holds.
+    accepted_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_evaluated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What happened to it, oldest first: [{"at", "event", "by", "note"}] (capped, see app.drift.findings).
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False, server_default="[]", default=list)
 
 
 class EntraRoleDefinition(TenantOwned, db.Model):
@@ -850,3 +866,8 @@ class TenantHealth(db.Model):
     last_backup_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_backup_status: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+# Tags, baselines, bulk runs and alerts live in their own module; imported here so that
+# the metadata (migrations, the schema test) always holds them.
+from . import operations_models  # noqa: E402,F401

@@ -217,6 +217,16 @@ class BackfillRun:
         return report
 
 
+WORKSPACE_LINKS_OF_A_TENANT = (
+    "DELETE FROM tenant_tags WHERE tenant_id = :t",
+    "DELETE FROM baseline_assignments WHERE tenant_id = :t",
+    "DELETE FROM findings WHERE tenant_id = :t AND baseline_id IS NOT NULL",
+    "DELETE FROM bulk_run_items WHERE tenant_id = :t",
+    "DELETE FROM alert_events WHERE tenant_id = :t",
+    "DELETE FROM alert_snoozes WHERE tenant_id = :t",
+)
+
+
 def move_tenant(connection: Connection, tenant_id: int, target_workspace_id: int) -> dict[str, int]:
     """Move a tenant and every row of it to another workspace, in the caller's transaction.
 
@@ -224,6 +234,10 @@ def move_tenant(connection: Connection, tenant_id: int, target_workspace_id: int
     (ON UPDATE CASCADE); the explicit updates after it bind rows a partial
     rollout left unbound, so the move is complete at any phase.
     """
+    # Links to the old workspace's own objects (tags, baselines, bulk runs, alert rules) cannot
+    # follow the tenant: they are removed first (their composite keys would refuse the move).
+    for statement in WORKSPACE_LINKS_OF_A_TENANT:
+        connection.execute(text(statement), {"t": tenant_id})
     connection.execute(text("UPDATE tenants SET workspace_id = :w, updated_at = now() WHERE id = :t"),
                        {"w": target_workspace_id, "t": tenant_id})
     moved = {}

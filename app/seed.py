@@ -119,9 +119,6 @@ ENTRA_ROLES = tuple(load_fixture("entra_roles"))
 
 GRAPH_PERMISSIONS = tuple(load_fixture("graph_permissions"))
 
-# Twelve templates, three of each severity; a tenant gets 6-10 of them (12 is coprime with
-# the stride 5 used to pick them, so a tenant never gets the same one twice).
-FINDINGS = tuple(load_fixture("findings"))
 
 # Tenant history, oldest first; actor "member" is a non-readonly member of the workspace.
 AUDIT_EVENTS = tuple(load_fixture("audit_events"))
@@ -137,7 +134,6 @@ def _catalog_parameters() -> dict[str, Any]:
         "configuration_objects": CONFIGURATION_OBJECTS,
         "entra_groups": ENTRA_GROUPS,
         "entra_roles": ENTRA_ROLES,
-        "findings": FINDINGS,
         "audit_events": AUDIT_EVENTS,
     }
     return {
@@ -227,7 +223,6 @@ _SHARED_CTES: dict[str, tuple[tuple[str, ...], str]] = {
            6 + planned.tenant_key % 3 AS configuration_count,
            2 + planned.tenant_key % 3 AS schedule_count,
            10 + planned.tenant_key % 5 AS group_count,
-           6 + planned.tenant_key % 5 AS finding_count,
            2 + planned.tenant_key % 2 AS restore_count
     FROM unnest(CAST(:tenant_ids AS bigint[]), CAST(:tenant_keys AS integer[])) AS planned(tenant_id, tenant_key)
     JOIN tenants AS tenant ON tenant.id = planned.tenant_id
@@ -387,7 +382,6 @@ _SHARED_CTES: dict[str, tuple[tuple[str, ...], str]] = {
     "configuration_template": ((), _jsonb_catalog("configuration_template", "configuration_objects")),
     "group_template": ((), _jsonb_catalog("group_template", "entra_groups")),
     "role_template": ((), _jsonb_catalog("role_template", "entra_roles")),
-    "finding_template": ((), _jsonb_catalog("finding_template", "findings")),
     "audit_template": ((), _jsonb_catalog("audit_template", "audit_events")),
 }
 
@@ -705,59 +699,8 @@ ENTRA_GROUPS_INSERT = TenantRowsInsert(
     uses=("group_template",),
 )
 
-FINDINGS_INSERT = TenantRowsInsert(
-    table="findings",
-    columns={
-        "tenant_id": "chunk.tenant_id",
-        "workspace_id": "chunk.workspace_id",
-        "kind": "template.entry ->> 'kind'",
-        "severity": "template.entry ->> 'severity'",
-        "title": "template.entry ->> 'title'",
-        "detail": """template.entry -> 'detail' || jsonb_build_object('tenantDomain', chunk.tenant_domain)
-                || CASE WHEN template.entry ->> 'kind' = 'backup' THEN jsonb_build_object(
-                       'lastSuccessfulBackupDaysAgo', CAST(extract(day FROM now() - last_backup.completed_at) AS integer))
-                   ELSE '{}' END""",
-        "policy_id": "policy.id",
-        "status": "fitted.status",
-        "detected_at": "fitted.detected_at",
-        "resolved_at": "CASE WHEN fitted.status = 'resolved' THEN fitted.detected_at + interval '2 days' END",
-        "updated_at": """CASE fitted.status WHEN 'resolved' THEN fitted.detected_at + interval '2 days'
-                WHEN 'acknowledged' THEN fitted.detected_at + interval '5 hours'
-                ELSE fitted.detected_at END""",
-    },
-    source=f"""FROM chunk
-CROSS JOIN LATERAL generate_series(1, chunk.finding_count) AS series(n)
-CROSS JOIN LATERAL (
-    SELECT (ARRAY['open', 'acknowledged', 'resolved'])[1 + (chunk.tenant_key + series.n) % 3] AS status,
-           now() - make_interval(days => 3 + series.n * 4 + chunk.tenant_key % 5, hours => series.n) AS detected_at,
-           1 + (chunk.tenant_key * 3 + series.n * 7) % chunk.policy_count AS policy_no
-) AS planned
-JOIN finding_template AS template
-  ON template.entry_no = 1 + (chunk.tenant_key + series.n * 5) % :findings_count
-LEFT JOIN policies AS policy
-  ON CAST(template.entry ->> 'on_policy' AS boolean)
- AND {_in_chunk('policy')}
- AND policy.tenant_id = chunk.tenant_id
- AND policy.graph_id = {_graph_id('chunk.tenant_key', "'policy'", 'planned.policy_no')}
--- A backup finding says what the tenant's backups say: only without a completed backup in the last
--- 7 days, detected 7 days after the last one, and never resolved (no backup has succeeded since).
-LEFT JOIN LATERAL (
-    SELECT max(backup.started_at) AS completed_at
-    FROM backup_sets AS backup
-    WHERE {_in_chunk('backup')} AND backup.tenant_id = chunk.tenant_id AND backup.status = 'completed'
-) AS last_backup ON template.entry ->> 'kind' = 'backup'
-CROSS JOIN LATERAL (
-    SELECT CASE WHEN template.entry ->> 'kind' = 'backup' AND planned.status = 'resolved' THEN 'open'
-                ELSE planned.status END AS status,
-           CASE WHEN template.entry ->> 'kind' = 'backup'
-                THEN coalesce(last_backup.completed_at + interval '7 days', planned.detected_at)
-                ELSE planned.detected_at END AS detected_at
-) AS fitted
-WHERE template.entry ->> 'kind' <> 'backup'
-   OR last_backup.completed_at IS NULL OR last_backup.completed_at < now() - interval '7 days'""",
-    uses=("finding_template",),
-    order_by="fitted.detected_at",
-)
+# Findings are not inserted: they are computed from the rows above by the findings engine
+# (app.drift) once the tenants are in, exactly as after a sync (see `demo_findings`).
 
 ENTRA_ROLE_DEFINITIONS = TenantRowsInsert(
     table="entra_role_definitions",
@@ -827,7 +770,6 @@ TENANT_ROW_INSERTS = (
     INVENTORY_ITEMS,
     INVENTORY_LINKS,
     ENTRA_GROUPS_INSERT,
-    FINDINGS_INSERT,
     ENTRA_ROLE_DEFINITIONS,
     TENANT_PERMISSIONS,
     TENANT_AUDIT_LOGS,
@@ -998,6 +940,8 @@ def seed_demo_data(
                 f"in {time.perf_counter() - chunk_started:.1f}s"
             )
 
+    inserted_rows["findings"] += demo_findings(workspace_ids, echo)
+
     elapsed = time.perf_counter() - started
     total_rows = sum(inserted_rows.values())
     echo(
@@ -1007,6 +951,120 @@ def seed_demo_data(
     if total_rows:
         echo("  " + ", ".join(f"{table} {count:,}" for table, count in inserted_rows.items() if count))
     echo_demo_sign_ins(echo)
+
+
+# --- findings: computed, as after a sync ----------------------------------------------------------
+
+DEMO_TAGS = (("Managed", "#0d6efd"), ("Pilot ring", "#fd7e14"), ("Healthcare", "#198754"))
+DEMO_BASELINE = "MSP Standard"
+# The golden tenant's policies that make the demo baseline: templates every demo tenant has.
+DEMO_BASELINE_POLICIES = ("WIN - BitLocker - Baseline", "WIN - Compliance - Baseline",
+                          "WIN - Settings Catalog - Microsoft Edge Security", "WIN - Update Ring - Pilot",
+                          "WIN - Endpoint Security - Firewall", "iOS - Device Restrictions - Corporate")
+EVALUATION_COMMIT_EVERY = 200
+
+TAG_DEMO_TENANTS = """
+INSERT INTO tenant_tags (tenant_id, tag_id, workspace_id)
+SELECT tenant.id, tag.id, tenant.workspace_id
+FROM tenants AS tenant
+JOIN tags AS tag ON tag.workspace_id = tenant.workspace_id
+WHERE tenant.workspace_id = :workspace_id
+  AND (tag.name = 'Managed'
+       OR (tag.name = 'Pilot ring' AND tenant.id % 4 = 0)
+       OR (tag.name = 'Healthcare' AND tenant.id % 5 = 1))
+ON CONFLICT (tenant_id, tag_id) DO NOTHING
+"""
+
+
+def demo_findings(workspace_ids: list[int], echo: Callable[[str], Any]) -> int:
+    """Each demo workspace's tags and baseline (once), then every tenant's findings from the
+    findings engine, and some triage by the workspace's people. Returns the findings created."""
+    from .drift import evaluate_tenant
+    from .drift.baselines import build_from_tenant, record_version
+    from .drift.findings import triage
+    from .operations_models import BaselineAssignment
+
+    before = db.session.scalar(text("SELECT count(*) FROM findings"))
+    for workspace_id in workspace_ids:
+        for name, colour in DEMO_TAGS:
+            db.session.execute(text("INSERT INTO tags (workspace_id, name, colour) VALUES (:w, :n, :c) "
+                                    "ON CONFLICT (workspace_id, name) DO NOTHING"), {"w": workspace_id, "n": name, "c": colour})
+        db.session.execute(text(TAG_DEMO_TENANTS), {"workspace_id": workspace_id})
+        exists = db.session.scalar(text("SELECT id FROM baselines WHERE workspace_id = :w AND name = :n"),
+                                   {"w": workspace_id, "n": DEMO_BASELINE})
+        golden = db.session.scalar(
+            select_first_active_tenant(workspace_id)) if exists is None else None
+        if golden is not None:
+            baseline = build_from_tenant(workspace_id, DEMO_BASELINE, golden, None, severity="high",
+                                         report_extra=False)
+            for item in list(baseline.policies):
+                if item.name not in DEMO_BASELINE_POLICIES:
+                    db.session.delete(item)
+            db.session.flush()
+            db.session.execute(text("DELETE FROM baseline_versions WHERE baseline_id = :b"), {"b": baseline.id})
+            record_version(baseline, f"Built from {golden.name}: the six policies every customer has", None)
+            managed = db.session.scalar(text("SELECT id FROM tags WHERE workspace_id = :w AND name = 'Managed'"),
+                                        {"w": workspace_id})
+            db.session.add(BaselineAssignment(workspace_id=workspace_id, baseline_id=baseline.id, tag_id=managed))
+        db.session.commit()
+    tenants = list(db.session.scalars(_tenants_to_evaluate(workspace_ids)))
+    for number, tenant in enumerate(tenants, start=1):
+        evaluate_tenant(tenant)
+        if number % EVALUATION_COMMIT_EVERY == 0:
+            db.session.commit()
+            echo(f"  findings: {number:,}/{len(tenants):,} tenants evaluated")
+    db.session.commit()
+    _demo_triage(workspace_ids, triage)
+    db.session.commit()
+    return db.session.scalar(text("SELECT count(*) FROM findings")) - before
+
+
+def select_first_active_tenant(workspace_id: int):
+    from sqlalchemy import select
+
+    from .models import Tenant
+
+    return (select(Tenant).where(Tenant.workspace_id == workspace_id, Tenant.status == "active")
+            .order_by(Tenant.id).limit(1))
+
+
+def _tenants_to_evaluate(workspace_ids: list[int]):
+    """Active tenants that have never been evaluated (a rerun of the seed evaluates nothing again)."""
+    from sqlalchemy import exists, select
+
+    from .models import Finding, Tenant
+
+    evaluated = exists().where(Finding.tenant_id == Tenant.id, Finding.subject_key.is_not(None))
+    return (select(Tenant).where(Tenant.workspace_id.in_(workspace_ids), Tenant.status == "active", ~evaluated)
+            .order_by(Tenant.id))
+
+
+def _demo_triage(workspace_ids: list[int], triage) -> None:
+    """People at work: some open findings acknowledged, some drift accepted for its tenant."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import func, select
+
+    from .models import Finding, User, WorkspaceMembership
+
+    now = datetime.now(timezone.utc)
+    people = dict(db.session.execute(
+        select(WorkspaceMembership.workspace_id, User.name).join(User, User.id == WorkspaceMembership.user_id)
+        .where(WorkspaceMembership.workspace_id.in_(workspace_ids), WorkspaceMembership.role.in_(("manager", "operator")))
+        .order_by(WorkspaceMembership.workspace_id, User.id)).all())
+    # Only findings nobody has touched yet: a rerun of the seed triages nothing twice.
+    untriaged = db.session.scalars(select(Finding).where(
+        Finding.workspace_id.in_(workspace_ids), Finding.status == "open", Finding.subject_key.is_not(None),
+        func.jsonb_array_length(Finding.history) == 1).order_by(Finding.id))
+    for finding in untriaged:
+        who = people.get(finding.workspace_id, "Olivia Chen")
+        if finding.id % 7 == 3:
+            triage(finding, "acknowledge", by=who, now=now - timedelta(hours=finding.id % 48),
+                   note=f"Ticket PSA-{4000 + finding.id % 900}: with the customer")
+        elif finding.kind == "drift" and finding.id % 11 == 5:
+            triage(finding, "accept", by=who, now=now - timedelta(hours=finding.id % 72),
+                   note="Customer exception agreed in the quarterly review",
+                   until=now + timedelta(days=30 + finding.id % 60))
 
 
 def _ensure_workspaces_and_people() -> list[int]:

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from .extensions import db
 from .listing import escape_like
+from .operations_models import Tag, TenantTag
 from .models import Tenant, TenantPin, TenantVisit
 
 SEARCH_LIMIT = 20
@@ -18,15 +19,19 @@ PINNED_LIMIT = 10
 
 
 def search_switcher_tenants(workspace_id: int, term: str) -> list[Tenant]:
-    """Active tenants of the workspace matching `term` (name, domain or id); prefix matches first."""
+    """Active tenants of the workspace matching `term` (name, domain, id or a tag's name); prefix matches first."""
     statement = select(Tenant).where(Tenant.workspace_id == workspace_id, Tenant.status == "active")
     if term:
         escaped = escape_like(term)
         contains, prefix = f"%{escaped}%", f"{escaped}%"
+        # A tag's name matches every tenant carrying it ("Healthcare" lists the healthcare customers).
+        tagged = (select(TenantTag.tenant_id).join(Tag, (Tag.id == TenantTag.tag_id) & (Tag.workspace_id == workspace_id))
+                  .where(TenantTag.workspace_id == workspace_id, Tag.name.ilike(contains, escape="\\")))
         statement = statement.where(
             Tenant.name.ilike(contains, escape="\\")
             | Tenant.primary_domain.ilike(contains, escape="\\")
             | cast(Tenant.external_id, String).ilike(prefix, escape="\\")
+            | Tenant.id.in_(tagged)
         ).order_by(case((Tenant.name.ilike(prefix, escape="\\"), 0), else_=1))
     return list(db.session.scalars(statement.order_by(Tenant.name, Tenant.id).limit(SEARCH_LIMIT)))
 

@@ -19,7 +19,10 @@ from werkzeug.routing import RequestRedirect
 
 from .access import require_role, require_tenant_access
 from .audit import record_audit
+from .csv_export import (AUDIT_CSV_HEADER, FINDING_CSV_HEADER, audit_csv_row, csv_response, finding_csv_row,
+                         read_date_range, sorted_for_export)
 from .diffing import snapshot_diff
+from .drift.findings import MAX_NOTE, TRANSITIONS, TriageRefused, triage
 from .extensions import db
 from .forms import ActionForm, BackupScheduleForm
 from .listing import paginate, read_list_params, search_clause
@@ -44,6 +47,7 @@ from .models import (
     User,
 )
 from .graph.families import FAMILIES, permission_features
+from .operations_models import Baseline
 from .shell import current_query_suffix
 from .switcher import is_pinned, record_visit
 from .sync.connection import start_consent
@@ -405,7 +409,8 @@ def permissions():
 # --- findings ----------------------------------------------------------------------------------------------------
 
 
-def findings_page(tenant_id: int):
+def tenant_findings_query(tenant_id: int):
+    """(params, statement, sortable) of the tenant's findings as the query string filters them."""
     severity_rank = func.array_position(list(SEVERITIES), Finding.severity)
     sortable = {"severity": severity_rank, "detected": Finding.detected_at, "title": Finding.title,
                 "status": Finding.status, "kind": Finding.kind}
@@ -421,7 +426,28 @@ def findings_page(tenant_id: int):
         statement = statement.where(Finding.status == params.filters["status"])
     if params.q:
         statement = statement.where(search_clause([Finding.title, Finding.kind], params.q))
+    return params, statement, sortable
+
+
+def findings_page(tenant_id: int):
+    params, statement, sortable = tenant_findings_query(tenant_id)
     return paginate(statement, params, sortable, tiebreak=Finding.id, scalars=False)
+
+
+@bp.get("/findings.csv")
+def findings_csv():
+    """The tenant's findings as filtered on its page, in the workspace export's columns."""
+    tenant = _tenant()
+    params, statement, sortable = tenant_findings_query(tenant.id)
+    baseline_names = dict(db.session.execute(select(Baseline.id, Baseline.name).where(
+        Baseline.workspace_id == tenant.workspace_id)).all())
+    name, external_id = tenant.name, tenant.external_id
+
+    def rows():
+        for finding, _policy_name in db.session.execute(sorted_for_export(statement, sortable, params, Finding.id)):
+            yield finding_csv_row(finding, name, external_id, baseline_names.get(finding.baseline_id))
+
+    return csv_response(f"findings-{tenant.external_id}.csv", FINDING_CSV_HEADER, rows)
 
 
 @bp.get("/findings")
@@ -430,39 +456,38 @@ def findings():
                            severities=SEVERITIES, statuses=FINDING_STATUSES)
 
 
-MAX_ACKNOWLEDGEMENT_NOTE = 1000
-
-FINDING_TRANSITIONS = {
-    # action: (allowed from, to, past tense for messages)
-    "acknowledge": (("open",), "acknowledged", "acknowledged"),
-    "resolve": (("open", "acknowledged"), "resolved", "resolved"),
-    "reopen": (("acknowledged", "resolved"), "open", "reopened"),
-}
+MAX_ACKNOWLEDGEMENT_NOTE = MAX_NOTE
 
 
-@bp.post("/findings/<int:finding_id>/<any(acknowledge, resolve, reopen):action>")
+def _acceptance_expiry(value: str) -> datetime | None:
+    """The accept form's optional expiry (a date, YYYY-MM-DD): the end of that day, UTC."""
+    if not value:
+        return None
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        abort(400, "An acceptance's expiry is a date (YYYY-MM-DD).")
+    return day.replace(tzinfo=timezone.utc) + timedelta(days=1)
+
+
+@bp.post("/findings/<int:finding_id>/<any(acknowledge, accept, resolve, reopen):action>")
 def finding_transition(finding_id: int, action: str):
+    """Triage (app.drift.findings.triage keeps who, why and when across runs); the view audits it."""
     finding = _one_or_404(Finding, finding_id)
     require_role("operator", "triage findings")
-    allowed_from, target, done = FINDING_TRANSITIONS[action]
-    note = " ".join(request.form.get("note", "").split()) if action == "acknowledge" else ""
+    note = " ".join(request.form.get("note", "").split()) if action in ("acknowledge", "accept") else ""
     if len(note) > MAX_ACKNOWLEDGEMENT_NOTE:
         abort(400, f"A note can be at most {MAX_ACKNOWLEDGEMENT_NOTE} characters; this one has {len(note):,}.")
-    if finding.status not in allowed_from:
-        flash(f"“{finding.title}” is {finding.status}; it cannot be {done} from there.", "warning")
+    until = _acceptance_expiry(request.form.get("until", "")[:20]) if action == "accept" else None
+    now = datetime.now(timezone.utc)
+    try:
+        before = triage(finding, action, by=current_user.name, now=now, note=note, until=until)
+    except TriageRefused as refused:
+        flash(str(refused), "warning")
     else:
-        before = finding.status
-        now = datetime.now(timezone.utc)
-        finding.status = target
-        finding.resolved_at = now if target == "resolved" else None
-        # The acknowledgement (who, when, why) stays on the finding until it is reopened.
-        detail = dict(finding.detail or {})
-        if target == "acknowledged":
-            detail["acknowledgement"] = {"note": note, "by": current_user.name, "at": now.isoformat()}
-        elif target == "open":
-            detail.pop("acknowledgement", None)
-        finding.detail = detail
-        after = {"status": target, **({"note": note} if note else {})}
+        done = TRANSITIONS[action][2]
+        after = {"status": finding.status, **({"note": note} if note else {}),
+                 **({"until": until.date().isoformat()} if until else {})}
         record_audit(f"finding.{action}", actor=current_user, tenant=_tenant(), target_type="finding",
                      target_id=finding.id, target_name=finding.title,
                      details={"before": {"status": before}, "after": after})
@@ -475,7 +500,8 @@ def finding_transition(finding_id: int, action: str):
 # --- the tenant's audit log -------------------------------------------------------------------------------------
 
 
-def tenant_audit_page(tenant_id: int):
+def tenant_audit_query(tenant_id: int):
+    """(params, statement, sortable) of the tenant's audit log: search, and a date range (from, to)."""
     actor = aliased(User)
     sortable = {"created_at": AuditLog.created_at, "action": AuditLog.action}
     params = read_list_params(sortable, "created_at", default_direction="desc")
@@ -483,12 +509,35 @@ def tenant_audit_page(tenant_id: int):
                  .where(AuditLog.tenant_id == tenant_id))
     if params.q:
         statement = statement.where(search_clause([AuditLog.action, actor.name, AuditLog.target_name], params.q))
+    start, end = read_date_range(request.args)
+    if start:
+        statement = statement.where(AuditLog.created_at >= start)
+    if end:
+        statement = statement.where(AuditLog.created_at < end)
+    return params, statement, sortable
+
+
+def tenant_audit_page(tenant_id: int):
+    params, statement, sortable = tenant_audit_query(tenant_id)
     return paginate(statement, params, sortable, tiebreak=AuditLog.id.desc(), scalars=False)
 
 
 @bp.get("/audit")
 def audit_log():
     return render_template("tenant/audit.html", page=tenant_audit_page(_tenant().id))
+
+
+@bp.get("/audit.csv")
+def audit_log_csv():
+    tenant = _tenant()
+    params, statement, sortable = tenant_audit_query(tenant.id)
+    name = tenant.name
+
+    def rows():
+        for entry, actor_name in db.session.execute(sorted_for_export(statement, sortable, params, AuditLog.id.desc())):
+            yield audit_csv_row(entry, actor_name, name)
+
+    return csv_response(f"audit-{tenant.external_id}.csv", AUDIT_CSV_HEADER, rows)
 
 
 # --- the Graph connection and sync -----------------------------------------------------------------------------

@@ -24,9 +24,34 @@ def guarded_rules(app, method: str):
     )
 
 
+def operations_rows(world) -> dict:
+    """A tag, a baseline (with a policy, assigned to the tag), a bulk run and an alert rule of workspace A."""
+    if hasattr(world, "operations_ids"):
+        return world.operations_ids
+    from app.extensions import db
+    from app.operations_models import (AlertRule, Baseline, BaselineAssignment, BaselinePolicy, BulkRun, Tag)
+
+    tag = Tag(workspace_id=world.a.id, name="Matrix tag")
+    baseline = Baseline(workspace_id=world.a.id, name="Matrix baseline")
+    run = BulkRun(workspace_id=world.a.id, action="sync", label="Sync now")
+    rule = AlertRule(workspace_id=world.a.id, name="Matrix rule", event="new_finding", channel="email",
+                     target="ops@example.test")
+    db.session.add_all([tag, baseline, run, rule])
+    db.session.flush()
+    item = BaselinePolicy(workspace_id=world.a.id, baseline_id=baseline.id, policy_type="deviceConfiguration",
+                          platform="windows10", name="Matrix policy", settings={"a": True})
+    assignment = BaselineAssignment(workspace_id=world.a.id, baseline_id=baseline.id, tag_id=tag.id)
+    db.session.add_all([item, assignment])
+    db.session.commit()
+    world.operations_ids = {"tag_id": tag.id, "baseline_id": baseline.id, "baseline_policy_id": item.id,
+                            "assignment_id": assignment.id, "bulk_run_id": run.id, "rule_id": rule.id}
+    return world.operations_ids
+
+
 def sample_arguments(world) -> dict:
     ids = world.ids_a
     return {
+        **operations_rows(world),
         "tenant_ext": str(world.tenant_a.external_id),
         "external_id": str(world.tenant_a.external_id),
         "slug": world.a.slug,
@@ -113,7 +138,9 @@ def test_every_guarded_get_route(app, world, actor):
     client = actor_client(app, world, actor)
     for rule in rules:
         url = build_url(rule, world)
-        response = client.get(url)
+        # Buffered: a streamed export is read to its end before the next request (the test's
+        # requests share one database connection; production requests each have their own).
+        response = client.get(url, buffered=True)
         if expected_denial(rule, actor):
             assert_denied(response, actor, url)
             body = response.get_data(as_text=True)

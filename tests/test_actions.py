@@ -61,7 +61,31 @@ def prepare(endpoint, world, db_session):
         db_session.add(TenantPin(user_id=world.ada.id, tenant_id=world.tenant_a.id, workspace_id=a.id))
         db_session.commit()
     schedule = {"name": "Weekly export", "frequency": "weekly", "retention_days": "14", "is_enabled": "y"}
+    ops = operations_rows(world, db_session)
+    w = f"/admin/w/{a.slug}"
     return {
+        "tags.create": (f"{w}/tags", {"name": "Pilot ring", "colour": "#fd7e14"}, "manager", "tag.create"),
+        "tags.edit": (f"{w}/tags/{ops['tag_id']}", {"name": "Renamed", "colour": "#198754"}, "manager", "tag.update"),
+        "tags.delete": (f"{w}/tags/{ops['tag_id']}/delete", {}, "manager", "tag.delete"),
+        "baselines.create": (f"{w}/baselines", {"name": "Built", "tenant": str(ext), "severity": "medium"}, "manager",
+                             "baseline.create"),
+        "baselines.assign": (f"{w}/baselines/{ops['baseline_id']}/assign", {"target": f"tenant:{ext}"}, "manager",
+                             "baseline.assign"),
+        "baselines.unassign": (f"{w}/baselines/{ops['baseline_id']}/assignments/{ops['assignment_id']}/remove", {},
+                               "manager", "baseline.unassign"),
+        "baselines.edit": (f"{w}/baselines/{ops['baseline_id']}/policies/{ops['baseline_policy_id']}/edit",
+                           {"action": "any_value", "key": "a"}, "manager", "baseline.edit"),
+        "baselines.evaluate": (f"{w}/baselines/{ops['baseline_id']}/evaluate", {}, "operator", "baseline.evaluate"),
+        "baselines.delete": (f"{w}/baselines/{ops['baseline_id']}/delete", {}, "manager", "baseline.delete"),
+        "bulk.start": (f"{w}/bulk", {"action": "sync", "scope": "selected", "tenant": str(ext)}, "operator",
+                       "bulk.start"),
+        "alerts.create": (f"{w}/alerts", {"name": "Oncall", "event": "consent_revoked", "channel": "email",
+                                          "target": "oncall@example.test", "threshold": "1"}, "manager",
+                          "alert_rule.create"),
+        "alerts.snooze": (f"{w}/alerts/{ops['rule_id']}/snooze", {"hours": "4"}, "operator", "alert_rule.snooze"),
+        "alerts.snooze_tenant": (f"{w}/alerts/{ops['rule_id']}/snooze-tenant", {"tenant": str(ext), "hours": "24"},
+                                 "operator", "alert_rule.snooze_tenant"),
+        "alerts.delete": (f"{w}/alerts/{ops['rule_id']}/delete", {}, "manager", "alert_rule.delete"),
         "portfolio.register_tenant": (f"/admin/w/{a.slug}/managed-tenants",
                                       {"external_id": str(uuid.uuid4()), "name": "New Customer"}, "manager",
                                       "tenant.create"),
@@ -116,6 +140,33 @@ def prepare(endpoint, world, db_session):
     }[endpoint]
 
 
+def operations_rows(world, db_session) -> dict:
+    """A tag, a baseline (a policy, assigned to the tag) and an alert rule of workspace A, made once."""
+    if hasattr(world, "operations_ids"):
+        return world.operations_ids
+    from app.operations_models import AlertRule, Baseline, BaselineAssignment, BaselinePolicy, Tag
+
+    tag = Tag(workspace_id=world.a.id, name="Actions tag")
+    baseline = Baseline(workspace_id=world.a.id, name="Actions baseline")
+    rule = AlertRule(workspace_id=world.a.id, name="Actions rule", event="new_finding", channel="email",
+                     target="ops@example.test")
+    db_session.add_all([tag, baseline, rule])
+    db_session.flush()
+    item = BaselinePolicy(workspace_id=world.a.id, baseline_id=baseline.id, policy_type="deviceConfiguration",
+                          platform="windows10", name="Actions policy", settings={"a": True})
+    assignment = BaselineAssignment(workspace_id=world.a.id, baseline_id=baseline.id, tag_id=tag.id)
+    db_session.add_all([item, assignment])
+    db_session.commit()
+    world.operations_ids = {"tag_id": tag.id, "baseline_id": baseline.id, "baseline_policy_id": item.id,
+                            "assignment_id": assignment.id, "rule_id": rule.id}
+    return world.operations_ids
+
+
+OPERATIONS_ENDPOINTS = ["tags.create", "tags.edit", "tags.delete", "baselines.create", "baselines.assign",
+                        "baselines.unassign", "baselines.edit", "baselines.evaluate", "baselines.delete", "bulk.start",
+                        "alerts.create", "alerts.snooze", "alerts.snooze_tenant", "alerts.delete"]
+
+
 def admin_post_endpoints(app):
     return sorted({rule.endpoint for rule in app.url_map.iter_rules()
                    if "POST" in rule.methods and rule.endpoint != "auth.login"})
@@ -148,6 +199,7 @@ def test_the_table_covers_every_post_route(app, world, db_session):
     "tenant.schedule_disable", "tenant.finding_transition", "workspaces.settings", "workspaces.add_member",
     "workspaces.change_role", "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout",
     "auth.change_password", "auth.change_timezone", "tenant.sync_now", "tenant.connect", *BACKUP_AND_RESTORE,
+    *OPERATIONS_ENDPOINTS,
 ])
 def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_session, endpoint):
     url, data, _, action = prepare(endpoint, world, db_session)
@@ -163,6 +215,7 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_s
     "tenant.schedule_edit", "tenant.schedule_disable", "tenant.schedule_enable", "tenant.finding_transition",
     "workspaces.settings", "workspaces.add_member", "workspaces.change_role", "workspaces.remove_member",
     "tenant.sync_now", "tenant.sync_resume", "tenant.connect", *BACKUP_AND_RESTORE,
+    *OPERATIONS_ENDPOINTS,
 ])
 def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)
@@ -181,6 +234,7 @@ def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_s
     "tenant.finding_transition", "workspaces.settings", "workspaces.add_member", "workspaces.change_role",
     "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout", "auth.change_timezone",
     "tenant.sync_now", "tenant.sync_resume", "tenant.connect", *BACKUP_AND_RESTORE,
+    *OPERATIONS_ENDPOINTS,
 ])
 def test_post_with_the_role_succeeds_and_is_audited(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)

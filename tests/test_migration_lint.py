@@ -58,7 +58,8 @@ STYLE_RULES = "prefer-text-field,prefer-bigint-over-int,prefer-identity"
 
 
 @pytest.mark.parametrize("revisions", ["0008_definer_search_path:0009_graph_connection_and_sync",
-                                       "0010_job_queue:0011_tenant_ids_per_workspace"])
+                                       "0010_job_queue:0011_tenant_ids_per_workspace",
+                                       "0014_backups_that_run:0016e_alerts"])
 def test_the_graph_connection_migrations_pass_squawks_lock_rules(app, tmp_path, revisions):
     sql = offline_sql(app, revisions)
     path = tmp_path / "graph.sql"

@@ -5,7 +5,7 @@ generator and the simulator's demo tenants are built from the same records:
 
 policy_templates        policies: version 1 is `settings`, version v+1 applies changes[v-1]
 backup_schedules, device_models, apps, configuration_objects, entra_groups, entra_roles,
-graph_permissions, findings, audit_events
+graph_permissions, audit_events
 names                   name lists (tenant name parts, people, departments, policy variants)
 
 `load_fixture(name)` parses a file once and returns the same object on every call: treat

@@ -180,3 +180,69 @@ async def retry_stalled(manager, stalled_after: timedelta) -> int:
         log.warning("retrying stalled job %s (%s)", job.id, job.task_name)
         await manager.retry_job(job)
     return len(stalled)
+
+
+# --- findings, bulk runs and alerts (issue 13) -------------------------------------------------------
+
+FINDINGS_QUEUE = "findings"
+BULK_QUEUE = "bulk"
+ALERTS_QUEUE = "alerts"
+
+
+@tasks.task(name="evaluate_tenant_findings", queue=FINDINGS_QUEUE)
+def evaluate_tenant_findings(tenant_id: int, workspace_id: int) -> str:
+    """On demand (a baseline edited or assigned): one tenant's findings, inside its workspace."""
+    from app.drift import evaluate_tenant_by_id
+    from app.row_security import working_in_workspace
+
+    app = _flask_app()
+    with app.app_context(), working_in_workspace(workspace_id):
+        return "evaluated" if evaluate_tenant_by_id(tenant_id) is not None else "missing"
+
+
+def enqueue_evaluation(tenant_id: int, workspace_id: int) -> int:
+    return defer_in_transaction("evaluate_tenant_findings", queue=FINDINGS_QUEUE, lock=f"findings-{tenant_id}",
+                                tenant_id=tenant_id, workspace_id=workspace_id)
+
+
+@tasks.periodic(cron="17 * * * *", periodic_id="evaluate-findings")
+@tasks.task(name="evaluate_findings", queue=SCHEDULER_QUEUE, queueing_lock="evaluate-findings")
+def evaluate_findings(timestamp: int) -> int:
+    """Every hour: every active tenant's findings (a backup grows old without any sync)."""
+    from app.drift import evaluate_everywhere
+
+    app = _flask_app()
+    with app.app_context():
+        return evaluate_everywhere()
+
+
+@tasks.task(name="bulk_run_item", queue=BULK_QUEUE,
+            retry=procrastinate.RetryStrategy(max_attempts=3, wait=10, retry_exceptions={ConnectionError, OSError}))
+def bulk_run_item(item_id: int, workspace_id: int) -> str:
+    """One tenant of a bulk run, inside its workspace (app.bulk)."""
+    from app.bulk import carry_out_item
+    from app.row_security import working_in_workspace
+
+    app = _flask_app()
+    with app.app_context(), working_in_workspace(workspace_id):
+        return carry_out_item(item_id)
+
+
+def enqueue_bulk_item(item) -> int:
+    return defer_in_transaction("bulk_run_item", queue=BULK_QUEUE, item_id=item.id, workspace_id=item.workspace_id)
+
+
+@tasks.task(name="deliver_alert", queue=ALERTS_QUEUE)
+def deliver_alert(alert_event_id: int, workspace_id: int) -> str:
+    """Send one alert (email or webhook, with its retries), inside its workspace (app.alerts)."""
+    from app.alerts.delivery import deliver
+    from app.row_security import working_in_workspace
+
+    app = _flask_app()
+    with app.app_context(), working_in_workspace(workspace_id):
+        return deliver(alert_event_id)
+
+
+def enqueue_alert(event) -> int:
+    return defer_in_transaction("deliver_alert", queue=ALERTS_QUEUE, alert_event_id=event.id,
+                                workspace_id=event.workspace_id)

@@ -73,17 +73,38 @@ def request_sync(tenant: Tenant, trigger: str, user_id: int | None = None) -> tu
 
 
 def carry_out_sync_run(run_id: int, progress=None) -> str:
-    """Run the engine on `run_id`; an unexpected error fails the run (recorded), never leaves it running."""
+    """Run the engine on `run_id`; an unexpected error fails the run (recorded), never leaves it running.
+
+    Whatever the outcome, the tenant's findings are evaluated afterwards (app.drift): a failed
+    sync is a hygiene finding, a new policy version may be drift.
+    """
     try:
         run = run_sync(run_id, sync_context(progress))
-        return run.status if run is not None else "missing"
+        status = run.status if run is not None else "missing"
     except GraphNotConfigured as error:
         db.session.rollback()
-        return _fail(run_id, str(error))
+        status = _fail(run_id, str(error))
     except Exception as error:  # recorded on the run for the user; the traceback goes to the log
         log.exception("sync run %s failed unexpectedly", run_id)
         db.session.rollback()
-        return _fail(run_id, f"Internal error ({type(error).__name__}); the worker log has the details.")
+        status = _fail(run_id, f"Internal error ({type(error).__name__}); the worker log has the details.")
+    evaluate_after_sync(run_id)
+    return status
+
+
+def evaluate_after_sync(run_id: int) -> None:
+    """The tenant's findings after its sync; a failure here is logged, never the sync's failure."""
+    from app.drift import evaluate_tenant_by_id
+
+    tenant_id = db.session.scalar(select(SyncRun.tenant_id).where(SyncRun.id == run_id))
+    if tenant_id is None:
+        db.session.rollback()
+        return
+    try:
+        evaluate_tenant_by_id(tenant_id)
+    except Exception:
+        db.session.rollback()
+        log.exception("evaluating the findings of tenant %s after sync run %s failed", tenant_id, run_id)
 
 
 def _fail(run_id: int, message: str) -> str:
