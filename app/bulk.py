@@ -57,6 +57,8 @@ def resolve_selection(workspace_id: int, external_ids: list[str]) -> list[Tenant
 def describe(action: str, parameters: dict) -> str:
     if action == "sync":
         return "Sync now"
+    if action == "backup":
+        return "Back up now"
     if action in ("add_tag", "remove_tag"):
         tag = db.session.get(Tag, parameters["tag_id"])
         return f"{'Add' if action == 'add_tag' else 'Remove'} tag {tag.name if tag else '?'}"
@@ -116,6 +118,19 @@ def _sync(tenant: Tenant, run: BulkRun) -> tuple[str, str]:
                          else f"A sync is already {sync_run.status} (run {sync_run.id}).")
 
 
+def _backup(tenant: Tenant, run: BulkRun) -> tuple[str, str]:
+    from app.backup.runner import request_backup
+    from app.backup.schedules import schedule_blocker
+
+    blocker = schedule_blocker(tenant)
+    if blocker:
+        return "skipped", ("Archived: unarchive it to back it up." if tenant.status == "archived"
+                           else "Not connected: a manager connects it first.")
+    backup_set, created = request_backup(tenant, "user", run.requested_by_user_id)
+    return "succeeded", (f"Backup {backup_set.id} queued." if created
+                         else f"A backup is already {backup_set.status} (set {backup_set.id}).")
+
+
 def _add_tag(tenant: Tenant, run: BulkRun) -> tuple[str, str]:
     inserted = db.session.execute(insert(TenantTag).values(
         tenant_id=tenant.id, tag_id=run.parameters["tag_id"], workspace_id=tenant.workspace_id)
@@ -148,4 +163,4 @@ def _reevaluate(tenant: Tenant):
     return evaluate_tenant(tenant)
 
 
-ACTIONS = {"sync": _sync, "add_tag": _add_tag, "remove_tag": _remove_tag, "assign_baseline": _assign_baseline}
+ACTIONS = {"sync": _sync, "backup": _backup, "add_tag": _add_tag, "remove_tag": _remove_tag, "assign_baseline": _assign_baseline}

@@ -18,7 +18,7 @@ from .workspace_area import workspace_blueprint
 bp = workspace_blueprint("bulk", __name__, "/bulk")
 
 # Who may start each action (a bulk action is as strong as doing it tenant by tenant).
-REQUIRED_ROLE = {"sync": "operator", "add_tag": "operator", "remove_tag": "operator", "assign_baseline": "manager"}
+REQUIRED_ROLE = {"sync": "operator", "backup": "operator", "add_tag": "operator", "remove_tag": "operator", "assign_baseline": "manager"}
 
 
 def runs_overview(workspace_id: int):

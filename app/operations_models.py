@@ -34,7 +34,7 @@ from .extensions import db
 from .models import SEVERITIES, TenantOwned, _created_at, _in, _pk, _updated_at
 
 TAG_COLOURS = ("#0d6efd", "#6f42c1", "#d63384", "#dc3545", "#fd7e14", "#198754", "#20c997", "#0dcaf0", "#6c757d")
-BULK_ACTIONS = ("sync", "add_tag", "remove_tag", "assign_baseline")
+BULK_ACTIONS = ("sync", "backup", "add_tag", "remove_tag", "assign_baseline")
 BULK_ITEM_STATUSES = ("queued", "succeeded", "skipped", "failed")
 ALERT_EVENTS = ("new_finding", "sync_failing", "backup_missing", "consent_revoked", "tenant_connected")
 ALERT_CHANNELS = ("email", "webhook")

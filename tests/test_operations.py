@@ -120,6 +120,28 @@ def test_bulk_sync_of_a_filtered_selection_runs_one_job_per_tenant(ada, world, d
     assert "Archived: unarchive it to sync." in body and "Sync run" in body
 
 
+def test_bulk_backup_queues_one_backup_per_connected_tenant_and_says_why_it_skipped_the_others(ada, world,
+                                                                                               db_session):
+    from app.models import BackupSet
+
+    world.tenant_a.connection_status = "connected"  # A2 stays not connected
+    db_session.commit()
+    response = post_form(ada, f"/admin/w/{world.a.slug}/bulk", {
+        "action": "backup", "scope": "selected",
+        "tenant": [str(world.tenant_a.external_id), str(world.tenant_a2.external_id)]})
+    run = db_session.scalar(select(BulkRun).where(BulkRun.workspace_id == world.a.id))
+    assert response.status_code == 302 and run.label == "Back up now"
+    items = db_session.scalars(select(BulkRunItem).where(BulkRunItem.bulk_run_id == run.id)).all()
+    with working_in_workspace(world.a.id):
+        outcomes = {item.tenant_id: carry_out_item(item.id) for item in items}
+    assert outcomes == {world.tenant_a.id: "succeeded", world.tenant_a2.id: "skipped"}
+    queued = db_session.scalars(select(BackupSet).where(BackupSet.tenant_id == world.tenant_a.id,
+                                                        BackupSet.status == "pending")).all()
+    assert len(queued) == 1 and queued[0].triggered_by_user_id == world.ada.id
+    assert len(jobs("backup_tenant")) == 1
+    assert "Not connected: a manager connects it first." in page(ada, f"/admin/w/{world.a.slug}/bulk/{run.id}")
+
+
 def test_a_forged_selection_with_another_workspaces_tenant_is_a_404_and_queues_nothing(ada, world, db_session):
     url = f"/admin/w/{world.a.slug}/bulk"
     token = csrf_token(ada)

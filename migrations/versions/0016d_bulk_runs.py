@@ -48,7 +48,7 @@ def upgrade():
         sa.Column("requested_by_user_id", sa.BigInteger, sa.ForeignKey("users.id", ondelete="SET NULL")),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.UniqueConstraint("id", "workspace_id", name="uq_bulk_runs_id_workspace_id"),
-        sa.CheckConstraint("action IN ('sync', 'add_tag', 'remove_tag', 'assign_baseline')",
+        sa.CheckConstraint("action IN ('sync', 'backup', 'add_tag', 'remove_tag', 'assign_baseline')",
                            name="ck_bulk_runs_action_known"),
     )
     op.create_index("ix_bulk_runs_workspace_id_created_at", "bulk_runs", ["workspace_id", "created_at"])
