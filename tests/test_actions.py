@@ -96,8 +96,9 @@ def prepare(endpoint, world, db_session):
         "tenant.pin": (f"/admin/t/{ext}/pin", {}, "readonly", "tenant.pin"),
         "tenant.unpin": (f"/admin/t/{ext}/unpin", {}, "readonly", "tenant.unpin"),
         "tenant.schedule_new": (f"/admin/t/{ext}/schedules/new", schedule, "operator", "schedule.create"),
-        "tenant.schedule_edit": (f"/admin/t/{ext}/schedules/{ids['schedule_id']}/edit", schedule, "operator",
-                                 "schedule.update"),
+        # Longer retention: shortening it is a manager's (test_tenant_pages).
+        "tenant.schedule_edit": (f"/admin/t/{ext}/schedules/{ids['schedule_id']}/edit",
+                                 {**schedule, "retention_days": "60"}, "operator", "schedule.update"),
         "tenant.schedule_disable": (f"/admin/t/{ext}/schedules/{ids['schedule_id']}/disable", {}, "operator",
                                     "schedule.disable"),
         "tenant.schedule_enable": (f"/admin/t/{ext}/schedules/{ids['schedule_id']}/enable", {}, "operator",

@@ -38,7 +38,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.jobs import connected_queue, retry_stalled, set_worker_app
-from app.models import AuditLog, BackupItem, RestoreItem, RestoreRun, Tenant, User, Workspace
+from app.models import AuditLog, BackupItem, BackupSet, RestoreItem, RestoreRun, Tenant, User, Workspace
 from app.row_security import working_in_workspace
 from tests.conftest import make_test_app, migrated_database
 from tests.graph_support import settings_for
@@ -167,10 +167,9 @@ def test_a_worker_killed_mid_restore_is_retried_and_writes_every_item_once(pg_cl
     assert len({item.display_name for item in chosen}) == 20
 
     with app.app_context(), working_in_workspace(workspace_id):
-        from app.models import BackupSet
-
         run = start_restore_from_backup(db.session.get(BackupSet, backup_set_id), [item.id for item in chosen],
-                                        db.session.get(Tenant, tenant_id), mode="keep", user=db.session.get(User, user_id))
+                                        db.session.get(Tenant, tenant_id), mode="keep",
+                                        user=db.session.get(User, user_id))
         db.session.commit()
         run_id = run.id
 

@@ -142,8 +142,6 @@ def run_backup(backup_set_id: int, context: BackupContext) -> BackupSet | None:
                     ids, size = _back_up_family(tenant, family, client, outcome, group_ids)
                     item_ids += ids
                     stored_bytes += size
-                    # Listed with the items in their transaction: pruning never takes what a running backup made.
-                    backup_set.item_ids = sorted(set(item_ids))
                     db.session.commit()
                 except (ForeignLinkError, ConsentError):
                     raise
@@ -159,7 +157,6 @@ def run_backup(backup_set_id: int, context: BackupContext) -> BackupSet | None:
                 ids, size = _back_up_groups(tenant, client, sorted(group_ids), outcome)
                 item_ids += ids
                 stored_bytes += size
-                backup_set.item_ids = sorted(set(item_ids))
                 db.session.commit()
             except (ForeignLinkError, ConsentError):
                 raise

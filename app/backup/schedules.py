@@ -114,8 +114,16 @@ def apply_retention(schedule: BackupSchedule, now: datetime) -> int:
 
 
 def prune_unreferenced(tenant_id: int) -> tuple[int, int]:
-    """Delete the tenant's items no backup set lists, then payloads no item, version or restore refers to."""
+    """Delete the tenant's items no backup set lists, then payloads no item, version or restore refers to.
+
+    Never while a backup of the tenant is pending or running: it lists its items only when it ends
+    (written once, so an unchanged tenant's backup adds one array, not one per family). Checked under
+    the exclusive lock, which waits for any payload writer, so no backup's items are taken under it.
+    """
     lock_for_pruning(tenant_id)
+    if db.session.scalar(select(BackupSet.id).where(BackupSet.tenant_id == tenant_id,
+                                                    BackupSet.status.in_(("pending", "running"))).limit(1)):
+        return 0, 0
     items = db.session.execute(text("""
         DELETE FROM backup_items AS i
          WHERE i.tenant_id = :t
