@@ -183,3 +183,14 @@ def require_role(role: str, action: str) -> None:
     if not access.allows(role):
         article = "an" if role[0] in "aeiou" else "a"
         abort(403, f"Only {article} {role} or higher can {action}; your role in {access.workspace.name} is {access.role}.")
+
+
+def require_platform_admin(action: str) -> None:
+    """403 with a clear message unless the signed-in user is a platform administrator.
+
+    Administrators are platform-wide (users.is_admin), not a workspace role: they create
+    workspaces and manage other administrators. Checked before anything about the request's
+    data is looked at, so a refusal says nothing about what exists (no "slug is taken").
+    """
+    if not (current_user.is_authenticated and current_user.is_admin):
+        abort(403, f"Only a platform administrator can {action}. Ask one of your TenantAtlas administrators.")

@@ -116,6 +116,8 @@ class User(UserMixin, db.Model):
         BigInteger, ForeignKey("workspaces.id", ondelete="SET NULL"), index=True
     )
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A platform administrator: creates workspaces, grants this flag, ends others' sessions.
+    is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false", default=False)
     # An IANA timezone name (Europe/Berlin) the user's pages show times in; None is UTC.
     timezone: Mapped[str | None] = mapped_column(String(64))
     # Part of every session cookie's identity; a new one (at sign-out, at a password

@@ -76,6 +76,9 @@ DEMO_USERS = (
      {"blue-harbor-it": "readonly", "summit-cloud-partners": "operator"}),
 )
 
+# The demo's platform administrator (may create workspaces and manage accounts).
+DEMO_ADMIN_EMAIL = f"olivia.chen@{DEMO_EMAIL_DOMAIN}"
+
 # --- catalogs the SQL picks from ---------------------------------------------------------
 # The records live in app/demo/fixtures/*.json, shared with the Graph simulator's demo
 # tenants (app/demo/__init__.py); here they are bound under their historical names.
@@ -919,8 +922,8 @@ SELECT count(*) FROM inserted
 
 INSERT_USERS = """
 WITH inserted AS (
-    INSERT INTO users (email, name, password_hash, last_workspace_id)
-    SELECT person.email, person.name, :password_hash, workspace.id
+    INSERT INTO users (email, name, password_hash, last_workspace_id, is_admin)
+    SELECT person.email, person.name, :password_hash, workspace.id, person.email = :admin_email
     FROM unnest(CAST(:emails AS text[]), CAST(:names AS text[]), CAST(:first_slugs AS text[]))
         AS person(email, name, slug)
     JOIN workspaces AS workspace ON workspace.slug = person.slug
@@ -1064,6 +1067,7 @@ def _ensure_workspaces_and_people() -> list[int]:
                 "names": [name for _, name, _ in DEMO_USERS],
                 "first_slugs": [next(iter(roles)) for _, _, roles in DEMO_USERS],
                 "password_hash": hash_password(DEMO_PASSWORD),
+                "admin_email": DEMO_ADMIN_EMAIL,
             },
         )
 
@@ -1095,4 +1099,5 @@ def echo_demo_sign_ins(echo: Callable[[str], Any]) -> None:
     echo(f"  {'Email':<{email_width}}  {'Password':<{password_width}}  Workspaces (role)")
     echo(f"  {'-' * email_width}  {'-' * password_width}  {'-' * 40}")
     for email, workspaces in workspaces_by_email.items():
-        echo(f"  {email:<{email_width}}  {DEMO_PASSWORD:<{password_width}}  {', '.join(workspaces) or '-'}")
+        admin = "; platform administrator" if email == DEMO_ADMIN_EMAIL else ""
+        echo(f"  {email:<{email_width}}  {DEMO_PASSWORD:<{password_width}}  {', '.join(workspaces) or '-'}{admin}")

@@ -7,6 +7,7 @@ from sqlalchemy import BigInteger, column, func, select
 
 from .access import (
     act_in_workspace,
+    require_platform_admin,
     require_role,
     set_current_workspace,
     workspace_access_by_id,
@@ -76,6 +77,8 @@ def index():
 
 @bp.post("")
 def create():
+    # Before the form is read: a refusal must not say whether the slug exists.
+    require_platform_admin("create workspaces")
     form = WorkspaceCreateForm()
     if not form.validate_on_submit():
         return render_template("workspaces/index.html", workspaces=my_workspaces_with_counts(current_user.id),

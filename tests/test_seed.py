@@ -358,3 +358,14 @@ def test_no_policy_name_repeats_its_variant_as_in_pilot_pilot(db_session):
     pilot = next(t for t in POLICY_TEMPLATES if t["display_name"] == "WIN - Update Ring - Pilot")
     assert variant_name(pilot["display_name"], 1) == "WIN - Update Ring - Pilot - Finance"
     assert "WIN - Update Ring - Pilot - Finance" in names
+
+
+def test_the_demo_has_one_platform_administrator(cli_runner, db_session):
+    from app.models import User
+    from app.seed import DEMO_ADMIN_EMAIL
+
+    result = cli_runner.invoke(args=["seed-demo"])
+    assert result.exit_code == 0, result.output
+    admins = db_session.scalars(select(User.email).where(User.is_admin.is_(True))).all()
+    assert admins == [DEMO_ADMIN_EMAIL]
+    assert "platform administrator" in result.output

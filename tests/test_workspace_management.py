@@ -21,7 +21,13 @@ def test_workspace_list_shows_only_my_workspaces_with_tenant_counts(client, worl
     assert '<div class="stat">2</div>' in page  # two active tenants in Alpha
 
 
-def test_creating_a_workspace_makes_me_owner_and_current(client, world, db_session):
+def _make_admin(db_session, user):
+    user.is_admin = True
+    db_session.commit()
+
+
+def test_an_administrator_creating_a_workspace_becomes_its_owner_and_it_becomes_current(client, world, db_session):
+    _make_admin(db_session, world.olivia)
     sign_in(client, world.olivia.email)
     response = post_form(client, "/admin/workspaces", {"name": "Olivia Ops", "slug": "olivia-ops"})
     assert response.headers["Location"] == "/admin/w/olivia-ops/managed-tenants"
@@ -30,7 +36,8 @@ def test_creating_a_workspace_makes_me_owner_and_current(client, world, db_sessi
     assert client.get("/admin").headers["Location"] == "/admin/w/olivia-ops/managed-tenants"
 
 
-def test_creating_a_workspace_with_a_bad_or_taken_slug_explains(client, world):
+def test_an_administrator_creating_a_workspace_with_a_bad_or_taken_slug_gets_told_why(client, world, db_session):
+    _make_admin(db_session, world.olivia)
     sign_in(client, world.olivia.email)
     response = post_form(client, "/admin/workspaces", {"name": "X", "slug": "Not Valid!"})
     assert response.status_code == 400 and "lower-case letters" in response.get_data(as_text=True)
@@ -38,6 +45,23 @@ def test_creating_a_workspace_with_a_bad_or_taken_slug_explains(client, world):
     assert response.status_code == 400 and "This slug is taken" in response.get_data(as_text=True)
     response = post_form(client, "/admin/workspaces", {"name": "", "slug": ""})
     assert response.status_code == 400
+
+
+def test_a_readonly_user_cannot_create_a_workspace_and_learns_nothing_about_slugs(client, world, db_session):
+    sign_in(client, world.olivia.email)
+    page = client.get("/admin/workspaces").get_data(as_text=True)
+    assert "Create a workspace" not in page and "created by a platform administrator" in page
+    for slug in (world.a.slug, "free-slug"):
+        response = post_form(client, "/admin/workspaces", {"name": "X", "slug": slug})
+        body = response.get_data(as_text=True)
+        assert response.status_code == 403
+        assert "Only a platform administrator can create workspaces" in body and "taken" not in body
+    assert db_session.scalar(select(Workspace).where(Workspace.slug == "free-slug")) is None
+
+
+def test_a_workspace_owner_who_is_no_administrator_cannot_create_a_workspace(client, world):
+    sign_in(client, world.ada.email)
+    assert post_form(client, "/admin/workspaces", {"name": "Ada Two", "slug": "ada-two"}).status_code == 403
 
 
 def test_owner_renames_the_workspace(client, world, db_session):
