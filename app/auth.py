@@ -108,6 +108,22 @@ def _changing_account() -> str:
     return "account:" + (current_user.email if current_user.is_authenticated else "anonymous")
 
 
+def complete_sign_in(user: User, method: str) -> None:
+    """Sign `user` in to a fresh session after `method` proved who they are (audited).
+
+    Every way in (password, invitation, Microsoft, passkey) ends here, so a session always
+    starts the same way: nothing from before sign-in survives (session fixation).
+    """
+    user.last_login_at = datetime.now(timezone.utc)
+    act_as_user(user.id)
+    record_audit("auth.sign_in", actor=user, details={"method": method})
+    db.session.commit()
+    session.clear()
+    login_user(user)
+    session.permanent = True
+    restore_workspace_at_sign_in(user)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     next_url = safe_next_url(request.args.get("next"))
@@ -122,15 +138,7 @@ def login():
         if user is not None and matches and user.is_active:
             if needs_rehash:
                 user.password_hash = hash_password(form.password.data)
-            user.last_login_at = datetime.now(timezone.utc)
-            act_as_user(user.id)
-            record_audit("auth.sign_in", actor=user)
-            db.session.commit()
-            # A fresh session: nothing from before sign-in survives (session fixation).
-            session.clear()
-            login_user(user)
-            session.permanent = True
-            restore_workspace_at_sign_in(user)
+            complete_sign_in(user, "password")
             return redirect(next_url or url_for("shell.home"))
         current_app.logger.info(
             "Failed sign-in for %r: %s",

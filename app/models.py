@@ -192,6 +192,38 @@ class WorkspaceMembership(db.Model):
     user: Mapped[User] = relationship(back_populates="memberships")
 
 
+class WorkspaceInvitation(db.Model):
+    """An owner's invitation of an email address to a workspace (migration 0017_workspace_invitations).
+
+    Only the SHA-256 of the link's token is stored. Pending while not accepted, not
+    revoked and not expired; accepting is a single conditional UPDATE (app/invitations.py).
+    """
+
+    __tablename__ = "workspace_invitations"
+    __table_args__ = (
+        CheckConstraint("email = lower(email)", name="email_lower"),
+        CheckConstraint(_in("role", ROLES), name="role_known"),
+        Index("ix_workspace_invitations_workspace_id_created_at", "workspace_id", "created_at"),
+    )
+
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    )
+    email: Mapped[str] = mapped_column(String(254), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    invited_by_user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    accepted_by_user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    workspace: Mapped[Workspace] = relationship()
+    invited_by: Mapped[User | None] = relationship(foreign_keys=[invited_by_user_id])
+
+
 class Tenant(db.Model):
     """A managed Microsoft Entra tenant; `external_id` is its Entra tenant id."""
 

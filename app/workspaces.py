@@ -17,13 +17,14 @@ from .audit import record_audit
 from .extensions import db
 from .forms import (
     ActionForm,
-    MemberAddForm,
+    InvitationForm,
     MemberRoleForm,
     WorkspaceCreateForm,
     WorkspaceRenameForm,
     WorkspaceSwitchForm,
 )
-from .models import User, Workspace, WorkspaceMembership
+from . import invitations
+from .models import User, Workspace, WorkspaceInvitation, WorkspaceMembership
 
 bp = Blueprint("workspaces", __name__, url_prefix="/admin/workspaces")
 
@@ -149,11 +150,13 @@ def _members(workspace_id: int):
     ).all()
 
 
-def _render_members(add_form=None, status=200):
+def _render_members(invite_form=None, status=200, new_invitation=None):
     access = g.workspace_access
+    pending = invitations.pending_invitations(access.workspace.id) if access.allows("owner") else []
     return render_template("workspaces/members.html", members=_members(access.workspace.id),
-                           add_form=add_form or MemberAddForm(), role_form=MemberRoleForm(),
-                           action_form=ActionForm()), status
+                           invite_form=invite_form or InvitationForm(), role_form=MemberRoleForm(),
+                           action_form=ActionForm(), pending_invitations=pending,
+                           new_invitation=new_invitation), status
 
 
 @bp.get("/<slug>/members")
@@ -161,28 +164,41 @@ def members(slug: str):
     return _render_members()
 
 
-@bp.post("/<slug>/members")
-def add_member(slug: str):
-    require_role("owner", "add members")
+@bp.post("/<slug>/invitations")
+def invite(slug: str):
+    """Invite an email address; the answer is the same whether or not it has an account."""
+    require_role("owner", "invite members")
     access = g.workspace_access
-    form = MemberAddForm()
+    form = InvitationForm()
     if not form.validate_on_submit():
         return _render_members(form, 400)
-    user = db.session.scalar(select(User).where(User.email == form.email.data))
-    if user is None:
-        form.email.errors.append("No user has this email. Users are created by an administrator first.")
+    already = db.session.scalar(select(User.name).join(WorkspaceMembership, WorkspaceMembership.user_id == User.id)
+                                .where(WorkspaceMembership.workspace_id == access.workspace.id,
+                                       User.email == form.email.data))
+    if already is not None:  # the members table above says so anyway
+        form.email.errors.append(f"{already} ({form.email.data}) is a member already. Change their role above.")
         return _render_members(form, 400)
-    exists = db.session.scalar(select(WorkspaceMembership.id).where(
-        WorkspaceMembership.workspace_id == access.workspace.id, WorkspaceMembership.user_id == user.id))
-    if exists is not None:
-        form.email.errors.append(f"{user.email} is already a member. Change their role below.")
-        return _render_members(form, 400)
-    db.session.add(WorkspaceMembership(workspace_id=access.workspace.id, user_id=user.id, role=form.role.data))
-    record_audit("membership.add", actor=current_user, workspace=access.workspace, target_type="user",
-                 target_id=user.id, target_name=user.name,
-                 details={"before": None, "after": {"role": form.role.data, "email": user.email}})
+    created = invitations.invite(access.workspace, form.email.data, form.role.data, current_user)
     db.session.commit()
-    flash(f"{user.name} added as {form.role.data}.", "success")
+    # Rendered, not redirected: the link exists only now (its token is stored hashed).
+    return _render_members(new_invitation=created)
+
+
+@bp.post("/<slug>/invitations/<int:invitation_id>/revoke")
+def revoke_invitation(slug: str, invitation_id: int):
+    require_role("owner", "revoke invitations")
+    access = g.workspace_access
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    invitation = db.session.scalar(select(WorkspaceInvitation).where(
+        WorkspaceInvitation.id == invitation_id, WorkspaceInvitation.workspace_id == access.workspace.id))
+    if invitation is None:
+        abort(404)
+    if invitations.revoke(invitation, current_user, access.workspace):
+        db.session.commit()
+        flash(f"The invitation of {invitation.email} was revoked; its link no longer works.", "success")
+    else:
+        flash(f"The invitation of {invitation.email} was no longer pending.", "info")
     return redirect(url_for(".members", slug=slug))
 
 

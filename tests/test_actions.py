@@ -47,6 +47,13 @@ def prepare(endpoint, world, db_session):
     if endpoint == "tenant.unpin":
         db_session.add(TenantPin(user_id=world.ada.id, tenant_id=world.tenant_a.id, workspace_id=a.id))
         db_session.commit()
+    if endpoint == "workspaces.create":
+        world.ada.is_admin = True  # only platform administrators create workspaces
+        db_session.commit()
+    invitation_token = None
+    if endpoint.startswith("invitations.") or endpoint == "workspaces.revoke_invitation":
+        invitation_token = _invitation(db_session, world.b if endpoint.startswith("invitations.") else a,
+                                       world.ada.email if endpoint.startswith("invitations.") else "x@example.test")
     schedule = {"name": "Weekly export", "frequency": "weekly", "retention_days": "14", "is_enabled": "y"}
     return {
         "portfolio.register_tenant": (f"/admin/w/{a.slug}/managed-tenants",
@@ -72,8 +79,19 @@ def prepare(endpoint, world, db_session):
         "tenant.connect": (f"/admin/t/{ext}/connect", {}, "manager", "tenant.connect_started"),
         "workspaces.settings": (f"/admin/workspaces/{a.slug}/settings", {"name": "Alpha Renamed"}, "owner",
                                 "workspace.rename"),
-        "workspaces.add_member": (f"/admin/workspaces/{a.slug}/members",
-                                  {"email": world.olivia.email, "role": "readonly"}, "owner", "membership.add"),
+        "workspaces.invite": (f"/admin/workspaces/{a.slug}/invitations",
+                              {"email": world.olivia.email, "role": "readonly"}, "owner", "invitation.create"),
+        "workspaces.revoke_invitation": (
+            f"/admin/workspaces/{a.slug}/invitations/{_invitation_id(db_session, invitation_token)}/revoke", {},
+            "owner", "invitation.revoke"),
+        # The invitee's own answers (personal: no role in the workspace yet).
+        "invitations.accept_signed_in": (f"/invitations/{invitation_token}/accept", {}, "readonly",
+                                         "invitation.accept"),
+        "invitations.register": (f"/invitations/{invitation_token}/register",
+                                 {"name": "New Person", "password": "long enough 1", "confirm_password": "long enough 1"},
+                                 "readonly", "user.create"),
+        "administration.toggle_admin": (f"/admin/users/{world.olivia.id}/admin", {}, "administrator",
+                                        "user.admin_grant"),
         "workspaces.change_role": (
             f"/admin/workspaces/{a.slug}/members/{_membership_id(db_session, a, world.dual)}/role",
             {"role": "manager"}, "owner", "membership.role_change"),
@@ -91,6 +109,31 @@ def prepare(endpoint, world, db_session):
         "auth.change_timezone": ("/admin/account/timezone", {"timezone": "Europe/Berlin"}, "readonly",
                                  "user.timezone_change"),
     }[endpoint]
+
+
+def _invitation(db_session, workspace, email):
+    """A pending invitation inserted as the owner; returns its link's token."""
+    import secrets
+    from datetime import timedelta
+
+    from app.invitations import token_hash
+    from app.models import WorkspaceInvitation
+
+    token = secrets.token_urlsafe(32)
+    db_session.add(WorkspaceInvitation(workspace_id=workspace.id, email=email, role="readonly",
+                                       token_hash=token_hash(token),
+                                       expires_at=datetime.now(timezone.utc) + timedelta(days=7)))
+    db_session.commit()
+    return token
+
+
+def _invitation_id(db_session, token):
+    from app.invitations import token_hash
+    from app.models import WorkspaceInvitation
+
+    if token is None:
+        return 0
+    return db_session.scalar(select(WorkspaceInvitation.id).where(WorkspaceInvitation.token_hash == token_hash(token)))
 
 
 def admin_post_endpoints(app):
@@ -122,9 +165,10 @@ def test_the_table_covers_every_post_route(app, world, db_session):
 
 @pytest.mark.parametrize("endpoint", [
     "portfolio.register_tenant", "portfolio.archive_tenant", "tenant.pin", "tenant.schedule_new",
-    "tenant.schedule_disable", "tenant.finding_transition", "workspaces.settings", "workspaces.add_member",
-    "workspaces.change_role", "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout",
-    "auth.change_password", "auth.change_timezone", "tenant.sync_now", "tenant.connect",
+    "tenant.schedule_disable", "tenant.finding_transition", "workspaces.settings", "workspaces.invite",
+    "workspaces.revoke_invitation", "workspaces.change_role", "workspaces.remove_member", "workspaces.create",
+    "workspaces.switch", "auth.logout", "auth.change_password", "auth.change_timezone", "tenant.sync_now",
+    "tenant.connect", "invitations.accept_signed_in", "administration.toggle_admin",
 ])
 def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_session, endpoint):
     url, data, _, action = prepare(endpoint, world, db_session)
@@ -138,8 +182,8 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_s
 @pytest.mark.parametrize("endpoint", [
     "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.schedule_new",
     "tenant.schedule_edit", "tenant.schedule_disable", "tenant.schedule_enable", "tenant.finding_transition",
-    "workspaces.settings", "workspaces.add_member", "workspaces.change_role", "workspaces.remove_member",
-    "tenant.sync_now", "tenant.sync_resume", "tenant.connect",
+    "workspaces.settings", "workspaces.invite", "workspaces.revoke_invitation", "workspaces.change_role",
+    "workspaces.remove_member", "tenant.sync_now", "tenant.sync_resume", "tenant.connect",
 ])
 def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)
@@ -155,14 +199,18 @@ def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_s
 @pytest.mark.parametrize("endpoint", [
     "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.pin",
     "tenant.unpin", "tenant.schedule_new", "tenant.schedule_edit", "tenant.schedule_disable", "tenant.schedule_enable",
-    "tenant.finding_transition", "workspaces.settings", "workspaces.add_member", "workspaces.change_role",
+    "tenant.finding_transition", "workspaces.settings", "workspaces.revoke_invitation", "workspaces.change_role",
     "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout", "auth.change_timezone",
-    "tenant.sync_now", "tenant.sync_resume", "tenant.connect",
+    "tenant.sync_now", "tenant.sync_resume", "tenant.connect", "invitations.accept_signed_in",
+    "administration.toggle_admin",
 ])
 def test_post_with_the_role_succeeds_and_is_audited(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)
     # The lowest role that may do it (personal actions, which need no role, as the owner who prepared them).
-    user = world.ada if minimum == "readonly" else role_users[minimum]
+    user = world.ada if minimum in ("readonly", "administrator") else role_users[minimum]
+    if minimum == "administrator":
+        world.ada.is_admin = True
+        db_session.commit()
     client = signed_in_as(app, user, world.a)
     response = client.post(url, data={**data, "csrf_token": csrf_token(client)})
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
