@@ -91,7 +91,7 @@ def create_app(config: dict | None = None, database_role: str | None = None) -> 
     app.url_map.converters["int"] = DatabaseIdConverter
 
     from . import isolation, row_security  # noqa: F401  (register their session listeners)
-    from . import administration, auth, consent, errors, invitations, oidc, health, legacy, logsafe, portfolio, security, shell, tenant_pages, workspaces
+    from . import administration, auth, consent, errors, invitations, mfa, oidc, passkeys, sessions, health, legacy, logsafe, portfolio, security, shell, tenant_pages, workspaces
     from .graph.settings import GraphSettings
 
     # Where Graph lives and the app's credentials (app/graph/settings.py); tests pass their own.
@@ -102,7 +102,7 @@ def create_app(config: dict | None = None, database_role: str | None = None) -> 
     errors.init_app(app)
     security.init_app(app)
     for blueprint in (health.bp, auth.bp, shell.bp, workspaces.bp, portfolio.bp, tenant_pages.bp, legacy.bp,
-                      consent.bp, administration.bp, invitations.bp, oidc.bp):
+                      consent.bp, administration.bp, invitations.bp, oidc.bp, mfa.bp, passkeys.bp, sessions.bp):
         app.register_blueprint(blueprint)
     auth.init_rate_limits(app)
 

@@ -11,6 +11,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
+from . import sessions
 from .access import require_platform_admin
 from .audit import record_audit
 from .extensions import db
@@ -36,7 +37,8 @@ def _user_or_404(user_id: int) -> User:
 @bp.get("")
 def index():
     users = db.session.scalars(select(User).order_by(User.name, User.email)).all()
-    return render_template("administration/users.html", users=users, action_form=ActionForm())
+    return render_template("administration/users.html", users=users, action_form=ActionForm(),
+                           session_counts=sessions.active_session_counts())
 
 
 @bp.post("/<int:user_id>/admin")
@@ -58,4 +60,20 @@ def toggle_admin(user_id: int):
                  details={"before": {"is_admin": before}, "after": {"is_admin": not before}})
     db.session.commit()
     flash(f"{user.name} is {'no longer' if before else 'now'} an administrator.", "success")
+    return redirect(url_for(".index"))
+
+
+@bp.post("/<int:user_id>/sessions/end")
+def end_sessions(user_id: int):
+    """End every session of an account at once (a lost laptop, someone leaving)."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    user = _user_or_404(user_id)
+    ended = sessions.end_all(user.id, "ended by an administrator")
+    record_audit("auth.sessions_ended", actor=current_user, target_type="user", target_id=user.id,
+                 target_name=user.name, details={"before": {"sessions": ended}, "after": {"sessions": 0}})
+    db.session.commit()
+    flash(f"{ended} session{'' if ended == 1 else 's'} of {user.name} ended.", "success")
+    if user.id == current_user.id:
+        return redirect(url_for("auth.login"))
     return redirect(url_for(".index"))

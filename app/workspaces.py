@@ -8,6 +8,8 @@ from sqlalchemy import BigInteger, column, func, select
 from .access import (
     act_in_workspace,
     require_platform_admin,
+    require_strong_session,
+    session_is_strong,
     require_role,
     set_current_workspace,
     workspace_access_by_id,
@@ -38,6 +40,7 @@ def require_sign_in():
         access = workspace_access_by_slug(slug)
         if access is None:
             abort(404)
+        require_strong_session(access.workspace)
         g.workspace_access = access
         act_in_workspace(access.workspace.id)  # without making it the session's current one
 
@@ -137,8 +140,32 @@ def settings(slug: str):
             db.session.commit()
             flash(f"Workspace renamed from {before} to {form.name.data}.", "success")
             return redirect(url_for(".settings", slug=slug))
-        return render_template("workspaces/settings.html", form=form), 400
-    return render_template("workspaces/settings.html", form=form)
+        return render_template("workspaces/settings.html", form=form, action_form=ActionForm()), 400
+    return render_template("workspaces/settings.html", form=form, action_form=ActionForm())
+
+
+@bp.post("/<slug>/settings/security")
+def security(slug: str):
+    """Turn "members must use MFA or Microsoft sign-in" on or off (owners; audited)."""
+    require_role("owner", "change the sign-in requirement")
+    access = g.workspace_access
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    after = request.form.get("require_mfa") == "on"
+    before = access.workspace.require_mfa
+    if after and not session_is_strong():
+        flash("Sign in with a second factor yourself first (set one up under Security), so that turning this on "
+              "does not lock you out.", "danger")
+        return redirect(url_for(".settings", slug=slug))
+    if after != before:
+        access.workspace.require_mfa = after
+        record_audit("workspace.require_mfa", actor=current_user, workspace=access.workspace,
+                     target_type="workspace", target_id=access.workspace.id, target_name=access.workspace.name,
+                     details={"before": {"require_mfa": before}, "after": {"require_mfa": after}})
+        db.session.commit()
+    flash("Members must now use multi-factor authentication or Microsoft sign-in." if after else
+          "Members may sign in with a password alone.", "success")
+    return redirect(url_for(".settings", slug=slug))
 
 
 def _members(workspace_id: int):

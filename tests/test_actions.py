@@ -54,6 +54,15 @@ def prepare(endpoint, world, db_session):
     if endpoint.startswith("invitations.") or endpoint == "workspaces.revoke_invitation":
         invitation_token = _invitation(db_session, world.b if endpoint.startswith("invitations.") else a,
                                        world.ada.email if endpoint.startswith("invitations.") else "x@example.test")
+    other_session_id = 0
+    if endpoint == "sessions.end_one":
+        from app.models import UserSession
+
+        other = UserSession(user_id=world.ada.id, token_hash=uuid.uuid4().hex * 2, auth_method="password",
+                            user_agent="Mozilla/5.0 (iPhone) Safari/604.1")
+        db_session.add(other)
+        db_session.commit()
+        other_session_id = other.id
     schedule = {"name": "Weekly export", "frequency": "weekly", "retention_days": "14", "is_enabled": "y"}
     return {
         "portfolio.register_tenant": (f"/admin/w/{a.slug}/managed-tenants",
@@ -92,6 +101,19 @@ def prepare(endpoint, world, db_session):
                                  "readonly", "user.create"),
         "administration.toggle_admin": (f"/admin/users/{world.olivia.id}/admin", {}, "administrator",
                                         "user.admin_grant"),
+        "administration.end_sessions": (f"/admin/users/{world.olivia.id}/sessions/end", {}, "administrator",
+                                        "auth.sessions_ended"),
+        "workspaces.security": (f"/admin/workspaces/{a.slug}/settings/security", {"require_mfa": "on"}, "owner",
+                                "workspace.require_mfa"),
+        "sessions.end_one": (f"/admin/account/sessions/{other_session_id}/end", {}, "readonly", "auth.session_end"),
+        # The second factor (tests/test_mfa.py drives these through their pages).
+        "mfa.verify": ("/login/verify", {"code": "000000"}, "readonly", "auth.mfa_failed"),
+        "mfa.recover": ("/login/recover", {"recovery_code": "aaaaa-aaaaa"}, "readonly", "auth.mfa_failed"),
+        "mfa.enrol_totp": ("/admin/account/security/totp", {"code": "000000"}, "readonly", "auth.mfa_enrolled"),
+        "mfa.remove_totp": ("/admin/account/security/totp/remove", {"password": TEST_PASSWORD}, "readonly",
+                            "auth.mfa_removed"),
+        "mfa.regenerate_recovery_codes": ("/admin/account/security/recovery-codes", {"password": TEST_PASSWORD},
+                                          "readonly", "auth.recovery_codes_renewed"),
         "workspaces.change_role": (
             f"/admin/workspaces/{a.slug}/members/{_membership_id(db_session, a, world.dual)}/role",
             {"role": "manager"}, "owner", "membership.role_change"),
@@ -168,7 +190,9 @@ def test_the_table_covers_every_post_route(app, world, db_session):
     "tenant.schedule_disable", "tenant.finding_transition", "workspaces.settings", "workspaces.invite",
     "workspaces.revoke_invitation", "workspaces.change_role", "workspaces.remove_member", "workspaces.create",
     "workspaces.switch", "auth.logout", "auth.change_password", "auth.change_timezone", "tenant.sync_now",
-    "tenant.connect", "invitations.accept_signed_in", "administration.toggle_admin",
+    "tenant.connect", "invitations.accept_signed_in", "administration.toggle_admin", "administration.end_sessions",
+    "workspaces.security", "sessions.end_one", "mfa.verify", "mfa.recover", "mfa.enrol_totp", "mfa.remove_totp",
+    "mfa.regenerate_recovery_codes",
 ])
 def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_session, endpoint):
     url, data, _, action = prepare(endpoint, world, db_session)
@@ -183,7 +207,7 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_s
     "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.schedule_new",
     "tenant.schedule_edit", "tenant.schedule_disable", "tenant.schedule_enable", "tenant.finding_transition",
     "workspaces.settings", "workspaces.invite", "workspaces.revoke_invitation", "workspaces.change_role",
-    "workspaces.remove_member", "tenant.sync_now", "tenant.sync_resume", "tenant.connect",
+    "workspaces.remove_member", "tenant.sync_now", "tenant.sync_resume", "tenant.connect", "workspaces.security",
 ])
 def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)
@@ -202,7 +226,7 @@ def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_s
     "tenant.finding_transition", "workspaces.settings", "workspaces.revoke_invitation", "workspaces.change_role",
     "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout", "auth.change_timezone",
     "tenant.sync_now", "tenant.sync_resume", "tenant.connect", "invitations.accept_signed_in",
-    "administration.toggle_admin",
+    "administration.toggle_admin", "administration.end_sessions", "sessions.end_one",
 ])
 def test_post_with_the_role_succeeds_and_is_audited(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)
