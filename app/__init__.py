@@ -99,6 +99,7 @@ def create_app(config: dict | None = None, database_role: str | None = None) -> 
 
     logsafe.init_app(app)
     auth.init_app(app)
+    oidc.init_app(app)
     errors.init_app(app)
     security.init_app(app)
     for blueprint in (health.bp, auth.bp, shell.bp, workspaces.bp, portfolio.bp, tenant_pages.bp, legacy.bp,

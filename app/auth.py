@@ -158,8 +158,16 @@ def login():
         )
         # Same message for an unknown email, a wrong password and an inactive account.
         flash(FAILED_SIGN_IN, "danger")
-        return render_template("auth/login.html", form=form, next_url=next_url), 200
-    return render_template("auth/login.html", form=form, next_url=next_url)
+        return _render_login(form, next_url)
+    return _render_login(form, next_url)
+
+
+def _render_login(form, next_url):
+    from .oidc import microsoft_sign_in_enabled
+    from .passkeys import passkeys_enabled
+
+    return render_template("auth/login.html", form=form, next_url=next_url, microsoft=microsoft_sign_in_enabled(),
+                           passkeys=passkeys_enabled())
 
 
 @bp.post("/logout")

@@ -104,6 +104,9 @@ class User(UserMixin, db.Model):
         # Emails are stored lower-cased, so the plain unique key is case-insensitive.
         CheckConstraint("email = lower(email)", name="email_lower"),
         CheckConstraint("length(email) BETWEEN 3 AND 254", name="email_length"),
+        CheckConstraint("(entra_tenant_id IS NULL) = (entra_object_id IS NULL)", name="entra_identity_whole"),
+        Index("ux_users_entra_identity", "entra_tenant_id", "entra_object_id", unique=True,
+              postgresql_where=text("entra_object_id IS NOT NULL")),
     )
 
     id: Mapped[int] = _pk()
@@ -124,6 +127,9 @@ class User(UserMixin, db.Model):
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # Sign in with Microsoft (migration 0017_microsoft_identities): the ID token's tid and oid.
+    entra_tenant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    entra_object_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # An IANA timezone name (Europe/Berlin) the user's pages show times in; None is UTC.
     timezone: Mapped[str | None] = mapped_column(String(64))
     # Part of every session cookie's identity; a new one (at sign-out, at a password

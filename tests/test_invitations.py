@@ -208,3 +208,10 @@ def test_without_smtp_the_owner_is_told_to_send_the_link(ada, world, monkeypatch
 
 def test_an_unknown_invitation_id_on_revoke_is_404(ada, world):
     assert post_form(ada, f"/admin/workspaces/{world.a.slug}/invitations/987654/revoke").status_code == 404
+
+
+def test_an_unknown_link_opened_by_an_anonymous_visitor_is_refused_and_audited(client, db_session):
+    response = client.get("/invitations/" + "A" * 43)
+    assert response.status_code == 404 and "This invitation link is not valid" in response.get_data(as_text=True)
+    entry = db_session.scalar(select(AuditLog).where(AuditLog.action == "invitation.refused"))
+    assert entry.details == {"reason": "unknown token"} and entry.actor_user_id is None
