@@ -71,7 +71,10 @@ def init_rate_limits(app):
     app.view_functions["auth.change_password"] = change_per_address(change_per_account(change_password))
     from .mfa import init_rate_limits as limit_second_factors
 
+    from .passkeys import init_rate_limits as limit_passkeys
+
     limit_second_factors(app, limiter, SIGN_IN_LIMIT_PER_ADDRESS, SIGN_IN_LIMIT_PER_EMAIL, TOO_MANY_SIGN_INS)
+    limit_passkeys(app, limiter, SIGN_IN_LIMIT_PER_ADDRESS, TOO_MANY_SIGN_INS)
     app.extensions["sign_in_limiter"] = limiter  # the decorators hold it weakly; the app keeps it
 
 

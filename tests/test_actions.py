@@ -106,6 +106,12 @@ def prepare(endpoint, world, db_session):
         "workspaces.security": (f"/admin/workspaces/{a.slug}/settings/security", {"require_mfa": "on"}, "owner",
                                 "workspace.require_mfa"),
         "sessions.end_one": (f"/admin/account/sessions/{other_session_id}/end", {}, "readonly", "auth.session_end"),
+        # Passkeys: JSON ceremonies (tests/test_browser_identity.py drives them in Chromium).
+        "passkeys.registration_options": ("/admin/account/passkeys/options", {}, "readonly", "none"),
+        "passkeys.register": ("/admin/account/passkeys", {}, "readonly", "auth.passkey_added"),
+        "passkeys.remove": ("/admin/account/passkeys/1/remove", {}, "readonly", "auth.passkey_removed"),
+        "passkeys.authentication_options": ("/login/passkey/options", {}, "readonly", "none"),
+        "passkeys.authenticate": ("/login/passkey", {}, "readonly", "auth.sign_in"),
         # The second factor (tests/test_mfa.py drives these through their pages).
         "mfa.verify": ("/login/verify", {"code": "000000"}, "readonly", "auth.mfa_failed"),
         "mfa.recover": ("/login/recover", {"recovery_code": "aaaaa-aaaaa"}, "readonly", "auth.mfa_failed"),
@@ -192,7 +198,8 @@ def test_the_table_covers_every_post_route(app, world, db_session):
     "workspaces.switch", "auth.logout", "auth.change_password", "auth.change_timezone", "tenant.sync_now",
     "tenant.connect", "invitations.accept_signed_in", "administration.toggle_admin", "administration.end_sessions",
     "workspaces.security", "sessions.end_one", "mfa.verify", "mfa.recover", "mfa.enrol_totp", "mfa.remove_totp",
-    "mfa.regenerate_recovery_codes",
+    "mfa.regenerate_recovery_codes", "passkeys.registration_options", "passkeys.register", "passkeys.remove",
+    "passkeys.authentication_options", "passkeys.authenticate",
 ])
 def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_session, endpoint):
     url, data, _, action = prepare(endpoint, world, db_session)
