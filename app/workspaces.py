@@ -181,7 +181,8 @@ def _render_members(invite_form=None, status=200, new_invitation=None):
     access = g.workspace_access
     pending = invitations.pending_invitations(access.workspace.id) if access.allows("owner") else []
     return render_template("workspaces/members.html", members=_members(access.workspace.id),
-                           invite_form=invite_form or InvitationForm(), role_form=MemberRoleForm(),
+                           # formdata=None: after an invitation is sent its form starts empty again.
+                           invite_form=invite_form or InvitationForm(formdata=None), role_form=MemberRoleForm(),
                            action_form=ActionForm(), pending_invitations=pending,
                            new_invitation=new_invitation), status
 
