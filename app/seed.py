@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from sqlalchemy import text
 
-from .demo import load_fixture
+from .demo import DEMO_STAFF_TENANT_ID, demo_staff_object_id, load_fixture
 from .extensions import db
 from .passwords import hash_password
 
@@ -922,8 +922,10 @@ SELECT count(*) FROM inserted
 
 INSERT_USERS = """
 WITH inserted AS (
-    INSERT INTO users (email, name, password_hash, last_workspace_id, is_admin)
-    SELECT person.email, person.name, :password_hash, workspace.id, person.email = :admin_email
+    INSERT INTO users (email, name, password_hash, last_workspace_id, is_admin, entra_tenant_id, entra_object_id)
+    SELECT person.email, person.name, :password_hash, workspace.id, person.email = :admin_email,
+           CASE WHEN person.email = :admin_email THEN CAST(:staff_tenant AS uuid) END,
+           CASE WHEN person.email = :admin_email THEN CAST(:admin_object_id AS uuid) END
     FROM unnest(CAST(:emails AS text[]), CAST(:names AS text[]), CAST(:first_slugs AS text[]))
         AS person(email, name, slug)
     JOIN workspaces AS workspace ON workspace.slug = person.slug
@@ -1068,6 +1070,8 @@ def _ensure_workspaces_and_people() -> list[int]:
                 "first_slugs": [next(iter(roles)) for _, _, roles in DEMO_USERS],
                 "password_hash": hash_password(DEMO_PASSWORD),
                 "admin_email": DEMO_ADMIN_EMAIL,
+                # The administrator also signs in with Microsoft at the simulator's staff tenant.
+                "staff_tenant": DEMO_STAFF_TENANT_ID, "admin_object_id": demo_staff_object_id(DEMO_ADMIN_EMAIL),
             },
         )
 
