@@ -132,8 +132,8 @@ class User(UserMixin, db.Model):
     entra_object_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # An IANA timezone name (Europe/Berlin) the user's pages show times in; None is UTC.
     timezone: Mapped[str | None] = mapped_column(String(64))
-    # Part of every session cookie's identity; a new one (at sign-out, at a password
-    # change) makes every cookie issued before it worthless.
+    # Was every cookie's identity (migration 0005); superseded by user_sessions
+    # (0017_user_sessions) and no longer read. Dropped in a later migration.
     session_token: Mapped[str] = mapped_column(
         String(64), nullable=False, server_default=text("replace(gen_random_uuid()::text, '-', '')"),
         default=new_session_token,
@@ -165,9 +165,6 @@ class User(UserMixin, db.Model):
     @property
     def has_second_factor(self) -> bool:
         return self.totp_enabled_at is not None or bool(self.webauthn_credentials)
-
-    def rotate_session_token(self) -> None:
-        self.session_token = new_session_token()
 
     def __repr__(self) -> str:
         return f"<User {self.email}>"

@@ -215,3 +215,17 @@ def test_an_unknown_link_opened_by_an_anonymous_visitor_is_refused_and_audited(c
     assert response.status_code == 404 and "This invitation link is not valid" in response.get_data(as_text=True)
     entry = db_session.scalar(select(AuditLog).where(AuditLog.action == "invitation.refused"))
     assert entry.details == {"reason": "unknown token"} and entry.actor_user_id is None
+
+
+def test_a_new_member_of_a_workspace_that_requires_mfa_is_sent_to_enrol(app, ada, world, db_session):
+    _, path, _ = invite(ada, world.a, "strict@example.test", "operator")
+    world.a.require_mfa = True
+    db_session.commit()
+    person = app.test_client()
+    page = person.get(path)
+    joined = person.post(path + "/register", data={"csrf_token": csrf_token_from(page), "name": "Strict Person",
+                                                   "password": "a long enough secret",
+                                                   "confirm_password": "a long enough secret"})
+    assert joined.status_code == 302 and role_of(db_session, world.a, "strict@example.test") == "operator"
+    landing = person.get(joined.headers["Location"])
+    assert landing.status_code == 302 and landing.headers["Location"].startswith("/admin/account/security")
