@@ -21,14 +21,17 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from flask import current_app, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, session, url_for
+from flask_login import current_user, login_required
 from sqlalchemy import select, text, update
 
 from .access import act_in_workspace
 from .audit import record_audit
 from .extensions import db
+from .forms import ActionForm, InvitationRegisterForm
 from .mail import MailError, MailSettings, send_mail
 from .models import User, Workspace, WorkspaceInvitation, WorkspaceMembership
+from .passwords import hash_password
 
 INVITATION_LIFETIME = timedelta(days=7)
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # token_urlsafe(32)
@@ -201,12 +204,6 @@ def refuse_audit(reason: str, user: User | None = None, invitation: WorkspaceInv
 
 
 # --- the invitee's pages ----------------------------------------------------------------
-
-from flask import Blueprint, abort, flash, redirect, render_template, request, session  # noqa: E402
-from flask_login import current_user, login_required  # noqa: E402
-
-from .forms import ActionForm, InvitationRegisterForm  # noqa: E402
-from .passwords import hash_password  # noqa: E402
 
 bp = Blueprint("invitations", __name__, url_prefix="/invitations")
 

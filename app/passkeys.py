@@ -16,7 +16,6 @@ session for 5 minutes and is used once. Attempts are limited like passwords.
 """
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, request, session, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
-from webauthn import (generate_authentication_options, generate_registration_options, options_to_json,
+from webauthn import (base64url_to_bytes, generate_authentication_options, generate_registration_options, options_to_json,
                       verify_authentication_response, verify_registration_response)
 from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
 from webauthn.helpers.structs import (AuthenticatorSelectionCriteria, PublicKeyCredentialDescriptor,
@@ -192,8 +191,6 @@ def authenticate():
     challenge = _take_challenge("authenticate")
     if challenge is None:
         return _refused("This passkey sign-in expired or was already used. Try again.", "no challenge", expected_user)
-    from webauthn import base64url_to_bytes
-
     try:
         credential_id = base64url_to_bytes(str(body["credential"].get("rawId") or body["credential"].get("id")))
     except (ValueError, TypeError):

@@ -63,8 +63,13 @@ def load(session_identity: str) -> User | None:
     user_key = parse_database_id(user_id)
     if user_key is None or not secret or len(secret) > 100:
         return None
-    row = db.session.scalar(select(UserSession).where(UserSession.token_hash == _hash(secret)))
-    if row is None or not hmac.compare_digest(str(row.user_id), str(user_key)) or row.ended_at is not None:
+    # One statement per request for the session and its person.
+    found = db.session.execute(select(UserSession, User).join(User, User.id == UserSession.user_id)
+                               .where(UserSession.token_hash == _hash(secret))).first()
+    if found is None:
+        return None
+    row, user = found
+    if not hmac.compare_digest(str(row.user_id), str(user_key)) or row.ended_at is not None:
         return None
     now = utcnow()
     reason = ("idle" if row.last_seen_at + idle_timeout() <= now else
@@ -73,8 +78,7 @@ def load(session_identity: str) -> User | None:
         end(row, reason)
         db.session.commit()
         return None
-    user = db.session.get(User, row.user_id)
-    if user is None or not user.is_active:
+    if not user.is_active:
         return None
     if now - row.last_seen_at >= LAST_SEEN_RESOLUTION:
         row.last_seen_at = now

@@ -39,8 +39,7 @@ def member(client, world):
 
 @pytest.mark.parametrize("suffix", TRAILING, ids=repr)
 def test_an_id_with_trailing_whitespace_is_refused_never_a_500(app, world, member, suffix):
-    samples = {**sample_arguments(world), "membership_id": 1, "rest": str(world.tenant_a.external_id),
-               "invitation_id": 1, "session_id": 999999, "user_id": world.olivia.id, "token": "A" * 43}
+    samples = {**sample_arguments(world), "membership_id": 1, "rest": str(world.tenant_a.external_id)}
     for rule in routes_with_arguments(app):
         for name in rule.arguments:
             url = url_with_suffix(rule, samples, name, suffix)

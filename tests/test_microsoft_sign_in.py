@@ -16,7 +16,7 @@ from app.config import ConfigError
 from app.models import AuditLog, User, UserSession, WorkspaceMembership
 from app.oidc import OidcSettings
 from simulator import id_token_faults
-from tests.conftest import csrf_token_from, post_form, sign_in
+from tests.conftest import post_form, sign_in
 from tests.graph_support import graph_settings, graph_simulator  # noqa: F401  (fixtures)
 from tests.oidc_support import (certificate_settings, microsoft_sign_in, oidc_app, provider_answer,  # noqa: F401
                                 staff_tenant, use_oidc)

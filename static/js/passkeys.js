@@ -19,6 +19,13 @@
     return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   }
 
+  function csrfOf(container) {
+    // The container's own token, else the page's form token (the sign-in page renders one only,
+    // so that its answer does not vary with anything but the message).
+    var field = document.querySelector("input[name=csrf_token]");
+    return container.dataset.csrf || (field ? field.value : "");
+  }
+
   function post(url, csrf, body) {
     return fetch(url, {
       method: "POST", credentials: "same-origin",
@@ -47,7 +54,7 @@
   function setupRegistration(container) {
     var button = container.querySelector(".passkey-button");
     button.addEventListener("click", function () {
-      var csrf = container.dataset.csrf;
+      var csrf = csrfOf(container);
       var nameInput = container.querySelector("input[name=passkey_name]");
       button.disabled = true;
       post(container.dataset.optionsUrl, csrf).then(function (options) {
@@ -80,7 +87,7 @@
   function setupSignIn(container) {
     var button = container.querySelector(".passkey-button");
     button.addEventListener("click", function () {
-      var csrf = container.dataset.csrf;
+      var csrf = csrfOf(container);
       button.disabled = true;
       post(container.dataset.optionsUrl, csrf).then(function (options) {
         options.challenge = toBytes(options.challenge);
