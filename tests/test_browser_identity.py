@@ -272,3 +272,33 @@ def test_an_owner_invites_and_a_new_person_accepts(browser, server, identity_app
     person.goto(server.url + path)
     expect(person.locator(".invitation-refused")).to_contain_text("used already")
     person.context.close()
+
+
+def test_identity_pages_have_no_serious_or_critical_axe_violations(browser, server, identity_app):
+    """axe-core on the sign-in, security, enrolment, sessions, administration and invitation pages."""
+    from tests.test_browser import axe_violations
+
+    with identity_app.app_context():
+        admin = User(email=f"axe-{uuid.uuid4().hex[:6]}@example.test", name="Alex Admin", is_admin=True,
+                     password_hash=hash_password(TEST_PASSWORD))
+        db.session.add(admin)
+        db.session.commit()
+        email = admin.email
+    failures = {}
+    for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        page = new_page(browser, viewport)
+        page.goto(server.url + "/login")
+        failures[f"{label}: sign-in"] = axe_violations(page)
+        page.goto(server.url + "/invitations/" + "A" * 43)
+        failures[f"{label}: invitation refused"] = axe_violations(page)
+        password_step(page, server, email)
+        page.wait_for_url(re.compile(r".*/admin/.*"))
+        for path in ("/admin/account/security", "/admin/account/security/totp", "/admin/account/sessions",
+                     "/admin/users", "/admin/workspaces"):
+            page.goto(server.url + path)
+            failures[f"{label}: {path}"] = axe_violations(page)
+        page.context.close()
+    failures = {name: found for name, found in failures.items() if found}
+    assert not failures, "axe-core found serious or critical violations:\n" + "\n".join(
+        f"{name}: [{v['impact']}] {v['id']}: {v['help']}\n    " + "\n    ".join(v["nodes"][:5])
+        for name, found in failures.items() for v in found)
