@@ -235,6 +235,15 @@ def recover():
 # --- enrolment ----------------------------------------------------------------------------------
 
 
+def require_proof_before_adding_a_factor():
+    """A person who has a factor proves it before adding another: else a stolen password-only
+    session could add its own authenticator and pass for strong. None when they may go on."""
+    if current_user.has_second_factor and not sessions.is_strong():
+        flash("Confirm it is you with the second factor you have before adding another.", "info")
+        return redirect(url_for("mfa.verify", next=url_for("mfa.security")))
+    return None
+
+
 @bp.get("/admin/account/security")
 @login_required
 def security():
@@ -251,6 +260,8 @@ def enrol_totp():
     if current_user.totp_enabled_at is not None:
         flash("An authenticator app is set up already. Remove it first to set up another.", "info")
         return redirect(url_for(".security"))
+    if (refused := require_proof_before_adding_a_factor()) is not None:
+        return refused
     form = CodeForm()
     secret = session.get(ENROL_KEY)
     if request.method == "GET" or not isinstance(secret, str):

@@ -93,6 +93,10 @@ def _refused(message: str, reason: str, user: User | None = None, status: int = 
 @bp.post("/admin/account/passkeys/options")
 @login_required
 def registration_options():
+    if current_user.has_second_factor and not sessions.is_strong():
+        # A stolen password-only session must not add its own passkey and pass for strong.
+        return jsonify({"error": "Confirm it is you with the second factor you have (Sign-in security → "
+                                 "Confirm) before adding a passkey."}), 403
     options = generate_registration_options(
         rp_id=rp_id(), rp_name="TenantAtlas", user_id=f"tenantatlas-user-{current_user.id}".encode(),
         user_name=current_user.email, user_display_name=current_user.name,
@@ -111,6 +115,8 @@ def register():
     body = _credential_json()
     name = " ".join(str(body.get("name") or "Passkey").split())[:100] or "Passkey"
     challenge = _take_challenge("register")
+    if current_user.has_second_factor and not sessions.is_strong():
+        challenge = None  # options were refused above; a challenge from before does not count
     if challenge is None:
         return _refused("This passkey registration expired or was already used. Try again.", "no challenge",
                         current_user)

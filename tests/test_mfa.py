@@ -183,3 +183,16 @@ def test_second_factor_attempts_are_rate_limited_like_passwords(app):
     statuses = [client.post("/login/verify", data={"csrf_token": token, "code": "000000"},
                             environ_base={"REMOTE_ADDR": "198.51.100.77"}).status_code for _ in range(6)]
     assert statuses[:5] == [302] * 5 and statuses[5] == 429
+
+
+def test_a_password_only_session_cannot_add_a_factor_beside_an_existing_one(app, signed_in_client, db_session):
+    enrol(signed_in_client)
+    # A session that never proved the factor (say, opened before it was set up, or stolen).
+    db_session.execute(UserSession.__table__.update().values(strong=False))
+    db_session.commit()
+    response = signed_in_client.get("/admin/account/security/totp")
+    assert response.status_code == 302  # set up already: to the Security page
+    token = csrf_token_from(signed_in_client.get("/admin/account/security"))
+    options = signed_in_client.post("/admin/account/passkeys/options", data="{}", content_type="application/json",
+                                    headers={"X-CSRFToken": token, "Accept": "application/json"})
+    assert options.status_code == 403 and "Confirm it is you" in options.get_json()["error"]
