@@ -99,8 +99,9 @@ def register_commands(app: Flask) -> None:
     @click.argument("email")
     @click.option("--name", required=True, help="Display name.")
     @click.option("--password", help="Prompted for (hidden) when not given.")
+    @click.option("--admin", is_flag=True, help="A platform administrator (may create workspaces).")
     @database_errors_as_messages
-    def create_user(email: str, name: str, password: str | None):
+    def create_user(email: str, name: str, password: str | None, admin: bool):
         """Create a user who can sign in."""
         email = validate_email(email)
         name = validate_name(name)
@@ -109,13 +110,31 @@ def register_commands(app: Flask) -> None:
         if password is None:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         password = validate_password(password)
-        user = User(email=email, name=name, password_hash=hash_password(password))
+        user = User(email=email, name=name, password_hash=hash_password(password), is_admin=admin)
         db.session.add(user)
         db.session.flush()
         record_audit("user.create", target_type="user", target_id=user.id, target_name=user.name,
-                     details={"email": email})
+                     details={"email": email, "is_admin": admin})
         db.session.commit()
-        click.echo(f"Created user {email}.")
+        click.echo(f"Created {'administrator' if admin else 'user'} {email}.")
+
+    @app.cli.command("set-admin", cls=StrictCommand)
+    @click.argument("email")
+    @click.option("--revoke", is_flag=True, help="Take the administrator flag away instead.")
+    @database_errors_as_messages
+    def set_admin(email: str, revoke: bool):
+        """Make an existing user a platform administrator (or, with --revoke, no longer one)."""
+        user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+        if user is None:
+            raise click.ClickException(f"No user with email {email.strip()!r}.")
+        if user.is_admin == (not revoke):
+            click.echo(f"{user.email} {'is not' if revoke else 'is already'} an administrator; nothing changed.")
+            return
+        user.is_admin = not revoke
+        record_audit("user.admin_revoke" if revoke else "user.admin_grant", target_type="user", target_id=user.id,
+                     target_name=user.name, details={"before": {"is_admin": revoke}, "after": {"is_admin": not revoke}})
+        db.session.commit()
+        click.echo(f"{user.email} is {'no longer' if revoke else 'now'} an administrator.")
 
     @app.cli.command("create-workspace", cls=StrictCommand)
     @click.argument("slug")

@@ -91,7 +91,8 @@ def create_app(config: dict | None = None, database_role: str | None = None) -> 
     app.url_map.converters["int"] = DatabaseIdConverter
 
     from . import isolation, row_security  # noqa: F401  (register their session listeners)
-    from . import auth, consent, errors, health, legacy, logsafe, portfolio, security, shell, tenant_pages, workspaces
+    from . import (administration, auth, consent, errors, health, invitations, legacy, logsafe, mfa, oidc, passkeys,
+                   portfolio, security, sessions, shell, tenant_pages, workspaces)
     from . import alert_pages, baseline_pages, bulk_pages, finding_pages, tag_pages
     from .graph.settings import GraphSettings
 
@@ -100,10 +101,12 @@ def create_app(config: dict | None = None, database_role: str | None = None) -> 
 
     logsafe.init_app(app)
     auth.init_app(app)
+    oidc.init_app(app)
     errors.init_app(app)
     security.init_app(app)
     for blueprint in (health.bp, auth.bp, shell.bp, workspaces.bp, portfolio.bp, tenant_pages.bp, legacy.bp,
-                      consent.bp, tag_pages.bp, baseline_pages.bp, finding_pages.bp, bulk_pages.bp, alert_pages.bp):
+                      consent.bp, tag_pages.bp, baseline_pages.bp, finding_pages.bp, bulk_pages.bp, alert_pages.bp,
+                      administration.bp, invitations.bp, oidc.bp, mfa.bp, passkeys.bp, sessions.bp):
         app.register_blueprint(blueprint)
     auth.init_rate_limits(app)
 

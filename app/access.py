@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from flask import abort, current_app, g, session
+from flask import abort, current_app, flash, g, redirect, request, session, url_for
 from flask_login import current_user
 from sqlalchemy import select, text
 
@@ -108,8 +108,40 @@ def restore_workspace_at_sign_in(user) -> None:
             WorkspaceMembership.workspace_id == user.last_workspace_id,
         )
     )
-    if still_member is not None:
+    workspace = db.session.get(Workspace, user.last_workspace_id) if still_member is not None else None
+    if workspace is not None and (not workspace.require_mfa or session_is_strong()):
         session[SESSION_WORKSPACE_KEY] = user.last_workspace_id
+
+
+def session_is_strong() -> bool:
+    """This session was proved with more than a password (a second factor, a passkey, Microsoft)."""
+    row = getattr(current_user, "current_session", None)
+    return bool(row is not None and row.strong)
+
+
+def require_strong_session(workspace: Workspace) -> None:
+    """A workspace that requires MFA is served only to sessions proved with more than a password.
+
+    Called by every guard that lets a request into a workspace (require_workspace_member,
+    require_tenant_access, the workspace management blueprint, the consent callback), after
+    membership is known, so a stranger still gets the same 404. A member whose session is not
+    strong is sent to prove a factor they have, or to enrol one; the workspace stops being
+    current so that no page shows its data (the tenant switcher) meanwhile.
+    """
+    if not workspace.require_mfa or session_is_strong():
+        return
+    current_app.logger.info("Workspace %s requires MFA; user %s's session is password-only", workspace.id,
+                            current_user.id)
+    clear_current_workspace()
+    next_url = request.full_path.rstrip("?") if request.method == "GET" else None
+    if current_user.has_second_factor:
+        flash(f"{workspace.name} requires multi-factor sign-in. Confirm it is you with your second factor.", "info")
+        target = url_for("mfa.verify", next=next_url)
+    else:
+        flash(f"{workspace.name} requires members to use multi-factor authentication or Microsoft sign-in. Set up "
+              "an authenticator app or a passkey to continue.", "warning")
+        target = url_for("mfa.security", next=next_url)
+    abort(redirect(target))
 
 
 def require_workspace_member(slug: str) -> WorkspaceAccess:
@@ -118,6 +150,7 @@ def require_workspace_member(slug: str) -> WorkspaceAccess:
     if access is None:
         current_app.logger.info("404 workspace %r for user %s: not a member or unknown", slug[:80], current_user.id)
         abort(404)
+    require_strong_session(access.workspace)
     g.workspace_access = access
     act_in_workspace(access.workspace.id)
     set_current_workspace(access.workspace)
@@ -151,6 +184,7 @@ def require_tenant_access(external_id: str) -> TenantAccess:
         )
         abort(404)
     tenant, workspace, role = row
+    require_strong_session(workspace)
     g.acting_workspace_id = workspace.id
     access = TenantAccess(workspace=workspace, role=role, tenant=tenant)
     g.workspace_access = access
@@ -183,3 +217,14 @@ def require_role(role: str, action: str) -> None:
     if not access.allows(role):
         article = "an" if role[0] in "aeiou" else "a"
         abort(403, f"Only {article} {role} or higher can {action}; your role in {access.workspace.name} is {access.role}.")
+
+
+def require_platform_admin(action: str) -> None:
+    """403 with a clear message unless the signed-in user is a platform administrator.
+
+    Administrators are platform-wide (users.is_admin), not a workspace role: they create
+    workspaces and manage other administrators. Checked before anything about the request's
+    data is looked at, so a refusal says nothing about what exists (no "slug is taken").
+    """
+    if not (current_user.is_authenticated and current_user.is_admin):
+        abort(403, f"Only a platform administrator can {action}. Ask one of your TenantAtlas administrators.")

@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import has_request_context, request
 
+from sqlalchemy import text
+
 from .extensions import db
 from .models import AuditLog, Tenant
 
@@ -33,7 +35,7 @@ def record_audit(
     workspace_id = workspace.id if workspace is not None else None
     if tenant is not None:
         workspace_id = tenant.workspace_id
-    entry = AuditLog(
+    values = dict(
         action=action,
         actor_user_id=getattr(actor, "id", None),
         workspace_id=workspace_id,
@@ -44,6 +46,16 @@ def record_audit(
         details=details or {},
         ip_address=request.remote_addr if has_request_context() else None,
     )
+    if workspace_id is None and values["actor_user_id"] is None:
+        # Nobody's and no workspace's (a refused sign-in by someone unknown): row-level security
+        # lets the web app's role write such an entry but not read it back, so no RETURNING.
+        db.session.execute(text(
+            "INSERT INTO audit_logs (action, target_type, target_id, target_name, details, ip_address) "
+            "VALUES (:action, :target_type, :target_id, :target_name, CAST(:details AS jsonb), CAST(:ip AS inet))"),
+            {**{key: values[key] for key in ("action", "target_type", "target_id", "target_name")},
+             "details": json.dumps(values["details"], default=str), "ip": values["ip_address"]})
+        return AuditLog(**values)
+    entry = AuditLog(**values)
     db.session.add(entry)
     return entry
 

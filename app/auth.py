@@ -1,7 +1,10 @@
-"""Sign-in and sign-out."""
+"""Sign-in and sign-out.
+
+Sign-in with a password, then (when the person has one) a second factor (app/mfa.py);
+Microsoft (app/oidc.py) and passkeys (app/passkeys.py) end in the same complete_sign_in.
+"""
 from __future__ import annotations
 
-import hmac
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
@@ -14,13 +17,13 @@ from sqlalchemy import select
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
+from . import sessions
 from .access import act_as_user, restore_workspace_at_sign_in
 from .audit import record_audit
 from .extensions import db, login_manager
 from .forms import PasswordChangeForm, TimezoneForm
 from .models import User
 from .passwords import hash_password, verify_password
-from .validation import parse_database_id
 
 bp = Blueprint("auth", __name__)
 
@@ -66,6 +69,12 @@ def init_rate_limits(app):
     change_per_account = limiter.limit(SIGN_IN_LIMIT_PER_EMAIL, methods=["POST"], key_func=_changing_account,
                                        error_message=TOO_MANY_PASSWORD_CHANGES)
     app.view_functions["auth.change_password"] = change_per_address(change_per_account(change_password))
+    from .mfa import init_rate_limits as limit_second_factors
+
+    from .passkeys import init_rate_limits as limit_passkeys
+
+    limit_second_factors(app, limiter, SIGN_IN_LIMIT_PER_ADDRESS, SIGN_IN_LIMIT_PER_EMAIL, TOO_MANY_SIGN_INS)
+    limit_passkeys(app, limiter, SIGN_IN_LIMIT_PER_ADDRESS, TOO_MANY_SIGN_INS)
     app.extensions["sign_in_limiter"] = limiter  # the decorators hold it weakly; the app keeps it
 
 
@@ -79,15 +88,8 @@ def init_app(app):
 
     @login_manager.user_loader
     def load_user(session_identity: str):
-        """The user of a session cookie, only while the cookie carries their current session token."""
-        user_id, _, token = session_identity.partition(":")
-        user_key = parse_database_id(user_id)
-        if user_key is None or not token:
-            return None
-        user = db.session.get(User, user_key)
-        if user is None or not hmac.compare_digest(user.session_token, token):
-            return None
-        return user
+        """The user of a session cookie, only while its session is live (app/sessions.py)."""
+        return sessions.load(session_identity)
 
 
 # Limits on sign-in attempts: per address (one machine trying many accounts) and per
@@ -108,6 +110,34 @@ def _changing_account() -> str:
     return "account:" + (current_user.email if current_user.is_authenticated else "anonymous")
 
 
+def complete_sign_in(user: User, method: str, *, strong: bool = False) -> None:
+    """Sign `user` in to a fresh session after `method` proved who they are (audited).
+
+    Every way in (password, second factor, invitation, Microsoft, passkey) ends here, so a
+    session always starts the same way: a new user_sessions row, and nothing from before
+    sign-in survives in the cookie (session fixation). `strong`: more than a password.
+    """
+    user.last_login_at = datetime.now(timezone.utc)
+    act_as_user(user.id)
+    sessions.start(user, method, strong)
+    record_audit("auth.sign_in", actor=user, details={"method": method})
+    db.session.commit()
+    session.clear()
+    login_user(user)
+    session.permanent = True
+    restore_workspace_at_sign_in(user)
+
+
+def password_proved(user: User, next_url: str | None):
+    """The password was right: sign in, or first ask for the second factor the user has."""
+    if user.has_second_factor:
+        from .mfa import start_second_factor
+
+        return start_second_factor(user, next_url)
+    complete_sign_in(user, "password")
+    return redirect(next_url or url_for("shell.home"))
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     next_url = safe_next_url(request.args.get("next"))
@@ -122,16 +152,8 @@ def login():
         if user is not None and matches and user.is_active:
             if needs_rehash:
                 user.password_hash = hash_password(form.password.data)
-            user.last_login_at = datetime.now(timezone.utc)
-            act_as_user(user.id)
-            record_audit("auth.sign_in", actor=user)
-            db.session.commit()
-            # A fresh session: nothing from before sign-in survives (session fixation).
-            session.clear()
-            login_user(user)
-            session.permanent = True
-            restore_workspace_at_sign_in(user)
-            return redirect(next_url or url_for("shell.home"))
+                db.session.commit()
+            return password_proved(user, next_url)
         current_app.logger.info(
             "Failed sign-in for %r: %s",
             email,
@@ -139,15 +161,24 @@ def login():
         )
         # Same message for an unknown email, a wrong password and an inactive account.
         flash(FAILED_SIGN_IN, "danger")
-        return render_template("auth/login.html", form=form, next_url=next_url), 200
-    return render_template("auth/login.html", form=form, next_url=next_url)
+        return _render_login(form, next_url)
+    return _render_login(form, next_url)
+
+
+def _render_login(form, next_url):
+    from .oidc import microsoft_sign_in_enabled
+    from .passkeys import passkeys_enabled
+
+    return render_template("auth/login.html", form=form, next_url=next_url, microsoft=microsoft_sign_in_enabled(),
+                           passkeys=passkeys_enabled())
 
 
 @bp.post("/logout")
 def logout():
     if current_user.is_authenticated:
-        # Every cookie of this user issued so far stops working, copies included.
-        current_user.rotate_session_token()
+        # This session's cookie stops working, copies included; other devices stay signed in.
+        if current_user.current_session is not None:
+            sessions.end(current_user.current_session, "signed out")
         record_audit("auth.sign_out", actor=current_user)
         db.session.commit()
     logout_user()
@@ -171,10 +202,11 @@ def change_password():
             db.session.commit()
         else:
             current_user.password_hash = hash_password(form.new_password.data)
-            current_user.rotate_session_token()
-            record_audit("auth.password_change", actor=current_user)
+            this_session = current_user.current_session
+            ended = sessions.end_all(current_user.id, "password changed",
+                                     except_id=this_session.id if this_session else None)
+            record_audit("auth.password_change", actor=current_user, details={"other_sessions_ended": ended})
             db.session.commit()
-            login_user(current_user._get_current_object())  # this session takes the new token
             flash("Password changed. Your other sessions have been signed out.", "success")
             return redirect(url_for("shell.home"))
     status = 400 if request.method == "POST" else 200

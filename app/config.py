@@ -64,6 +64,14 @@ def build_config(instance_path: Path, overrides: dict | None = None, database_ro
     if not (str(trusted_proxies).isascii() and str(trusted_proxies).isdigit()):
         raise ConfigError("TENANTATLAS_TRUSTED_PROXIES must be a number of proxies (0 when none)")
 
+    session_idle = str(overrides.get("SESSION_IDLE_MINUTES", os.environ.get("TENANTATLAS_SESSION_IDLE_MINUTES", "480")))
+    if not (session_idle.isascii() and session_idle.isdigit() and 5 <= int(session_idle) <= 43200):
+        raise ConfigError("TENANTATLAS_SESSION_IDLE_MINUTES must be a number of minutes from 5 to 43200 (30 days)")
+    session_lifetime = str(overrides.get("SESSION_LIFETIME_HOURS",
+                                         os.environ.get("TENANTATLAS_SESSION_LIFETIME_HOURS", "168")))
+    if not (session_lifetime.isascii() and session_lifetime.isdigit() and 1 <= int(session_lifetime) <= 2160):
+        raise ConfigError("TENANTATLAS_SESSION_LIFETIME_HOURS must be a number of hours from 1 to 2160 (90 days)")
+
     # The web app connects as its own role (RLS applies to it); migrations and the
     # cross-workspace operator commands connect as the owner.
     database_url = overrides.get("SQLALCHEMY_DATABASE_URI")
@@ -84,7 +92,10 @@ def build_config(instance_path: Path, overrides: dict | None = None, database_ro
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": env != "development",
-        "PERMANENT_SESSION_LIFETIME": 8 * 3600,
+        # The cookie lives as long as a session may (app/sessions.py ends it sooner when idle).
+        "PERMANENT_SESSION_LIFETIME": int(session_lifetime) * 3600,
+        "SESSION_IDLE_MINUTES": int(session_idle),
+        "SESSION_LIFETIME_HOURS": int(session_lifetime),
         "WTF_CSRF_TIME_LIMIT": 8 * 3600,
         "MAX_CONTENT_LENGTH": 1 * 1024 * 1024,
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from requests import RequestException
 from sqlalchemy.exc import IntegrityError
 
-from .access import act_in_workspace, set_current_workspace, workspace_access_by_id
+from .access import act_in_workspace, require_strong_session, set_current_workspace, workspace_access_by_id
 from .audit import record_audit
 from .errors import render_error
 from .extensions import db
@@ -46,6 +46,7 @@ def callback():
         current_app.logger.info("consent callback of user %s for another user or workspace", current_user.id)
         return render_error(400, "This consent answer was started by another user or in a workspace you are not in. "
                                  "Start again from the tenant's page.")
+    require_strong_session(access.workspace)
     act_in_workspace(access.workspace.id)
     tenant = db.session.scalar(select(Tenant).where(Tenant.workspace_id == access.workspace.id,
                                                     Tenant.external_id == state.tenant_external_id))

@@ -39,9 +39,18 @@ class WorkspaceSwitchForm(FlaskForm):
     workspace_id = IntegerField("Workspace", validators=[DataRequired(), NumberRange(min=1, max=2**62)])
 
 
-class MemberAddForm(FlaskForm):
+class InvitationForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), _check(validation.validate_email)])
     role = SelectField("Role", choices=[SelectChoice(role, role.title()) for role in ROLES], default="readonly")
+
+
+class InvitationRegisterForm(FlaskForm):
+    """A new account from an invitation: its email is the invitation's."""
+
+    name = StringField("Your name", validators=[DataRequired(), _check(validation.validate_name)])
+    password = PasswordField("Choose a password", validators=[DataRequired(), _check(validation.validate_password)])
+    confirm_password = PasswordField("Repeat the password", validators=[
+        DataRequired(), EqualTo("password", message="The two passwords differ.")])
 
 
 class MemberRoleForm(FlaskForm):

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -111,6 +112,9 @@ class User(UserMixin, db.Model):
         # Emails are stored lower-cased, so the plain unique key is case-insensitive.
         CheckConstraint("email = lower(email)", name="email_lower"),
         CheckConstraint("length(email) BETWEEN 3 AND 254", name="email_length"),
+        CheckConstraint("(entra_tenant_id IS NULL) = (entra_object_id IS NULL)", name="entra_identity_whole"),
+        Index("ux_users_entra_identity", "entra_tenant_id", "entra_object_id", unique=True,
+              postgresql_where=text("entra_object_id IS NOT NULL")),
     )
 
     id: Mapped[int] = _pk()
@@ -124,10 +128,20 @@ class User(UserMixin, db.Model):
         BigInteger, ForeignKey("workspaces.id", ondelete="SET NULL"), index=True
     )
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A platform administrator: creates workspaces, grants this flag, ends others' sessions.
+    is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false", default=False)
+    # An authenticator app (migration 0017_second_factors); the last accepted 30-second
+    # step makes each code single-use.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # Sign in with Microsoft (migration 0017_microsoft_identities): the ID token's tid and oid.
+    entra_tenant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    entra_object_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # An IANA timezone name (Europe/Berlin) the user's pages show times in; None is UTC.
     timezone: Mapped[str | None] = mapped_column(String(64))
-    # Part of every session cookie's identity; a new one (at sign-out, at a password
-    # change) makes every cookie issued before it worthless.
+    # Was every cookie's identity (migration 0005); superseded by user_sessions
+    # (0017_user_sessions) and no longer read. Dropped in a later migration.
     session_token: Mapped[str] = mapped_column(
         String(64), nullable=False, server_default=text("replace(gen_random_uuid()::text, '-', '')"),
         default=new_session_token,
@@ -138,20 +152,83 @@ class User(UserMixin, db.Model):
     memberships: Mapped[list[WorkspaceMembership]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
     )
+    webauthn_credentials: Mapped[list[WebAuthnCredential]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="WebAuthnCredential.id"
+    )
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
         return self.is_active_user
 
-    def get_id(self) -> str:
-        """What Flask-Login keeps in the session: the id bound to the current session token."""
-        return f"{self.id}:{self.session_token}"
+    # The UserSession this request runs in and its cookie secret (set by the user loader
+    # and at sign-in; plain attributes, not columns).
+    current_session = None
+    current_session_secret = None
 
-    def rotate_session_token(self) -> None:
-        self.session_token = new_session_token()
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the cookie: the user and their session's secret (app/sessions.py)."""
+        secret = getattr(self, "current_session_secret", None)
+        return f"{self.id}:{secret}" if secret else f"{self.id}:"
+
+    @property
+    def has_second_factor(self) -> bool:
+        return self.totp_enabled_at is not None or bool(self.webauthn_credentials)
 
     def __repr__(self) -> str:
         return f"<User {self.email}>"
+
+
+class UserSession(db.Model):
+    """One signed-in browser (migration 0017_user_sessions); the cookie holds its secret, this its SHA-256."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (
+        Index("ix_user_sessions_user_id_active", "user_id", postgresql_where=text("ended_at IS NULL")),
+    )
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    auth_method: Mapped[str] = mapped_column(String(40), nullable=False)
+    # Proved with more than a password: a second factor, a passkey or Microsoft sign-in.
+    strong: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false", default=False)
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    ip_address: Mapped[str | None] = mapped_column(INET)
+    created_at: Mapped[datetime] = _created_at()
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    end_reason: Mapped[str | None] = mapped_column(String(40))
+
+
+class RecoveryCode(db.Model):
+    """A one-time code for when the authenticator is lost (stored as SHA-256)."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (UniqueConstraint("user_id", "code_hash"),)
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+                                         index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebAuthnCredential(db.Model):
+    """A passkey: what the authenticator registered (its id, public key, signature counter)."""
+
+    __tablename__ = "webauthn_credentials"
+
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+                                         index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    sign_count: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0", default=0)
+    transports: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default="[]", default=list)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Workspace(db.Model):
@@ -165,6 +242,8 @@ class Workspace(db.Model):
     id: Mapped[int] = _pk()
     slug: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
+    # "Members must use MFA or Microsoft sign-in" (migration 0017_second_factors).
+    require_mfa: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false", default=False)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -196,6 +275,38 @@ class WorkspaceMembership(db.Model):
 
     workspace: Mapped[Workspace] = relationship(back_populates="memberships")
     user: Mapped[User] = relationship(back_populates="memberships")
+
+
+class WorkspaceInvitation(db.Model):
+    """An owner's invitation of an email address to a workspace (migration 0017_workspace_invitations).
+
+    Only the SHA-256 of the link's token is stored. Pending while not accepted, not
+    revoked and not expired; accepting is a single conditional UPDATE (app/invitations.py).
+    """
+
+    __tablename__ = "workspace_invitations"
+    __table_args__ = (
+        CheckConstraint("email = lower(email)", name="email_lower"),
+        CheckConstraint(_in("role", ROLES), name="role_known"),
+        Index("ix_workspace_invitations_workspace_id_created_at", "workspace_id", "created_at"),
+    )
+
+    id: Mapped[int] = _pk()
+    workspace_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    )
+    email: Mapped[str] = mapped_column(String(254), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    invited_by_user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    accepted_by_user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    workspace: Mapped[Workspace] = relationship()
+    invited_by: Mapped[User | None] = relationship(foreign_keys=[invited_by_user_id])
 
 
 class Tenant(db.Model):

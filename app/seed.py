@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from sqlalchemy import text
 
-from .demo import load_fixture
+from .demo import DEMO_STAFF_TENANT_ID, demo_staff_object_id, load_fixture
 from .extensions import db
 from .passwords import hash_password
 
@@ -75,6 +75,9 @@ DEMO_USERS = (
     (f"liam.brooks@{DEMO_EMAIL_DOMAIN}", "Liam Brooks",
      {"blue-harbor-it": "readonly", "summit-cloud-partners": "operator"}),
 )
+
+# The demo's platform administrator (may create workspaces and manage accounts).
+DEMO_ADMIN_EMAIL = f"olivia.chen@{DEMO_EMAIL_DOMAIN}"
 
 # --- catalogs the SQL picks from ---------------------------------------------------------
 # The records live in app/demo/fixtures/*.json, shared with the Graph simulator's demo
@@ -831,8 +834,10 @@ SELECT count(*) FROM inserted
 
 INSERT_USERS = """
 WITH inserted AS (
-    INSERT INTO users (email, name, password_hash, last_workspace_id)
-    SELECT person.email, person.name, :password_hash, workspace.id
+    INSERT INTO users (email, name, password_hash, last_workspace_id, is_admin, entra_tenant_id, entra_object_id)
+    SELECT person.email, person.name, :password_hash, workspace.id, person.email = :admin_email,
+           CASE WHEN person.email = :admin_email THEN CAST(:staff_tenant AS uuid) END,
+           CASE WHEN person.email = :admin_email THEN CAST(:admin_object_id AS uuid) END
     FROM unnest(CAST(:emails AS text[]), CAST(:names AS text[]), CAST(:first_slugs AS text[]))
         AS person(email, name, slug)
     JOIN workspaces AS workspace ON workspace.slug = person.slug
@@ -1092,6 +1097,9 @@ def _ensure_workspaces_and_people() -> list[int]:
                 "names": [name for _, name, _ in DEMO_USERS],
                 "first_slugs": [next(iter(roles)) for _, _, roles in DEMO_USERS],
                 "password_hash": hash_password(DEMO_PASSWORD),
+                "admin_email": DEMO_ADMIN_EMAIL,
+                # The administrator also signs in with Microsoft at the simulator's staff tenant.
+                "staff_tenant": DEMO_STAFF_TENANT_ID, "admin_object_id": demo_staff_object_id(DEMO_ADMIN_EMAIL),
             },
         )
 
@@ -1123,4 +1131,5 @@ def echo_demo_sign_ins(echo: Callable[[str], Any]) -> None:
     echo(f"  {'Email':<{email_width}}  {'Password':<{password_width}}  Workspaces (role)")
     echo(f"  {'-' * email_width}  {'-' * password_width}  {'-' * 40}")
     for email, workspaces in workspaces_by_email.items():
-        echo(f"  {email:<{email_width}}  {DEMO_PASSWORD:<{password_width}}  {', '.join(workspaces) or '-'}")
+        admin = "; platform administrator" if email == DEMO_ADMIN_EMAIL else ""
+        echo(f"  {email:<{email_width}}  {DEMO_PASSWORD:<{password_width}}  {', '.join(workspaces) or '-'}{admin}")

@@ -7,6 +7,9 @@ from sqlalchemy import BigInteger, column, func, select
 
 from .access import (
     act_in_workspace,
+    require_platform_admin,
+    require_strong_session,
+    session_is_strong,
     require_role,
     set_current_workspace,
     workspace_access_by_id,
@@ -16,13 +19,14 @@ from .audit import record_audit
 from .extensions import db
 from .forms import (
     ActionForm,
-    MemberAddForm,
+    InvitationForm,
     MemberRoleForm,
     WorkspaceCreateForm,
     WorkspaceRenameForm,
     WorkspaceSwitchForm,
 )
-from .models import User, Workspace, WorkspaceMembership
+from . import invitations
+from .models import User, Workspace, WorkspaceInvitation, WorkspaceMembership
 
 bp = Blueprint("workspaces", __name__, url_prefix="/admin/workspaces")
 
@@ -36,6 +40,7 @@ def require_sign_in():
         access = workspace_access_by_slug(slug)
         if access is None:
             abort(404)
+        require_strong_session(access.workspace)
         g.workspace_access = access
         act_in_workspace(access.workspace.id)  # without making it the session's current one
 
@@ -76,6 +81,8 @@ def index():
 
 @bp.post("")
 def create():
+    # Before the form is read: a refusal must not say whether the slug exists.
+    require_platform_admin("create workspaces")
     form = WorkspaceCreateForm()
     if not form.validate_on_submit():
         return render_template("workspaces/index.html", workspaces=my_workspaces_with_counts(current_user.id),
@@ -133,8 +140,32 @@ def settings(slug: str):
             db.session.commit()
             flash(f"Workspace renamed from {before} to {form.name.data}.", "success")
             return redirect(url_for(".settings", slug=slug))
-        return render_template("workspaces/settings.html", form=form), 400
-    return render_template("workspaces/settings.html", form=form)
+        return render_template("workspaces/settings.html", form=form, action_form=ActionForm()), 400
+    return render_template("workspaces/settings.html", form=form, action_form=ActionForm())
+
+
+@bp.post("/<slug>/settings/security")
+def security(slug: str):
+    """Turn "members must use MFA or Microsoft sign-in" on or off (owners; audited)."""
+    require_role("owner", "change the sign-in requirement")
+    access = g.workspace_access
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    after = request.form.get("require_mfa") == "on"
+    before = access.workspace.require_mfa
+    if after and not session_is_strong():
+        flash("Sign in with a second factor yourself first (set one up under Security), so that turning this on "
+              "does not lock you out.", "danger")
+        return redirect(url_for(".settings", slug=slug))
+    if after != before:
+        access.workspace.require_mfa = after
+        record_audit("workspace.require_mfa", actor=current_user, workspace=access.workspace,
+                     target_type="workspace", target_id=access.workspace.id, target_name=access.workspace.name,
+                     details={"before": {"require_mfa": before}, "after": {"require_mfa": after}})
+        db.session.commit()
+    flash("Members must now use multi-factor authentication or Microsoft sign-in." if after else
+          "Members may sign in with a password alone.", "success")
+    return redirect(url_for(".settings", slug=slug))
 
 
 def _members(workspace_id: int):
@@ -146,11 +177,14 @@ def _members(workspace_id: int):
     ).all()
 
 
-def _render_members(add_form=None, status=200):
+def _render_members(invite_form=None, status=200, new_invitation=None):
     access = g.workspace_access
+    pending = invitations.pending_invitations(access.workspace.id) if access.allows("owner") else []
     return render_template("workspaces/members.html", members=_members(access.workspace.id),
-                           add_form=add_form or MemberAddForm(), role_form=MemberRoleForm(),
-                           action_form=ActionForm()), status
+                           # formdata=None: after an invitation is sent its form starts empty again.
+                           invite_form=invite_form or InvitationForm(formdata=None), role_form=MemberRoleForm(),
+                           action_form=ActionForm(), pending_invitations=pending,
+                           new_invitation=new_invitation), status
 
 
 @bp.get("/<slug>/members")
@@ -158,28 +192,41 @@ def members(slug: str):
     return _render_members()
 
 
-@bp.post("/<slug>/members")
-def add_member(slug: str):
-    require_role("owner", "add members")
+@bp.post("/<slug>/invitations")
+def invite(slug: str):
+    """Invite an email address; the answer is the same whether or not it has an account."""
+    require_role("owner", "invite members")
     access = g.workspace_access
-    form = MemberAddForm()
+    form = InvitationForm()
     if not form.validate_on_submit():
         return _render_members(form, 400)
-    user = db.session.scalar(select(User).where(User.email == form.email.data))
-    if user is None:
-        form.email.errors.append("No user has this email. Users are created by an administrator first.")
+    already = db.session.scalar(select(User.name).join(WorkspaceMembership, WorkspaceMembership.user_id == User.id)
+                                .where(WorkspaceMembership.workspace_id == access.workspace.id,
+                                       User.email == form.email.data))
+    if already is not None:  # the members table above says so anyway
+        form.email.errors.append(f"{already} ({form.email.data}) is a member already. Change their role above.")
         return _render_members(form, 400)
-    exists = db.session.scalar(select(WorkspaceMembership.id).where(
-        WorkspaceMembership.workspace_id == access.workspace.id, WorkspaceMembership.user_id == user.id))
-    if exists is not None:
-        form.email.errors.append(f"{user.email} is already a member. Change their role below.")
-        return _render_members(form, 400)
-    db.session.add(WorkspaceMembership(workspace_id=access.workspace.id, user_id=user.id, role=form.role.data))
-    record_audit("membership.add", actor=current_user, workspace=access.workspace, target_type="user",
-                 target_id=user.id, target_name=user.name,
-                 details={"before": None, "after": {"role": form.role.data, "email": user.email}})
+    created = invitations.invite(access.workspace, form.email.data, form.role.data, current_user)
     db.session.commit()
-    flash(f"{user.name} added as {form.role.data}.", "success")
+    # Rendered, not redirected: the link exists only now (its token is stored hashed).
+    return _render_members(new_invitation=created)
+
+
+@bp.post("/<slug>/invitations/<int:invitation_id>/revoke")
+def revoke_invitation(slug: str, invitation_id: int):
+    require_role("owner", "revoke invitations")
+    access = g.workspace_access
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    invitation = db.session.scalar(select(WorkspaceInvitation).where(
+        WorkspaceInvitation.id == invitation_id, WorkspaceInvitation.workspace_id == access.workspace.id))
+    if invitation is None:
+        abort(404)
+    if invitations.revoke(invitation, current_user, access.workspace):
+        db.session.commit()
+        flash(f"The invitation of {invitation.email} was revoked; its link no longer works.", "success")
+    else:
+        flash(f"The invitation of {invitation.email} was no longer pending.", "info")
     return redirect(url_for(".members", slug=slug))
 
 

@@ -46,6 +46,7 @@ def _value(text: str) -> Any:
 def serve(args: argparse.Namespace) -> int:
     from . import Simulator, ThrottleLimits
     from .demo import DEMO_TENANT_COUNT, demo_tenant
+    from .staff_demo import add_staff_tenant
 
     throttle = None
     if args.throttle or args.throttle_requests:
@@ -64,6 +65,7 @@ def serve(args: argparse.Namespace) -> int:
         for key in range(DEMO_TENANT_COUNT + 1, DEMO_TENANT_COUNT + 4):
             spec = demo_tenant(key)
             sim.add_tenant(spec["tenant_id"], name=spec["name"], consented=False)
+        add_staff_tenant(sim)  # where the demo's staff sign in with Microsoft
     out = sys.stdout
     print("Graph simulator serving", file=out)
     print(f"  GRAPH_API_URL={sim.api_url}", file=out)
@@ -102,6 +104,7 @@ def env(args: argparse.Namespace) -> int:
     points TenantAtlas at a simulator serving on these ports (for a Procfile or Makefile)."""
     from .core import _advertised_host
     from .pki import Pki
+    from .staff_demo import oidc_environment
 
     pki = Pki.load_or_create(Path(args.state_dir))
     host = _advertised_host(args.host)
@@ -112,6 +115,7 @@ def env(args: argparse.Namespace) -> int:
         "GRAPH_CLIENT_ID": pki.client_id,
         "GRAPH_CLIENT_CERTIFICATE": str(pki.app_pem_path.resolve()),
         "TENANTATLAS_GRAPH_SIMULATED": "1",
+        **oidc_environment(pki.client_id, str(pki.app_pem_path.resolve())),
     }
     for key, value in values.items():
         print(f"{key}={value}")

@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
+from . import id_token_faults
 from .common import RequestRecord, json_response
 from .pki import b64url, thumbprints
 
@@ -775,7 +776,7 @@ code {{ font-size: .8rem; word-break: break-all; }}
         # Entra names every member's default role too (the "member user" template id), so an
         # ordinary user's `wids` holds that alone (with groupMembershipClaims DirectoryRole).
         claims["wids"] = list(user["roles"]) + [MEMBER_USER_ROLE]
-        return self._sign(claims, x5t=False)
+        return id_token_faults.signed(self.sim, tenant.tenant_id, claims, lambda signed: self._sign(signed, x5t=False))
 
     def _user_access_token(self, tenant: TenantState, user: dict[str, Any], scope: str, appidacr: str) -> str:
         """A delegated (user) token for the simulator's Graph; it carries no application roles."""

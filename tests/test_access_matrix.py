@@ -66,6 +66,9 @@ def sample_arguments(world) -> dict:
         "version_id": ids["version_a"],
         "action": "acknowledge",
         "rest": f"policies/{ids['policy_id']}",
+        # Staff identity routes (tests/test_input_edges.py and test_security_headers.py walk every route).
+        "invitation_id": 1, "session_id": 999999, "user_id": world.olivia.id, "token": "A" * 43,
+        "credential_id": 1,
     }
 
 

@@ -60,6 +60,22 @@ def prepare(endpoint, world, db_session):
     if endpoint == "tenant.unpin":
         db_session.add(TenantPin(user_id=world.ada.id, tenant_id=world.tenant_a.id, workspace_id=a.id))
         db_session.commit()
+    if endpoint == "workspaces.create":
+        world.ada.is_admin = True  # only platform administrators create workspaces
+        db_session.commit()
+    invitation_token = None
+    if endpoint.startswith("invitations.") or endpoint == "workspaces.revoke_invitation":
+        invitation_token = _invitation(db_session, world.b if endpoint.startswith("invitations.") else a,
+                                       world.ada.email if endpoint.startswith("invitations.") else "x@example.test")
+    other_session_id = 0
+    if endpoint == "sessions.end_one":
+        from app.models import UserSession
+
+        other = UserSession(user_id=world.ada.id, token_hash=uuid.uuid4().hex * 2, auth_method="password",
+                            user_agent="Mozilla/5.0 (iPhone) Safari/604.1")
+        db_session.add(other)
+        db_session.commit()
+        other_session_id = other.id
     schedule = {"name": "Weekly export", "frequency": "weekly", "retention_days": "14", "is_enabled": "y"}
     ops = operations_rows(world, db_session)
     w = f"/admin/w/{a.slug}"
@@ -120,8 +136,38 @@ def prepare(endpoint, world, db_session):
                                   "restore.cancel"),
         "workspaces.settings": (f"/admin/workspaces/{a.slug}/settings", {"name": "Alpha Renamed"}, "owner",
                                 "workspace.rename"),
-        "workspaces.add_member": (f"/admin/workspaces/{a.slug}/members",
-                                  {"email": world.olivia.email, "role": "readonly"}, "owner", "membership.add"),
+        "workspaces.invite": (f"/admin/workspaces/{a.slug}/invitations",
+                              {"email": world.olivia.email, "role": "readonly"}, "owner", "invitation.create"),
+        "workspaces.revoke_invitation": (
+            f"/admin/workspaces/{a.slug}/invitations/{_invitation_id(db_session, invitation_token)}/revoke", {},
+            "owner", "invitation.revoke"),
+        # The invitee's own answers (personal: no role in the workspace yet).
+        "invitations.accept_signed_in": (f"/invitations/{invitation_token}/accept", {}, "readonly",
+                                         "invitation.accept"),
+        "invitations.register": (f"/invitations/{invitation_token}/register",
+                                 {"name": "New Person", "password": "long enough 1", "confirm_password": "long enough 1"},
+                                 "readonly", "user.create"),
+        "administration.toggle_admin": (f"/admin/users/{world.olivia.id}/admin", {}, "administrator",
+                                        "user.admin_grant"),
+        "administration.end_sessions": (f"/admin/users/{world.olivia.id}/sessions/end", {}, "administrator",
+                                        "auth.sessions_ended"),
+        "workspaces.security": (f"/admin/workspaces/{a.slug}/settings/security", {"require_mfa": "on"}, "owner",
+                                "workspace.require_mfa"),
+        "sessions.end_one": (f"/admin/account/sessions/{other_session_id}/end", {}, "readonly", "auth.session_end"),
+        # Passkeys: JSON ceremonies (tests/test_browser_identity.py drives them in Chromium).
+        "passkeys.registration_options": ("/admin/account/passkeys/options", {}, "readonly", "none"),
+        "passkeys.register": ("/admin/account/passkeys", {}, "readonly", "auth.passkey_added"),
+        "passkeys.remove": ("/admin/account/passkeys/1/remove", {}, "readonly", "auth.passkey_removed"),
+        "passkeys.authentication_options": ("/login/passkey/options", {}, "readonly", "none"),
+        "passkeys.authenticate": ("/login/passkey", {}, "readonly", "auth.sign_in"),
+        # The second factor (tests/test_mfa.py drives these through their pages).
+        "mfa.verify": ("/login/verify", {"code": "000000"}, "readonly", "auth.mfa_failed"),
+        "mfa.recover": ("/login/recover", {"recovery_code": "aaaaa-aaaaa"}, "readonly", "auth.mfa_failed"),
+        "mfa.enrol_totp": ("/admin/account/security/totp", {"code": "000000"}, "readonly", "auth.mfa_enrolled"),
+        "mfa.remove_totp": ("/admin/account/security/totp/remove", {"password": TEST_PASSWORD}, "readonly",
+                            "auth.mfa_removed"),
+        "mfa.regenerate_recovery_codes": ("/admin/account/security/recovery-codes", {"password": TEST_PASSWORD},
+                                          "readonly", "auth.recovery_codes_renewed"),
         "workspaces.change_role": (
             f"/admin/workspaces/{a.slug}/members/{_membership_id(db_session, a, world.dual)}/role",
             {"role": "manager"}, "owner", "membership.role_change"),
@@ -168,6 +214,31 @@ OPERATIONS_ENDPOINTS = ["tags.create", "tags.edit", "tags.delete", "baselines.cr
                         "alerts.create", "alerts.snooze", "alerts.snooze_tenant", "alerts.delete"]
 
 
+def _invitation(db_session, workspace, email):
+    """A pending invitation inserted as the owner; returns its link's token."""
+    import secrets
+    from datetime import timedelta
+
+    from app.invitations import token_hash
+    from app.models import WorkspaceInvitation
+
+    token = secrets.token_urlsafe(32)
+    db_session.add(WorkspaceInvitation(workspace_id=workspace.id, email=email, role="readonly",
+                                       token_hash=token_hash(token),
+                                       expires_at=datetime.now(timezone.utc) + timedelta(days=7)))
+    db_session.commit()
+    return token
+
+
+def _invitation_id(db_session, token):
+    from app.invitations import token_hash
+    from app.models import WorkspaceInvitation
+
+    if token is None:
+        return 0
+    return db_session.scalar(select(WorkspaceInvitation.id).where(WorkspaceInvitation.token_hash == token_hash(token)))
+
+
 def admin_post_endpoints(app):
     return sorted({rule.endpoint for rule in app.url_map.iter_rules()
                    if "POST" in rule.methods and rule.endpoint != "auth.login"})
@@ -197,10 +268,13 @@ def test_the_table_covers_every_post_route(app, world, db_session):
 
 @pytest.mark.parametrize("endpoint", [
     "portfolio.register_tenant", "portfolio.archive_tenant", "tenant.pin", "tenant.schedule_new",
-    "tenant.schedule_disable", "tenant.finding_transition", "workspaces.settings", "workspaces.add_member",
-    "workspaces.change_role", "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout",
-    "auth.change_password", "auth.change_timezone", "tenant.sync_now", "tenant.connect", *BACKUP_AND_RESTORE,
-    *OPERATIONS_ENDPOINTS,
+    "tenant.schedule_disable", "tenant.finding_transition", "workspaces.settings", "workspaces.invite",
+    "workspaces.revoke_invitation", "workspaces.change_role", "workspaces.remove_member", "workspaces.create",
+    "workspaces.switch", "auth.logout", "auth.change_password", "auth.change_timezone", "tenant.sync_now",
+    "tenant.connect", "invitations.accept_signed_in", "administration.toggle_admin", "administration.end_sessions",
+    "workspaces.security", "sessions.end_one", "mfa.verify", "mfa.recover", "mfa.enrol_totp", "mfa.remove_totp",
+    "mfa.regenerate_recovery_codes", "passkeys.registration_options", "passkeys.register", "passkeys.remove",
+    "passkeys.authentication_options", "passkeys.authenticate", *BACKUP_AND_RESTORE, *OPERATIONS_ENDPOINTS,
 ])
 def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_session, endpoint):
     url, data, _, action = prepare(endpoint, world, db_session)
@@ -214,9 +288,9 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_s
 @pytest.mark.parametrize("endpoint", [
     "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.schedule_new",
     "tenant.schedule_edit", "tenant.schedule_disable", "tenant.schedule_enable", "tenant.finding_transition",
-    "workspaces.settings", "workspaces.add_member", "workspaces.change_role", "workspaces.remove_member",
-    "tenant.sync_now", "tenant.sync_resume", "tenant.connect", *BACKUP_AND_RESTORE,
-    *OPERATIONS_ENDPOINTS,
+    "workspaces.settings", "workspaces.invite", "workspaces.revoke_invitation", "workspaces.change_role",
+    "workspaces.remove_member", "tenant.sync_now", "tenant.sync_resume", "tenant.connect", "workspaces.security",
+    *BACKUP_AND_RESTORE, *OPERATIONS_ENDPOINTS,
 ])
 def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)
@@ -232,15 +306,19 @@ def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_s
 @pytest.mark.parametrize("endpoint", [
     "portfolio.register_tenant", "portfolio.archive_tenant", "portfolio.unarchive_tenant", "tenant.pin",
     "tenant.unpin", "tenant.schedule_new", "tenant.schedule_edit", "tenant.schedule_disable", "tenant.schedule_enable",
-    "tenant.finding_transition", "workspaces.settings", "workspaces.add_member", "workspaces.change_role",
+    "tenant.finding_transition", "workspaces.settings", "workspaces.revoke_invitation", "workspaces.change_role",
     "workspaces.remove_member", "workspaces.create", "workspaces.switch", "auth.logout", "auth.change_timezone",
-    "tenant.sync_now", "tenant.sync_resume", "tenant.connect", *BACKUP_AND_RESTORE,
+    "tenant.sync_now", "tenant.sync_resume", "tenant.connect", "invitations.accept_signed_in",
+    "administration.toggle_admin", "administration.end_sessions", "sessions.end_one", *BACKUP_AND_RESTORE,
     *OPERATIONS_ENDPOINTS,
 ])
 def test_post_with_the_role_succeeds_and_is_audited(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)
     # The lowest role that may do it (personal actions, which need no role, as the owner who prepared them).
-    user = world.ada if minimum == "readonly" else role_users[minimum]
+    user = world.ada if minimum in ("readonly", "administrator") else role_users[minimum]
+    if minimum == "administrator":
+        world.ada.is_admin = True
+        db_session.commit()
     client = signed_in_as(app, user, world.a)
     response = client.post(url, data={**data, "csrf_token": csrf_token(client)})
     assert response.status_code == 302, response.get_data(as_text=True)[:500]

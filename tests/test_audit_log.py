@@ -16,11 +16,12 @@ def audit_rows(body: str) -> list[str]:
     return body.split('<tr class="audit-row">')[1:]
 
 
-def test_audit_targets_are_names_kept_at_write_time_so_deleted_objects_still_read(ada, world, db_session, make_user):
+def test_audit_targets_are_names_kept_at_write_time_so_deleted_objects_still_read(ada, world, db_session, make_user,
+                                                                                 add_member):
     # A member added and removed, then their account deleted.
     grace = make_user("grace@example.test", name="Grace Hopper")
     members = f"/admin/workspaces/{world.a.slug}/members"
-    assert post_form(ada, members, {"email": grace.email, "role": "operator"}).status_code == 302
+    add_member(world.a, grace, "operator")
     membership_id = db_session.execute(text(
         "SELECT id FROM workspace_memberships WHERE user_id = :u"), {"u": grace.id}).scalar_one()
     assert post_form(ada, f"{members}/{membership_id}/remove").status_code == 302

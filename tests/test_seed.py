@@ -370,3 +370,33 @@ def test_no_policy_name_repeats_its_variant_as_in_pilot_pilot(db_session):
     pilot = next(t for t in POLICY_TEMPLATES if t["display_name"] == "WIN - Update Ring - Pilot")
     assert variant_name(pilot["display_name"], 1) == "WIN - Update Ring - Pilot - Finance"
     assert "WIN - Update Ring - Pilot - Finance" in names
+
+
+def test_the_demo_has_one_platform_administrator(cli_runner, db_session):
+    from app.models import User
+    from app.seed import DEMO_ADMIN_EMAIL
+
+    result = cli_runner.invoke(args=["seed-demo"])
+    assert result.exit_code == 0, result.output
+    admins = db_session.scalars(select(User.email).where(User.is_admin.is_(True))).all()
+    assert admins == [DEMO_ADMIN_EMAIL]
+    assert "platform administrator" in result.output
+
+
+def test_the_demo_administrator_signs_in_with_microsoft_at_the_simulators_staff_tenant(tmp_path, cli_runner,
+                                                                                       db_session):
+    """The seed links the administrator by the (tid, oid) the simulator gives its staff tenant's sign-in user."""
+    from simulator import Simulator
+    from simulator.staff_demo import add_staff_tenant
+
+    from app.demo import DEMO_STAFF_TENANT_ID
+    from app.models import User
+    from app.seed import DEMO_ADMIN_EMAIL
+
+    assert cli_runner.invoke(args=["seed-demo"]).exit_code == 0
+    admin = db_session.scalar(select(User).where(User.email == DEMO_ADMIN_EMAIL))
+    with Simulator.start(tmp_path) as sim:
+        add_staff_tenant(sim)
+        person = sim.signin_user(DEMO_STAFF_TENANT_ID)
+    assert person["username"] == DEMO_ADMIN_EMAIL
+    assert (str(admin.entra_tenant_id), str(admin.entra_object_id)) == (DEMO_STAFF_TENANT_ID, person["object_id"])

@@ -65,3 +65,18 @@ def demo_tenant_name(tenant_key: int) -> str:
 def demo_tenant_domain(tenant_key: int) -> str:
     """The primary domain the seed gives demo tenant `tenant_key`."""
     return re.sub(r"[^A-Za-z0-9]", "", demo_tenant_name(tenant_key)).lower() + ".onmicrosoft.com"
+
+
+# --- the demo MSP's own Entra tenant: where its staff "Sign in with Microsoft" (the simulator) ---
+
+DEMO_STAFF_TENANT_ID = "5a7f0e11-d3a0-4c1e-9b2f-7e57a11a5000"
+DEMO_STAFF_TENANT_NAME = "TenantAtlas Demo MSP"
+DEMO_STAFF_USERNAME = "olivia.chen@tenantatlas.demo"  # the demo administrator (app.seed.DEMO_ADMIN_EMAIL)
+
+
+def demo_staff_object_id(username: str = DEMO_STAFF_USERNAME) -> str:
+    """The object id the simulator gives `username` in the staff tenant (simulator.shapes.stable_guid)."""
+    import hashlib
+    import uuid
+
+    return str(uuid.UUID(hex=hashlib.md5(f"{DEMO_STAFF_TENANT_ID}/user/{username.lower()}".encode()).hexdigest()))  # noqa: S324
