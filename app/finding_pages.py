@@ -5,7 +5,7 @@ query function (`workspace_findings`), so they always agree.
 """
 from __future__ import annotations
 
-from flask import g, render_template, request
+from flask import g, render_template
 from sqlalchemy import and_, func, select
 
 from .csv_export import FINDING_CSV_HEADER, csv_response, finding_csv_row, sorted_for_export

@@ -475,7 +475,9 @@ def finding_transition(finding_id: int, action: str):
     """Triage (app.drift.findings.triage keeps who, why and when across runs); the view audits it."""
     finding = _one_or_404(Finding, finding_id)
     require_role("operator", "triage findings")
-    note = " ".join(request.form.get("note", "").split()) if action in ("acknowledge", "accept") else ""
+    # An acknowledgement's note, or an acceptance's reason (fields of their own: both forms sit in one row).
+    field = {"acknowledge": "note", "accept": "reason"}.get(action)
+    note = " ".join(request.form.get(field, "").split()) if field else ""
     if len(note) > MAX_ACKNOWLEDGEMENT_NOTE:
         abort(400, f"A note can be at most {MAX_ACKNOWLEDGEMENT_NOTE} characters; this one has {len(note):,}.")
     until = _acceptance_expiry(request.form.get("until", "")[:20]) if action == "accept" else None

@@ -34,7 +34,6 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))

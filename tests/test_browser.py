@@ -124,7 +124,7 @@ def test_staff_journey_through_portfolio_switcher_policy_diff_findings_and_works
         shot(page, "05-policy-diff")
 
         # Acknowledge a finding with a note.
-        page.click(".sidebar >> text=Findings")
+        page.click('.sidebar >> text="Findings"')  # the tenant's (the workspace's is "All findings")
         row = page.locator("tr.finding-row", has_text="Northwind drift")
         row.locator("button.acknowledge-toggle").click()
         row.locator("textarea[name=note]").fill("Accepted until the Q3 rollout (PSA-4711)")

@@ -92,12 +92,12 @@ def test_accepting_a_finding_on_the_page_needs_a_reason_keeps_it_and_is_audited(
     db_session.commit()
     [finding] = computed(tenant, "connection")
     url = tenant_url(tenant, f"/findings/{finding.id}/accept")
-    post_form(ada, url, {"note": "   "})
+    post_form(ada, url, {"reason": "   "})
     db_session.refresh(finding)
     assert finding.status == "open"
-    assert ada.post(url, data={"note": "x", "until": "not-a-date",
+    assert ada.post(url, data={"reason": "x", "until": "not-a-date",
                                "csrf_token": _token(ada, tenant)}).status_code == 400
-    post_form(ada, url, {"note": "Customer re-consents next week", "until": "2099-01-31"})
+    post_form(ada, url, {"reason": "Customer re-consents next week", "until": "2099-01-31"})
     db_session.refresh(finding)
     assert finding.status == "accepted" and finding.accepted_until.date().isoformat() == "2099-02-01"
     assert finding.detail["acceptance"]["by"] == "Ada"
