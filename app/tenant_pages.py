@@ -636,3 +636,4 @@ def connect():
 
 # The backup, restore and schedule pages register on this blueprint.
 from . import tenant_backups  # noqa: E402,F401
+from . import tenant_backup_files  # noqa: E402,F401

@@ -14,6 +14,7 @@ BELOW = {"operator": "readonly", "manager": "operator", "owner": "manager"}
 RESTORE_ENDPOINTS = ("tenant.restore_from_backup", "tenant.restore_version", "tenant.restore_execute",
                      "tenant.restore_cancel")
 BACKUP_AND_RESTORE = ["tenant.backup_now", *RESTORE_ENDPOINTS]
+REFUSED_ONLY = ["tenant.backup_upload"]  # CSRF and role; its success needs an archive (test_backup_archive)
 
 
 @pytest.fixture(autouse=True)
@@ -134,6 +135,8 @@ def prepare(endpoint, world, db_session):
                                    "restore.execute"),
         "tenant.restore_cancel": (f"/admin/t/{ext}/restore-runs/{ids['restore_run_id']}/cancel", {}, "manager",
                                   "restore.cancel"),
+        # Its success, with a real archive, is tests/test_backup_archive.py's.
+        "tenant.backup_upload": (f"/admin/t/{ext}/backups/upload", {}, "operator", "backup.upload"),
         "workspaces.settings": (f"/admin/workspaces/{a.slug}/settings", {"name": "Alpha Renamed"}, "owner",
                                 "workspace.rename"),
         "workspaces.invite": (f"/admin/workspaces/{a.slug}/invitations",
@@ -275,6 +278,7 @@ def test_the_table_covers_every_post_route(app, world, db_session):
     "workspaces.security", "sessions.end_one", "mfa.verify", "mfa.recover", "mfa.enrol_totp", "mfa.remove_totp",
     "mfa.regenerate_recovery_codes", "passkeys.registration_options", "passkeys.register", "passkeys.remove",
     "passkeys.authentication_options", "passkeys.authenticate", *BACKUP_AND_RESTORE, *OPERATIONS_ENDPOINTS,
+    *REFUSED_ONLY,
 ])
 def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_session, endpoint):
     url, data, _, action = prepare(endpoint, world, db_session)
@@ -291,6 +295,7 @@ def test_post_without_csrf_token_is_refused_and_changes_nothing(app, world, db_s
     "workspaces.settings", "workspaces.invite", "workspaces.revoke_invitation", "workspaces.change_role",
     "workspaces.remove_member", "tenant.sync_now", "tenant.sync_resume", "tenant.connect", "workspaces.security",
     *BACKUP_AND_RESTORE, *OPERATIONS_ENDPOINTS,
+    *REFUSED_ONLY,
 ])
 def test_post_with_too_small_a_role_is_403_with_a_clear_message(app, world, db_session, role_users, endpoint):
     url, data, minimum, action = prepare(endpoint, world, db_session)

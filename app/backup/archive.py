@@ -43,18 +43,19 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.graph.families import FAMILIES_BY_KEY, Family
+from app.graph.normalize import NormalizeError
 from app.models import BackupItem, BackupPayload, BackupSet, Tenant
 from app.sync.engine import usable_id, utcnow
 from app.validation import parse_guid
 
 from .engine import BACKUP_FAMILIES, GROUPS, store_items
-from .payloads import canonical_json, payload_hash
+from .payloads import canonical_json, check_payload
 
 FORMAT = "tenantatlas-backup"
 VERSION = 1
@@ -81,10 +82,12 @@ class ArchiveLimits:
 
     upload_bytes: int = 50 * MIB  # the zip as uploaded
     total_bytes: int = 200 * MIB  # all its entries, uncompressed
-    entry_bytes: int = 16 * MIB  # one entry, uncompressed (the manifest of 20,000 items is ~5 MiB)
+    entry_bytes: int = 16 * MIB  # one entry, uncompressed (the manifest of 20,000 items is a few MiB)
     max_items: int = 20_000
-    max_ratio: int = 100  # uncompressed ÷ compressed, per entry: JSON deflates ~5-20×, a zip bomb ~1000×
-    max_depth: int = 100  # JSON nesting (the Settings Catalog's deepest settings nest ~30 levels)
+    max_ratio: int = 100  # uncompressed ÷ compressed, per entry: payloads deflate far less, a zip bomb ~1000×
+    # JSON nesting of any entry, checked before anything recurses into it; a payload must also be one
+    # the normalizer takes (app.graph.normalize: MAX_DEPTH, MAX_NODES), as a backup's must.
+    max_depth: int = 100
 
     @property
     def max_entries(self) -> int:
@@ -310,7 +313,7 @@ def _read(archive: zipfile.ZipFile, tenant: Tenant, limits: ArchiveLimits) -> Ar
         files[name] = info
     if MANIFEST not in files:
         raise ArchiveError(f"The archive has no {MANIFEST}: it is not a TenantAtlas backup archive.")
-    manifest = _json_entry(archive, files.pop(MANIFEST), limits)
+    manifest, _ = _json_entry(archive, files.pop(MANIFEST), limits)
     contents = _parse_manifest(manifest, archive, limits)
     if contents.tenant_id != str(tenant.external_id):
         raise ArchiveError(f"This archive is a backup of another tenant ({_shown(contents.tenant_name, 80)}, "
@@ -349,25 +352,37 @@ def _shown(text: str, length: int = 120) -> str:
     return repr(text if len(text) <= length else text[:length] + "…")
 
 
-def _json_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ArchiveLimits) -> Any:
-    name = _shown(info.filename)
+def _json_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ArchiveLimits) -> tuple[Any, bytes]:
+    """An entry's JSON value, checked for what PostgreSQL and the pages can take, and its canonical bytes."""
     try:
         # zipfile stops at the size the entry declares (checked against the limits in _read), and
         # checks the CRC there: an entry holding more than it declares is damaged, never larger.
         with archive.open(info) as entry:
             data = entry.read()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as error:
-        raise ArchiveError(f"{name} cannot be read: the archive is damaged ({error}).") from None
+        raise ArchiveError(f"{_shown(info.filename)} cannot be read: the archive is damaged ({error}).") from None
     try:
         value = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
     except UnicodeDecodeError:
-        raise ArchiveError(f"{name} is not UTF-8 text.") from None
-    except RecursionError:
-        raise ArchiveError(f"{name} is nested deeper than {limits.max_depth} levels.") from None
+        raise ArchiveError(f"{_shown(info.filename)} is not UTF-8 text.") from None
+    except RecursionError:  # deeper than Python's parser goes: deeper than max_depth too
+        raise ArchiveError(f"{_shown(info.filename)} is nested deeper than {limits.max_depth} levels.") from None
     except ValueError as error:
-        raise ArchiveError(f"{name} is not valid JSON ({str(error)[:120]}).") from None
-    _check_json_value(value, name, limits)
-    return value
+        raise ArchiveError(f"{_shown(info.filename)} is not valid JSON ({str(error)[:120]}).") from None
+    _check_depth(value, info.filename, limits)
+    text = canonical_json(value)
+    # The plain search first: it is much faster than the expression, and almost never finds anything.
+    if "\\u0000" in text and _ESCAPED_NUL.search(text):
+        raise ArchiveError(f"{_shown(info.filename)} holds a NUL character, which no backup holds.")
+    try:
+        return value, text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"), which JSON can spell and UTF-8 cannot
+        raise ArchiveError(f"{_shown(info.filename)} holds text that is not valid Unicode.") from None
+
+
+# PostgreSQL text cannot hold NUL. JSON spells it \u0000 (canonical_json always escapes it); a
+# backslash before it would make it the text "\u0000", so only an odd number of backslashes counts.
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _refuse_constant(constant: str):
@@ -381,27 +396,15 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _check_json_value(value: Any, name: str, limits: ArchiveLimits) -> None:
-    """Depth, and text PostgreSQL can store (no NUL, no lone surrogate), walked without recursion."""
-    stack = [(value, 1)]
-    while stack:
-        current, depth = stack.pop()
-        if isinstance(current, dict):
-            strings, children = current.keys(), current.values()
-        elif isinstance(current, list):
-            strings, children = (), current
-        else:
-            continue
+def _check_depth(value: Any, name: str, limits: ArchiveLimits) -> None:
+    """JSON nesting at most max_depth (code that reads payloads recurses), walked level by level."""
+    level, depth = [value], 0
+    while level:
+        depth += 1
         if depth > limits.max_depth:
-            raise ArchiveError(f"{name} is nested deeper than {limits.max_depth} levels.")
-        for text in (*strings, *(child for child in children if isinstance(child, str))):
-            if "\x00" in text:
-                raise ArchiveError(f"{name} holds a NUL character, which no backup holds.")
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ArchiveError(f"{name} holds text that is not valid Unicode.") from None
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+            raise ArchiveError(f"{_shown(name)} is nested deeper than {limits.max_depth} levels.")
+        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(child, (dict, list))]
 
 
 def _parse_manifest(manifest: Any, archive: zipfile.ZipFile, limits: ArchiveLimits) -> ArchiveContents:
@@ -431,13 +434,19 @@ def _parse_manifest(manifest: Any, archive: zipfile.ZipFile, limits: ArchiveLimi
         raise refuse('"items" must be a list')
     if not items_value:
         raise ArchiveError("The archive holds no items: there is nothing to upload.")
-    if False and len(items_value) > limits.max_items:
+    if len(items_value) > limits.max_items:
         raise ArchiveError(f"The archive lists {len(items_value):,} items; at most {limits.max_items:,} are accepted.")
     items = [_item(position, value, refuse) for position, value in enumerate(items_value, 1)]
     paths = Counter(item.path for item in items)
     repeated = next((path for path, n in paths.items() if n > 1), None)
     if repeated:
         raise refuse(f"{_shown(repeated)} is listed twice")
+    objects = Counter((item.family, item.graph_id) for item in items)
+    repeated_object = next((key for key, n in objects.items() if n > 1), None)
+    # A backup holds each object once (keyed by graph id).
+    if repeated_object:
+        family, graph_id = repeated_object
+        raise refuse(f"the {ARCHIVE_FAMILIES[family].label} object {_shown(graph_id, 80)} is listed twice")
     counts = Counter(item.family for item in items)
     if manifest.get("counts") != dict(counts):
         raise refuse('"counts" must give the number of items listed of each family')
@@ -514,23 +523,24 @@ def load_item(contents: ArchiveContents, item: ArchiveItem) -> dict:
     read_archive loads every item once to check the archive whole; import_archive loads them again,
     a batch at a time, so that the archive is never in memory at once.
     """
-    info = contents.zip.getinfo(item.path)
-    name = _shown(item.path)
-    body = _json_entry(contents.zip, info, contents.limits)
-    _check_payload_shape(body, item, name)
-    if payload_hash(body) != item.sha256:
-        raise ArchiveError(f"{name} does not match its sha256 in the manifest: the file was changed or damaged.")
+    body, canonical = _json_entry(contents.zip, contents.zip.getinfo(item.path), contents.limits)
+    _check_payload_shape(body, item)
+    # The payload's content hash (payload_hash: sha256 of its canonical JSON), from the bytes at hand.
+    if hashlib.sha256(canonical).hexdigest() != item.sha256:
+        raise ArchiveError(f"{_shown(item.path)} does not match its sha256 in the manifest: "
+                           "the file was changed or damaged.")
     return body
 
 
-def _check_payload_shape(body: Any, item: ArchiveItem, name: str) -> None:
-    family = ARCHIVE_FAMILIES[item.family]
+def _check_payload_shape(body: Any, item: ArchiveItem) -> None:
+    family, name = ARCHIVE_FAMILIES[item.family], _shown(item.path)
     if not isinstance(body, dict) or not isinstance(body.get("object"), dict):
         raise ArchiveError(f'{name} is not a backup payload: it must be a JSON object with an "object" object.')
     extra = set(body) - {"object", *family.per_object}
     if extra:
-        raise ArchiveError(f"{name} is not a {family.label} payload: it holds {_shown(sorted(extra)[0], 40)}, "
-                           f"which only object, {', '.join(family.per_object) or 'nothing else'} may be.")
+        allowed = " and ".join(f'"{key}"' for key in ("object", *family.per_object))
+        raise ArchiveError(f"{name} is not a {family.label} payload: it holds {_shown(sorted(extra)[0], 40)}; "
+                           f"one holds only {allowed}.")
     for relation in family.per_object:
         if relation in body and not (isinstance(body[relation], list)
                                      and all(isinstance(entry, dict) for entry in body[relation])):
@@ -538,6 +548,10 @@ def _check_payload_shape(body: Any, item: ArchiveItem, name: str) -> None:
     if body["object"].get("id") != item.graph_id:
         raise ArchiveError(f"{name} holds the object {_shown(str(body['object'].get('id')), 80)}, "
                            f"not {_shown(item.graph_id, 80)} as its manifest entry says.")
+    try:  # what a backup checks before it keeps a payload, so an upload keeps nothing a backup would not
+        check_payload(family, body)
+    except (NormalizeError, ValueError) as error:
+        raise ArchiveError(f"{name} is not a payload TenantAtlas keeps: {str(error)[:200]}.") from None
 
 
 # --- storing ---------------------------------------------------------------------------------------------
@@ -557,7 +571,7 @@ def import_archive(tenant: Tenant, contents: ArchiveContents, user, *, file_name
     item_ids: list[int] = []
     stored = 0
     per_family = Counter()
-    for (family_key, is_reference), items in _groups(contents.items):
+    for (family_key, is_reference), items in _groups(contents.items).items():
         family = ARCHIVE_FAMILIES[family_key]
         for start in range(0, len(items), IMPORT_BATCH):
             batch = items[start:start + IMPORT_BATCH]
@@ -581,9 +595,9 @@ def import_archive(tenant: Tenant, contents: ArchiveContents, user, *, file_name
     return backup_set
 
 
-def _groups(items: list[ArchiveItem]) -> Iterator[tuple[tuple[str, bool], list[ArchiveItem]]]:
+def _groups(items: list[ArchiveItem]) -> dict[tuple[str, bool], list[ArchiveItem]]:
     """Items by (family, is_reference), in the archive's order: store_items takes one of each at a time."""
     grouped: dict[tuple[str, bool], list[ArchiveItem]] = {}
     for item in items:
         grouped.setdefault((item.family, item.is_reference), []).append(item)
-    return iter(grouped.items())
+    return grouped
