@@ -280,6 +280,8 @@ def test_a_readonly_member_can_neither_download_nor_upload(client, world, make_u
     assert_refused(client, world.tenant_a, build_archive(world.tenant_a),
                    "Only an operator or higher can upload a backup", status=403)
     assert 'id="backup-upload-form"' not in page(client, tenant_url(world.tenant_a, "/backups"))
+    # No Download button that would only answer 403.
+    assert "/download" not in page(client, tenant_url(world.tenant_a, f"/backups/{world.ids_a['backup_set_id']}"))
 
 
 def test_an_operator_sees_the_upload_form_and_a_failed_backup_cannot_be_downloaded(ada, world):
