@@ -120,10 +120,9 @@ def _sync(tenant: Tenant, run: BulkRun) -> tuple[str, str]:
 
 def _backup(tenant: Tenant, run: BulkRun) -> tuple[str, str]:
     from app.backup.runner import request_backup
-    from app.backup.schedules import schedule_blocker
+    from app.backup.schedules import backup_blocker
 
-    blocker = schedule_blocker(tenant)
-    if blocker:
+    if backup_blocker(tenant):
         return "skipped", ("Archived: unarchive it to back it up." if tenant.status == "archived"
                            else "Not connected: a manager connects it first.")
     backup_set, created = request_backup(tenant, "user", run.requested_by_user_id)

@@ -19,7 +19,7 @@ from .access import require_role
 from .audit import record_audit
 from .backup.engine import BACKUP_FAMILIES
 from .backup.runner import request_backup
-from .backup.schedules import next_run_after, schedule_blocker
+from .backup.schedules import backup_blocker, next_run_after, schedule_blocker
 from .extensions import db
 from .forms import ActionForm, BackupScheduleForm, RestorePlanForm
 from .graph.families import FAMILIES_BY_KEY
@@ -58,7 +58,7 @@ def backups():
     active = db.session.scalar(select(BackupSet).where(BackupSet.tenant_id == tenant.id,
                                                        BackupSet.status.in_(("pending", "running"))))
     return render_template("tenant/backups.html", page=backup_sets_page(tenant.id), active=active,
-                           families=BACKUP_FAMILIES, action_form=ActionForm(), blocker=schedule_blocker(tenant))
+                           families=BACKUP_FAMILIES, action_form=ActionForm(), blocker=backup_blocker(tenant))
 
 
 @bp.post("/backups/run")
@@ -68,11 +68,9 @@ def backup_now():
     if not form.validate_on_submit():
         abort(400, "The form expired; reload the page and try again.")
     tenant = _tenant()
-    blocker = schedule_blocker(tenant)
+    blocker = backup_blocker(tenant)
     if blocker:
-        flash(blocker.replace("its schedules never run", "it cannot be backed up")
-              .replace("schedules wait until", "nothing can be read until")
-              .replace("schedules run once", "a backup can run once"), "warning")
+        flash(blocker, "warning")
         return redirect(url_for(".backups"))
     families = [key for key in request.form.getlist("family") if key in FAMILY_LABELS]
     backup_set, created = request_backup(tenant, "user", current_user.id, families or None)

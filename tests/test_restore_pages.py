@@ -143,3 +143,12 @@ def test_the_plan_shows_held_back_assignments_and_what_a_family_does_not_carry(a
     db_session.commit()
     body = page(ada, tenant_url(restorable.tenant_a, f"/restore-runs/{restorable.ids_a['restore_run_id']}"))
     assert "an excluded group has no match in the target" in body and "targeted apps are not restored" in body
+
+
+def test_back_up_now_on_a_tenant_that_is_not_connected_says_why_and_starts_nothing(ada, world, db_session):
+    from app.models import BackupSet
+
+    before = db_session.scalar(select(func.count()).select_from(BackupSet))
+    response = post_form(ada, tenant_url(world.tenant_a, "/backups/run"), follow_redirects=True)
+    assert "not connected to Microsoft Graph: a backup can run once it is connected" in response.get_data(as_text=True)
+    assert db_session.scalar(select(func.count()).select_from(BackupSet)) == before

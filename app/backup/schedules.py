@@ -48,15 +48,36 @@ def next_run_after(moment: datetime, frequency: str) -> datetime:
     return slot.replace(year=slot.year + 1, month=1) if slot.month == 12 else slot.replace(month=slot.month + 1)
 
 
+def _not_backed_up_because(tenant: Tenant) -> str | None:
+    """Why nothing of this tenant can be backed up now (one rule for schedules and Back up now)."""
+    if tenant.status == "archived":
+        return "archived"
+    if tenant.connection_status == "consent_revoked":
+        return "consent_revoked"
+    return None if tenant.is_connected else "not_connected"
+
+
+SCHEDULE_BLOCKERS = {
+    "archived": "This tenant is archived: its schedules never run. Restore the tenant to resume them.",
+    "consent_revoked": "Consent to TenantAtlas was revoked in this tenant: schedules wait until it is connected again.",
+    "not_connected": "This tenant is not connected to Microsoft Graph: schedules run once it is connected.",
+}
+BACKUP_BLOCKERS = {
+    "archived": "This tenant is archived: it cannot be backed up. Restore the tenant first.",
+    "consent_revoked": "Consent to TenantAtlas was revoked in this tenant: nothing can be read until it is "
+                       "connected again.",
+    "not_connected": "This tenant is not connected to Microsoft Graph: a backup can run once it is connected.",
+}
+
+
 def schedule_blocker(tenant: Tenant) -> str | None:
     """Why this tenant's schedules do not run now, in words for the schedules page; None when they do."""
-    if tenant.status == "archived":
-        return "This tenant is archived: its schedules never run. Restore the tenant to resume them."
-    if tenant.connection_status == "consent_revoked":
-        return "Consent to TenantAtlas was revoked in this tenant: schedules wait until it is connected again."
-    if not tenant.is_connected:
-        return "This tenant is not connected to Microsoft Graph: schedules run once it is connected."
-    return None
+    return SCHEDULE_BLOCKERS.get(_not_backed_up_because(tenant))
+
+
+def backup_blocker(tenant: Tenant) -> str | None:
+    """Why Back up now cannot run for this tenant, in words for the backups page; None when it can."""
+    return BACKUP_BLOCKERS.get(_not_backed_up_because(tenant))
 
 
 def take_due_schedule(schedule_id: int, now: datetime):
