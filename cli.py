@@ -221,7 +221,7 @@ def register_commands(app: Flask) -> None:
     @database_errors_as_messages
     def seed_demo(scale: int | None, policies_per_tenant: int | None, if_empty: bool):
         """Load realistic demo data (idempotent) and print the demo sign-ins."""
-        from app.seed import DEMO_EMAIL_DOMAIN, echo_demo_sign_ins, seed_demo_data
+        from app.demo.seed import DEMO_EMAIL_DOMAIN, echo_demo_sign_ins, seed_demo_data
 
         if if_empty and db.session.scalar(select(User.id).limit(1)) is not None:
             click.echo("The database already has users; demo data not loaded.")

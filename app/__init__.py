@@ -91,24 +91,14 @@ def create_app(config: dict | None = None, database_role: str | None = None) -> 
     app.url_map.converters["int"] = DatabaseIdConverter
 
     from . import isolation, row_security  # noqa: F401  (register their session listeners)
-    from . import (administration, auth, consent, errors, health, invitations, legacy, logsafe, mfa, oidc, passkeys,
-                   portfolio, security, sessions, shell, tenant_pages, workspaces)
-    from . import alert_pages, baseline_pages, bulk_pages, finding_pages, tag_pages
+    from . import logsafe, web
     from .graph.settings import GraphSettings
 
     # Where Graph lives and the app's credentials (app/graph/settings.py); tests pass their own.
     app.extensions["graph_settings"] = app.config.get("GRAPH_SETTINGS") or GraphSettings.from_environ()
 
     logsafe.init_app(app)
-    auth.init_app(app)
-    oidc.init_app(app)
-    errors.init_app(app)
-    security.init_app(app)
-    for blueprint in (health.bp, auth.bp, shell.bp, workspaces.bp, portfolio.bp, tenant_pages.bp, legacy.bp,
-                      consent.bp, tag_pages.bp, baseline_pages.bp, finding_pages.bp, bulk_pages.bp, alert_pages.bp,
-                      administration.bp, invitations.bp, oidc.bp, mfa.bp, passkeys.bp, sessions.bp):
-        app.register_blueprint(blueprint)
-    auth.init_rate_limits(app)
+    web.init_app(app)  # the blueprints, sign-in, error pages and security headers (app/web/__init__.py)
 
     from cli import register_commands
 

@@ -92,7 +92,7 @@ def build_config(instance_path: Path, overrides: dict | None = None, database_ro
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": env != "development",
-        # The cookie lives as long as a session may (app/sessions.py ends it sooner when idle).
+        # The cookie lives as long as a session may (app/web/account/sessions.py ends it sooner when idle).
         "PERMANENT_SESSION_LIFETIME": int(session_lifetime) * 3600,
         "SESSION_IDLE_MINUTES": int(session_idle),
         "SESSION_LIFETIME_HOURS": int(session_lifetime),

@@ -166,7 +166,7 @@ class User(UserMixin, db.Model):
     current_session_secret = None
 
     def get_id(self) -> str:
-        """What Flask-Login keeps in the cookie: the user and their session's secret (app/sessions.py)."""
+        """What Flask-Login keeps in the cookie: the user and their session's secret (app/web/account/sessions.py)."""
         secret = getattr(self, "current_session_secret", None)
         return f"{self.id}:{secret}" if secret else f"{self.id}:"
 
@@ -281,7 +281,7 @@ class WorkspaceInvitation(db.Model):
     """An owner's invitation of an email address to a workspace (migration 0017_workspace_invitations).
 
     Only the SHA-256 of the link's token is stored. Pending while not accepted, not
-    revoked and not expired; accepting is a single conditional UPDATE (app/invitations.py).
+    revoked and not expired; accepting is a single conditional UPDATE (app/web/account/invitations.py).
     """
 
     __tablename__ = "workspace_invitations"

@@ -48,7 +48,7 @@ from app.database import APP_ROLE, server_socket_dir, start_embedded_server  # n
 FLASK = str(Path(sys.executable).with_name("flask"))
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 PASSWORD = "atlas-demo-2026"
-STAFF = {  # one owner per demo workspace (app/seed.py)
+STAFF = {  # one owner per demo workspace (app/demo/seed.py)
     "atlas-managed-services": "olivia.chen@tenantatlas.demo",
     "blue-harbor-it": "sofia.martins@tenantatlas.demo",
     "summit-cloud-partners": "emma.lindqvist@tenantatlas.demo",

@@ -1,6 +1,6 @@
 """Demo tenants and their objects, built from the fixtures `flask seed-demo` uses.
 
-For demo tenant number k (`app.seed.tenant_external_id(k)`) the objects follow the seed's
+For demo tenant number k (`app.demo.seed.tenant_external_id(k)`) the objects follow the seed's
 own plan, with the seed's graph ids (md5 of "k/policy/n", "k/group/n", "k/role/n",
 "k/configuration/n" as a GUID), names, policy counts and latest versions, so a first sync
 against the simulator finds the rows `flask seed-demo` made. Other tenants get each
@@ -25,8 +25,8 @@ from app.graph.families import FAMILIES, STORE_GROUP, STORE_POLICY, STORE_ROLE, 
 from . import shapes
 from .store import is_app_protection, is_settings_catalog
 
-DEMO_TENANT_COUNT = 60  # app.seed.TENANTS_PER_SCALE: the tenants `flask seed-demo` makes at scale 1
-MAX_VERSIONS = 5  # app.seed.MAX_VERSIONS_PER_POLICY
+DEMO_TENANT_COUNT = 60  # app.demo.seed.TENANTS_PER_SCALE: the tenants `flask seed-demo` makes at scale 1
+MAX_VERSIONS = 5  # app.demo.seed.MAX_VERSIONS_PER_POLICY
 
 # Intune types listed from another type's collection.
 SERVED_AS = {"endpointSecurity": "configurationPolicy", "windowsUpdateForBusinessConfiguration": "deviceConfiguration"}
@@ -45,7 +45,7 @@ def default_roles() -> list[str]:
 
 
 def demo_tenant_id(tenant_key: int) -> str:
-    from app.seed import tenant_external_id  # the seed's own rule
+    from app.demo.seed import tenant_external_id  # the seed's own rule
 
     return str(tenant_external_id(tenant_key))
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from app.oidc import OidcSettings, _OAuth
+from app.web.account.oidc import OidcSettings, _OAuth
 from tests.graph_support import graph_settings, graph_simulator  # noqa: F401  (fixtures)
 
 

@@ -222,7 +222,7 @@ def _invitation(db_session, workspace, email):
     import secrets
     from datetime import timedelta
 
-    from app.invitations import token_hash
+    from app.web.account.invitations import token_hash
     from app.models import WorkspaceInvitation
 
     token = secrets.token_urlsafe(32)
@@ -234,7 +234,7 @@ def _invitation(db_session, workspace, email):
 
 
 def _invitation_id(db_session, token):
-    from app.invitations import token_hash
+    from app.web.account.invitations import token_hash
     from app.models import WorkspaceInvitation
 
     if token is None:

@@ -8,7 +8,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from app.auth import FAILED_SIGN_IN
+from app.web.account.auth import FAILED_SIGN_IN
 from app.models import AuditLog, User
 from tests.conftest import TEST_PASSWORD, csrf_token_from, sign_in
 

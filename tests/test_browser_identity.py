@@ -15,7 +15,7 @@ import pytest
 
 from app.extensions import db
 from app.models import User, Workspace, WorkspaceMembership
-from app.oidc import OidcSettings
+from app.web.account.oidc import OidcSettings
 from app.passwords import hash_password
 from tests.browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LiveServer
 from tests.conftest import TEST_PASSWORD, make_test_app, migrated_database

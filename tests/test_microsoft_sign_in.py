@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from app.config import ConfigError
 from app.models import AuditLog, User, UserSession, WorkspaceMembership
-from app.oidc import OidcSettings
+from app.web.account.oidc import OidcSettings
 from simulator import id_token_faults
 from tests.conftest import post_form, sign_in
 from tests.graph_support import graph_settings, graph_simulator  # noqa: F401  (fixtures)

@@ -309,7 +309,7 @@ def test_another_workspaces_baseline_is_a_404_everywhere(ada, world, db_session)
 
 
 def test_the_demo_shows_its_tags_baseline_matrix_findings_and_exports(client, db_session):
-    from app.seed import DEMO_PASSWORD, seed_demo_data
+    from app.demo.seed import DEMO_PASSWORD, seed_demo_data
 
     seed_demo_data(echo=lambda line: None)
     sign_in(client, "olivia.chen@tenantatlas.demo", DEMO_PASSWORD)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.security import CONTENT_SECURITY_POLICY
+from app.web.security import CONTENT_SECURITY_POLICY
 from tests.conftest import make_test_app
 from tests.test_access_matrix import actor_client, build_url
 

@@ -21,7 +21,7 @@ from app.models import (
     WorkspaceMembership,
 )
 from app.passwords import verify_password
-from app.seed import (
+from app.demo.seed import (
     DEMO_EMAIL_DOMAIN,
     DEMO_PASSWORD,
     DEMO_USERS,
@@ -374,7 +374,7 @@ def test_no_policy_name_repeats_its_variant_as_in_pilot_pilot(db_session):
 
 def test_the_demo_has_one_platform_administrator(cli_runner, db_session):
     from app.models import User
-    from app.seed import DEMO_ADMIN_EMAIL
+    from app.demo.seed import DEMO_ADMIN_EMAIL
 
     result = cli_runner.invoke(args=["seed-demo"])
     assert result.exit_code == 0, result.output
@@ -391,7 +391,7 @@ def test_the_demo_administrator_signs_in_with_microsoft_at_the_simulators_staff_
 
     from app.demo import DEMO_STAFF_TENANT_ID
     from app.models import User
-    from app.seed import DEMO_ADMIN_EMAIL
+    from app.demo.seed import DEMO_ADMIN_EMAIL
 
     assert cli_runner.invoke(args=["seed-demo"]).exit_code == 0
     admin = db_session.scalar(select(User).where(User.email == DEMO_ADMIN_EMAIL))

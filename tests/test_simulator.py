@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.demo import demo_tenant_name, load_fixture
 from app.graph.families import FAMILIES, family
-from app.seed import POLICY_TEMPLATES, tenant_external_id
+from app.demo.seed import POLICY_TEMPLATES, tenant_external_id
 from simulator import FAULTS, Simulator, ThrottleLimits
 from simulator.__main__ import main as cli_main
 from simulator.control import _is_loopback

@@ -71,7 +71,7 @@ def demo_tenant_domain(tenant_key: int) -> str:
 
 DEMO_STAFF_TENANT_ID = "5a7f0e11-d3a0-4c1e-9b2f-7e57a11a5000"
 DEMO_STAFF_TENANT_NAME = "TenantAtlas Demo MSP"
-DEMO_STAFF_USERNAME = "olivia.chen@tenantatlas.demo"  # the demo administrator (app.seed.DEMO_ADMIN_EMAIL)
+DEMO_STAFF_USERNAME = "olivia.chen@tenantatlas.demo"  # the demo administrator (app.demo.seed.DEMO_ADMIN_EMAIL)
 
 
 def demo_staff_object_id(username: str = DEMO_STAFF_USERNAME) -> str:
