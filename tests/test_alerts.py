@@ -16,6 +16,7 @@ from app.alerts.channels import TargetRefused, validate_target
 from app.alerts.delivery import deliver
 from app.drift import evaluate_tenant
 from app.extensions import db
+from app.models import BackupSet, Finding
 from app.operations_models import AlertDelivery, AlertEvent, AlertRule, AlertSnooze, Tag, TenantTag
 from tests.conftest import csrf_token, post_form
 from tests.graph_support import RecordingSleep
@@ -227,6 +228,60 @@ def test_the_rule_form_refuses_an_internal_webhook_and_creates_a_valid_email_rul
                                                                   "noc@msp.example, oncall@msp.example")
 
 
+def finished_backup(db_session, tenant, status, finished_at, error=None):
+    row = BackupSet(tenant_id=tenant.id, workspace_id=tenant.workspace_id, name=f"{status} backup", status=status,
+                    started_at=finished_at - timedelta(minutes=5), finished_at=finished_at, triggered_by="schedule",
+                    error=error)
+    db_session.add(row)
+    db_session.commit()
+    return row
+
+
+def test_a_backup_missing_rule_alerts_at_its_own_threshold_not_at_the_findings_window(world, db_session):
+    """N = 3 days alerts on day 3, although "no successful backup" becomes a finding only after 7."""
+    tenant = world.tenant_a2
+    tenant.connection_status = "connected"
+    finished_backup(db_session, tenant, "completed", NOW - timedelta(days=2, hours=12))
+    three_days = rule(db_session, world.a, name="No backup 3 days", event="backup_missing", threshold=3)
+    evaluate_tenant(tenant, NOW)
+    assert events(three_days) == []  # 2.5 days: not yet
+    evaluate_tenant(tenant, NOW + timedelta(days=1))
+    [event] = events(three_days)
+    assert event.subject == "backup_missing"
+    assert event.payload["backup"]["lastSuccessfulBackupDaysAgo"] == 3
+    assert "in 3 day(s)" in event.title
+    assert not db.session.scalars(select(Finding).where(Finding.tenant_id == tenant.id,
+                                                         Finding.kind == "backup")).all()
+
+
+def test_a_failed_backup_alerts_once_per_failed_set_and_a_later_success_stops_it(world, db_session):
+    tenant = world.tenant_a2
+    tenant.connection_status = "connected"
+    finished_backup(db_session, tenant, "completed", NOW - timedelta(hours=30))
+    failed = finished_backup(db_session, tenant, "failed", NOW - timedelta(hours=1), error="Graph refused it")
+    backups = rule(db_session, world.a, name="Backups", event="backup_missing", threshold=7)
+    evaluate_tenant(tenant, NOW)
+    evaluate_tenant(tenant, NOW + timedelta(days=1))  # the next day, still the same failed set: no second alert
+    [event] = events(backups)
+    assert (event.subject, event.payload["backup"]["error"]) == (f"backup_failed:{failed.id}", "Graph refused it")
+    finished_backup(db_session, tenant, "completed", NOW + timedelta(days=1, hours=1))
+    evaluate_tenant(tenant, NOW + timedelta(days=2))
+    assert len(events(backups)) == 1
+
+
+def test_an_acknowledged_no_backup_finding_silences_backup_alerts(world, db_session):
+    tenant = world.tenant_a2
+    tenant.connection_status = "connected"
+    db_session.commit()
+    evaluate_tenant(tenant, NOW)  # never backed up: the finding, no rule yet
+    finding = db.session.scalar(select(Finding).where(Finding.tenant_id == tenant.id, Finding.kind == "backup"))
+    finding.status = "acknowledged"
+    db_session.commit()
+    backups = rule(db_session, world.a, name="Backups", event="backup_missing", threshold=1)
+    evaluate_tenant(tenant, NOW + timedelta(days=1))
+    assert events(backups) == []
+
+
 def test_sync_failing_and_backup_missing_alert_from_their_thresholds_and_a_new_connection_alerts(world, db_session):
     failing = rule(db_session, world.a, name="Failing 3", event="sync_failing", threshold=3)
     stale = rule(db_session, world.a, name="No backup 10 days", event="backup_missing", threshold=10)
@@ -245,3 +300,53 @@ def test_sync_failing_and_backup_missing_alert_from_their_thresholds_and_a_new_c
     assert queue_tenant_connected(tenant, NOW) == 1
     assert queue_tenant_connected(tenant, NOW) == 0  # the same day: once
     assert [e.title for e in events(connected)] == [f"{tenant.name} is connected"]
+
+
+def test_de_duplication_is_per_subject_two_findings_of_one_tenant_on_one_day_are_two_alerts(world, db_session):
+    from app.models import TenantPermission
+
+    everything = rule(db_session, world.a, name="All", event="new_finding", min_severity="low")
+    tenant = world.tenant_a2
+    tenant.connection_status = "connected"
+    db_session.add_all([TenantPermission(tenant_id=tenant.id, workspace_id=tenant.workspace_id,
+                                         permission_name=name, status="missing")
+                        for name in ("A.Read.All", "B.Read.All")])
+    db_session.commit()
+    evaluate_tenant(tenant, NOW)
+    evaluate_tenant(tenant, NOW + timedelta(hours=1))  # the same day again: nothing new
+    subjects = [event.subject for event in events(everything)]
+    assert sorted(subjects) == ["hygiene:backup_missing", "hygiene:permission_missing:A.Read.All",
+                                "hygiene:permission_missing:B.Read.All"]
+
+
+def test_snoozing_one_tenant_for_one_rule_on_the_page_silences_only_that_pair_and_can_be_ended(ada, world,
+                                                                                                db_session):
+    first = rule(db_session, world.a, name="One")
+    second = rule(db_session, world.a, name="Two")
+    url = f"/admin/w/{world.a.slug}/alerts/{first.id}"
+    tenant = world.tenant_a
+    assert post_form(ada, f"{url}/snooze-tenant", {"tenant": str(tenant.external_id), "hours": "24"}).status_code == 302
+    assert post_form(ada, f"{url}/snooze-tenant", {"tenant": str(tenant.external_id), "hours": "72"}).status_code == 302
+    [snooze] = db_session.scalars(select(AlertSnooze)).all()  # snoozing again replaces, never stacks
+    assert snooze.rule_id == first.id and snooze.until > datetime.now(timezone.utc) + timedelta(hours=71)
+    body = ada.get(url).get_data(as_text=True)
+    assert "Tenants snoozed for this rule" in body and tenant.name in body
+    tenant.connection_status = "consent_revoked"
+    evaluate_tenant(tenant, datetime.now(timezone.utc))
+    assert dict(db.session.execute(select(AlertEvent.rule_id, AlertEvent.status)).all()) == {
+        first.id: "snoozed", second.id: "pending"}
+
+    response = post_form(ada, f"{url}/snooze-tenant", {"tenant": str(tenant.external_id), "hours": "0"})
+    assert response.status_code == 302
+    assert db_session.scalars(select(AlertSnooze)).all() == []  # 0 hours ends it; it never makes a new one
+    assert "Tenants snoozed for this rule" not in ada.get(url).get_data(as_text=True)
+
+
+def test_a_tenant_snooze_of_another_workspaces_tenant_is_a_404_and_stores_nothing(ada, world, db_session):
+    mine = rule(db_session, world.a, name="One")
+    foreign = world.tenant_b
+    response = post_form(ada, f"/admin/w/{world.a.slug}/alerts/{mine.id}/snooze-tenant",
+                         {"tenant": str(foreign.external_id), "hours": "24"})
+    assert response.status_code == 404
+    assert db_session.scalars(select(AlertSnooze)).all() == []
+

@@ -123,11 +123,14 @@ def test_a_second_backup_cannot_start_while_one_is_pending(connected_tenant, db_
     assert active.value.backup_set.id == first.id
 
 
-def test_a_backup_can_be_limited_to_chosen_families(connected_tenant):
+def test_a_backup_limited_to_chosen_families_keeps_the_filters_scope_tags_and_groups_they_refer_to(
+        connected_tenant):
     tenant = connected_tenant()
     backup_set = backup_now(tenant, families=["settingsCatalog"])
-    assert {item.family for item in items_of(backup_set)} <= {"settingsCatalog", "groups"}
-    assert set(backup_set.families) <= {"settingsCatalog", "groups"}
+    families = {item.family for item in items_of(backup_set)}
+    assert families <= {"settingsCatalog", "groups", "assignmentFilters", "scopeTags"}
+    assert {"settingsCatalog", "assignmentFilters", "scopeTags"} <= families
+    assert set(backup_set.families) <= {"settingsCatalog", "groups", "assignmentFilters", "scopeTags"}
 
 
 def test_backup_tenant_command_backs_up_in_the_foreground_with_exit_codes(connected_tenant, graph_simulator,
@@ -147,3 +150,19 @@ def test_backup_tenant_command_backs_up_in_the_foreground_with_exit_codes(connec
     unconnected = connected_tenant(status="not_connected")
     result = runner.invoke(args=["backup-tenant", str(unconnected.external_id)])
     assert result.exit_code == 1 and "only an active, connected tenant" in result.output
+
+
+def test_a_completed_backup_resolves_the_no_backup_finding_at_once(connected_tenant, db_session):
+    """The tenant's pages never show "no successful backup" beside the backup that just completed:
+    a backup re-evaluates the tenant's findings, as a sync does (not an hour later)."""
+    from app.models import Finding
+    from tests.sync_support import sync_now
+
+    tenant = connected_tenant()
+    assert sync_now(tenant).status == "succeeded"  # connected, never backed up: the finding
+    finding = db.session.scalar(select(Finding).where(Finding.tenant_id == tenant.id, Finding.kind == "backup"))
+    assert finding.status == "open"
+    assert backup_now(tenant).status == "completed"
+    db.session.expire_all()
+    assert db.session.get(Finding, finding.id).status == "resolved"
+

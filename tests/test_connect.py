@@ -103,6 +103,23 @@ def test_good_consent_connects_records_permissions_and_queues_the_first_sync(cli
     assert "Connected" in page
 
 
+def test_connecting_a_tenant_raises_the_tenant_connected_alert_for_the_worker_to_send(client, manager_setup,
+                                                                                     graph_simulator):
+    from app.operations_models import AlertEvent, AlertRule
+
+    workspace, tenant, _user = manager_setup
+    rule = AlertRule(workspace_id=workspace.id, name="New customers", event="tenant_connected", channel="email",
+                     target="noc@msp.example")
+    db.session.add(rule)
+    db.session.commit()
+    assert connect_fully(client, graph_simulator, tenant).status_code == 302
+    [event] = db.session.scalars(select(AlertEvent).where(AlertEvent.rule_id == rule.id)).all()
+    assert (event.tenant_id, event.subject, event.status) == (tenant.id, "tenant_connected", "pending")
+    jobs = db.session.execute(select(db.text("args")).select_from(db.text("procrastinate_jobs"))
+                              .where(db.text("task_name = 'deliver_alert'"))).scalars().all()
+    assert [job["alert_event_id"] for job in jobs] == [event.id]  # queued: the request itself sends nothing
+
+
 def test_a_replayed_consent_answer_is_refused(client, manager_setup, graph_simulator):
     _workspace, tenant, _user = manager_setup
     back = callback_path(consent(graph_simulator, start(client, tenant)))

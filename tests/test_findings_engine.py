@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 
 from app.drift import evaluate_tenant
+from app.drift.findings import triage
 from app.extensions import db
 from app.models import AuditLog, BackupSet, Finding, TenantPermission
 from tests.conftest import page, post_form, tenant_url
@@ -141,3 +142,23 @@ def test_the_dashboard_never_shows_no_backup_beside_a_fresh_completed_backup(ada
     evaluate_tenant(tenant)
     db_session.commit()
     assert "No successful backup in the last 7 days" in page(ada, tenant_url(tenant, ""))
+
+
+def test_an_acknowledgement_and_a_reopen_of_a_computed_finding_survive_re_runs(world, db_session):
+    tenant = world.tenant_a
+    tenant.connection_status = "consent_revoked"
+    evaluate_tenant(tenant, NOW)
+    db_session.commit()
+    [finding] = computed(tenant, "connection")
+    triage(finding, "acknowledge", by="Ada", now=NOW, note="customer called")
+    db_session.commit()
+    for _ in range(3):
+        evaluate_tenant(tenant, NOW + timedelta(hours=1))
+    db_session.commit()
+    db_session.refresh(finding)
+    assert finding.status == "acknowledged" and finding.detail["acknowledgement"]["by"] == "Ada"
+    triage(finding, "reopen", by="Ada", now=NOW, note="")
+    evaluate_tenant(tenant, NOW + timedelta(hours=2))
+    db_session.commit()
+    db_session.refresh(finding)
+    assert finding.status == "open" and finding.history[-1]["event"] == "reopen" and finding.history[-1]["by"] == "Ada"

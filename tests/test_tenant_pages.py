@@ -326,3 +326,10 @@ def test_the_version_picks_work_without_script_and_odd_picks_are_a_clear_400(ada
     assert ada.get(f"{base}?a={ids['version_a']}&b={ids['version_b']}&pick={ids['version_a']}").status_code == 400
     detail = page(ada, tenant_url(world.tenant_a, f"/policies/{ids['policy_id']}"))
     assert f'name="a" value="{ids["version_b"]}"' in detail and f'name="b" value="{ids["version_a"]}"' in detail
+
+
+def test_the_schedule_page_of_an_archived_tenant_says_its_schedules_never_run(ada, world, db_session):
+    world.tenant_a.status = "archived"
+    db_session.commit()
+    body = page(ada, tenant_url(world.tenant_a, "/schedules"))
+    assert "archived: its schedules never run" in body

@@ -6,7 +6,11 @@ include list; no excluded tag):
 
 - new_finding: a finding detected or reopened now, at or above the rule's severity;
 - sync_failing: the tenant's sync-failing finding, at `threshold` failures in a row or more;
-- backup_missing: the backup finding, `threshold` days or more since the last success (or never);
+- backup_missing ("backup failed or missing for N days"): `threshold` days or more since the
+  tenant's last successful backup (or none ever, for a tenant connected or once backed up),
+  read from the evaluation's hygiene facts, so a rule of 2 days alerts on day 2 and not when
+  the "no successful backup" finding appears (FINDINGS_BACKUP_MAX_AGE_DAYS); and its latest
+  backup failing, once per failed set. Not while that finding is acknowledged or accepted;
 - consent_revoked: the consent-revoked finding;
 - tenant_connected: app.alerts.rules.queue_tenant_connected (the consent callback).
 
@@ -17,7 +21,7 @@ nothing. Events to send are queued as jobs (app.jobs.enqueue_alert): the worker 
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert
@@ -41,9 +45,6 @@ def _matches(rule: AlertRule, finding, is_new: bool) -> bool:
         return is_new and SEVERITIES.index(finding.severity) >= SEVERITIES.index(rule.min_severity or "low")
     if rule.event == "sync_failing":
         return finding.kind == "sync" and detail.get("consecutiveFailures", 0) >= rule.threshold
-    if rule.event == "backup_missing":
-        days = detail.get("lastSuccessfulBackupDaysAgo")
-        return finding.kind == "backup" and (days is None or days >= rule.threshold)
     if rule.event == "consent_revoked":
         return finding.kind == "connection"
     return False
@@ -54,7 +55,8 @@ def _rules_for(tenant) -> list[AlertRule]:
                                                            AlertRule.is_enabled.is_(True))))
 
 
-def queue_finding_alerts(tenant, new_findings, holding_findings, now: datetime) -> int:
+def queue_finding_alerts(tenant, new_findings, holding_findings, now: datetime, facts: dict | None = None) -> int:
+    """Queue the alerts of one evaluation: `facts` are its hygiene facts (app.drift.hygiene.hygiene_facts)."""
     rules = _rules_for(tenant)
     if not rules:
         return 0
@@ -65,12 +67,39 @@ def queue_finding_alerts(tenant, new_findings, holding_findings, now: datetime) 
     for rule in rules:
         if not _in_scope(rule, tag_ids):
             continue
+        if rule.event == "backup_missing":
+            wanted.extend((rule, *alert) for alert in _backup_alerts(rule, tenant, candidates, facts or {}, now))
+            continue
         for finding in candidates:
             if _matches(rule, finding, id(finding) in new_ids):
                 wanted.append((rule, finding.subject_key or f"finding:{finding.id}", finding.title, {
                     "finding": {"id": finding.id, "kind": finding.kind, "severity": finding.severity,
                                 "title": finding.title, "status": finding.status, "detail": finding.detail}}))
     return _queue(tenant, wanted, now)
+
+
+def _backup_alerts(rule: AlertRule, tenant, findings, facts: dict, now: datetime) -> list[tuple[str, str, dict]]:
+    """(subject, title, payload) of a "backup failed or missing for N days" rule for this tenant."""
+    if any(finding.kind == "backup" and finding.status != "open" for finding in findings):
+        return []  # someone acknowledged or accepted the missing backups of this tenant already
+    alerts = []
+    last_success = facts.get("last_success")
+    applies = tenant.is_connected or facts.get("has_backups")
+    if applies and (last_success is None or last_success <= now - timedelta(days=rule.threshold)):
+        days = (now - last_success).days if last_success else None
+        title = (f"No successful backup of {tenant.name} yet" if last_success is None else
+                 f"No successful backup of {tenant.name} in {days} day(s)")
+        alerts.append(("backup_missing", title, {"backup": {
+            "lastSuccessfulBackupAt": last_success.isoformat() if last_success else None,
+            "lastSuccessfulBackupDaysAgo": days, "thresholdDays": rule.threshold}}))
+    latest = facts.get("latest_backup")
+    failed_subject = f"backup_failed:{latest['id']}" if latest and latest["status"] == "failed" else None
+    if failed_subject and db.session.scalar(select(AlertEvent.id).where(  # once per failed set, not once a day
+            AlertEvent.rule_id == rule.id, AlertEvent.tenant_id == tenant.id,
+            AlertEvent.subject == failed_subject).limit(1)) is None:
+        alerts.append((failed_subject, f"A backup of {tenant.name} failed", {"backup": {
+            "setId": latest["id"], "status": "failed", "error": latest["error"]}}))
+    return alerts
 
 
 def queue_tenant_connected(tenant, now: datetime) -> int:

@@ -76,10 +76,15 @@ def active_backup(tenant_id: int) -> BackupSet | None:
 
 
 def backup_families(requested: list[str] | None) -> tuple[Family, ...]:
-    """The families a backup reads: those asked for (unknown keys ignored), else all."""
+    """The families a backup reads: those asked for (unknown keys ignored), else all. Policies
+    bring the inventory they refer to (assignment filters, scope tags), as they bring their
+    groups: a backup of one family can still be read and restored without its tenant."""
     if not requested:
         return BACKUP_FAMILIES
-    chosen = tuple(f for f in BACKUP_FAMILIES if f.key in set(requested))
+    wanted = set(requested)
+    if any(f.store == STORE_POLICY for f in BACKUP_FAMILIES if f.key in wanted):
+        wanted |= {f.key for f in BACKUP_FAMILIES if f.store == STORE_INVENTORY}
+    chosen = tuple(f for f in BACKUP_FAMILIES if f.key in wanted)
     return chosen or BACKUP_FAMILIES
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import select
+
 from app.extensions import db
 from app.models import BackupSchedule, BackupSet, Tenant
 from app.sync.runner import GraphNotConfigured, graph_settings, token_provider
@@ -41,7 +43,20 @@ def request_backup(tenant: Tenant, trigger: str, user_id: int | None = None,
 
 
 def carry_out_backup(backup_set_id: int, progress=None) -> str:
-    """Run the engine on a set, then the retention of its schedule; an unexpected error fails the set."""
+    """Run the engine on a set, then the retention of its schedule, then the tenant's findings (a
+    backup resolves "no successful backup", a failed one may alert); an unexpected error fails the set."""
+    status = _carry_out(backup_set_id, progress)
+    tenant_id = db.session.scalar(select(BackupSet.tenant_id).where(BackupSet.id == backup_set_id))
+    if tenant_id is not None and status != "running":
+        from app.drift import evaluate_after
+
+        evaluate_after(tenant_id, f"backup set {backup_set_id}")
+    else:
+        db.session.rollback()
+    return status
+
+
+def _carry_out(backup_set_id: int, progress) -> str:
     try:
         backup_set = run_backup(backup_set_id, backup_context(progress))
     except GraphNotConfigured as error:

@@ -24,7 +24,7 @@ from app.models import Tenant
 
 from .baselines import drift_findings
 from .findings import Changes, lock_tenant_findings, reconcile
-from .hygiene import hygiene_findings
+from .hygiene import hygiene_facts, hygiene_findings
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,12 @@ def evaluate_tenant(tenant: Tenant, now: datetime | None = None) -> Changes:
     if tenant.status == "archived":
         return Changes()
     lock_tenant_findings(tenant.id)
-    desired = hygiene_findings(tenant, now) + drift_findings(tenant)
+    facts = hygiene_facts(tenant.id)
+    desired = hygiene_findings(tenant, now, facts) + drift_findings(tenant)
     changes = reconcile(tenant, desired, now)
     from app.alerts.rules import queue_finding_alerts
 
-    queue_finding_alerts(tenant, changes.detected + changes.reopened, changes.holding, now)
+    queue_finding_alerts(tenant, changes.detected + changes.reopened, changes.holding, now, facts)
     return changes
 
 
@@ -59,6 +60,16 @@ def evaluate_tenant_by_id(tenant_id: int, now: datetime | None = None) -> Change
     changes = evaluate_tenant(tenant, now)
     db.session.commit()
     return changes
+
+
+def evaluate_after(tenant_id: int, what: str) -> None:
+    """The tenant's findings after `what` (a sync, a backup) changed the rows they read, so the
+    pages never show a finding the run just made untrue; a failure here is logged, never the run's."""
+    try:
+        evaluate_tenant_by_id(tenant_id)
+    except Exception:
+        db.session.rollback()
+        log.exception("evaluating the findings of tenant %s after %s failed", tenant_id, what)
 
 
 EVALUATION_PAGE = 500

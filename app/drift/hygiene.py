@@ -33,8 +33,9 @@ def backup_max_age_days() -> int:
 
 
 def hygiene_facts(tenant_id: int) -> dict:
-    """The rows hygiene reads, in one statement: the last successful backup, whether any backup
-    or schedule exists, and the missing permissions."""
+    """The rows hygiene reads, in one statement: the last successful backup, the latest finished
+    backup (its id and status: alert rules tell a failed one), whether any backup or schedule
+    exists, and the missing permissions."""
     last_success = (select(func.max(BackupSet.finished_at))
                     .where(BackupSet.tenant_id == tenant_id, BackupSet.status.in_(SUCCESSFUL_BACKUP_STATUSES),
                            BackupSet.finished_at.is_not(None)).scalar_subquery())
@@ -43,9 +44,14 @@ def hygiene_facts(tenant_id: int) -> dict:
     missing = (select(func.coalesce(func.array_agg(TenantPermission.permission_name), []))
                .where(TenantPermission.tenant_id == tenant_id, TenantPermission.status == "missing")
                .scalar_subquery())
+    latest = (select(func.json_build_array(BackupSet.id, BackupSet.status, BackupSet.error))
+              .where(BackupSet.tenant_id == tenant_id, BackupSet.finished_at.is_not(None))
+              .order_by(BackupSet.started_at.desc(), BackupSet.id.desc()).limit(1).scalar_subquery())
     row = db.session.execute(select(last_success.label("last_success"), has_backups.label("has_backups"),
-                                    missing.label("missing"))).one()
-    return {"last_success": row.last_success, "has_backups": row.has_backups, "missing": sorted(row.missing or [])}
+                                    missing.label("missing"), latest.label("latest"))).one()
+    latest_id, latest_status, latest_error = row.latest or (None, None, None)
+    return {"last_success": row.last_success, "has_backups": row.has_backups, "missing": sorted(row.missing or []),
+            "latest_backup": {"id": latest_id, "status": latest_status, "error": latest_error} if latest_id else None}
 
 
 def hygiene_findings(tenant: Tenant, now: datetime, facts: dict | None = None) -> list[Desired]:

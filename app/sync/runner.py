@@ -94,17 +94,13 @@ def carry_out_sync_run(run_id: int, progress=None) -> str:
 
 def evaluate_after_sync(run_id: int) -> None:
     """The tenant's findings after its sync; a failure here is logged, never the sync's failure."""
-    from app.drift import evaluate_tenant_by_id
+    from app.drift import evaluate_after
 
     tenant_id = db.session.scalar(select(SyncRun.tenant_id).where(SyncRun.id == run_id))
     if tenant_id is None:
         db.session.rollback()
         return
-    try:
-        evaluate_tenant_by_id(tenant_id)
-    except Exception:
-        db.session.rollback()
-        log.exception("evaluating the findings of tenant %s after sync run %s failed", tenant_id, run_id)
+    evaluate_after(tenant_id, f"sync run {run_id}")
 
 
 def _fail(run_id: int, message: str) -> str:

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy import delete as delete_rows  # the view below is named delete
 from sqlalchemy.exc import IntegrityError
 from wtforms.fields import SelectChoice
 
@@ -107,9 +108,10 @@ def detail(rule_id: int):
                 AlertDelivery.workspace_id == rule.workspace_id,
                 AlertDelivery.alert_event_id.in_([event.id for event, _ in events])).order_by(AlertDelivery.id)):
             deliveries.setdefault(delivery.alert_event_id, []).append(delivery)
+    now = datetime.now(timezone.utc)
     return render_template("alerts/detail.html", rule=rule, events=events, deliveries=deliveries,
-                           action_form=ActionForm(), snooze_hours=SNOOZE_HOURS,
-                           show_secret=g.workspace_access.allows("manager"), now=datetime.now(timezone.utc))
+                           action_form=ActionForm(), snooze_hours=SNOOZE_HOURS, snoozes=tenant_snoozes(rule, now),
+                           show_secret=g.workspace_access.allows("manager"), now=now)
 
 
 def _hours() -> int:
@@ -151,15 +153,34 @@ def snooze_tenant(rule_id: int):
                                                     Tenant.workspace_id == rule.workspace_id))
     if tenant is None:
         abort(404)
-    hours = _hours() or SNOOZE_HOURS[0]
-    db.session.add(AlertSnooze(tenant_id=tenant.id, workspace_id=tenant.workspace_id, rule_id=rule.id,
-                               until=datetime.now(timezone.utc) + timedelta(hours=hours)))
+    hours = _hours()
+    # One snooze per rule and tenant: a new one replaces it, 0 hours ends it.
+    ended = db.session.execute(delete_rows(AlertSnooze).where(
+        AlertSnooze.workspace_id == rule.workspace_id, AlertSnooze.tenant_id == tenant.id,
+        AlertSnooze.rule_id == rule.id, AlertSnooze.until > datetime.now(timezone.utc))).rowcount
+    if hours:
+        db.session.add(AlertSnooze(tenant_id=tenant.id, workspace_id=tenant.workspace_id, rule_id=rule.id,
+                                   until=datetime.now(timezone.utc) + timedelta(hours=hours)))
     record_audit("alert_rule.snooze_tenant", actor=current_user, tenant=tenant, target_type="alert_rule",
                  target_id=rule.id, target_name=rule.name,
-                 details={"before": None, "after": {"tenant": tenant.name, "hours": hours}})
+                 details={"before": {"snoozed": bool(ended)}, "after": {"tenant": tenant.name, "hours": hours}})
     db.session.commit()
-    flash(f"No alert of {rule.name} about {tenant.name} for {hours} hour(s).", "success")
+    if hours:
+        flash(f"No alert of {rule.name} about {tenant.name} for {hours} hour(s).", "success")
+    else:
+        flash(f"Alerts of {rule.name} about {tenant.name} are no longer snoozed." if ended else
+              f"Alerts of {rule.name} about {tenant.name} were not snoozed.", "success" if ended else "info")
     return redirect(url_for(".detail", rule_id=rule.id))
+
+
+def tenant_snoozes(rule: AlertRule, now: datetime) -> list[tuple[AlertSnooze, Tenant]]:
+    """The rule's live snoozes of single tenants (and those of every rule), for its page."""
+    return list(db.session.execute(
+        select(AlertSnooze, Tenant).join(Tenant, and_(Tenant.id == AlertSnooze.tenant_id,
+                                                      Tenant.workspace_id == AlertSnooze.workspace_id))
+        .where(AlertSnooze.workspace_id == rule.workspace_id, AlertSnooze.until > now,
+               or_(AlertSnooze.rule_id == rule.id, AlertSnooze.rule_id.is_(None)))
+        .order_by(AlertSnooze.until, AlertSnooze.id).limit(200)).all())
 
 
 @bp.post("/<int:rule_id>/delete")
