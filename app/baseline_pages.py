@@ -15,13 +15,14 @@ from wtforms.fields import SelectChoice
 
 from .access import parse_external_id, require_role
 from .audit import record_audit
-from .drift.baselines import EditRefused, baseline_prefix, build_from_tenant, edit_policy
+from .drift.baselines import (BACKUP_SOURCE_STATUSES, POLICY_FAMILIES, BuildRefused, EditRefused, baseline_prefix,
+                              build_from_backup, build_from_tenant, edit_policy, policy_items_of)
 from .extensions import db
 from .forms import ActionForm
 from .jobs import enqueue_evaluation
 from .listing import ListParams, Page, search_clause
-from .models import Finding, Policy, Tenant
-from .operations_forms import AssignBaselineForm, BaselineFromTenantForm
+from .models import BackupItem, BackupSet, Finding, Policy, Tenant
+from .operations_forms import AssignBaselineForm, BaselineFromBackupForm, BaselineFromTenantForm
 from .operations_models import Baseline, BaselineAssignment, BaselinePolicy, BaselineVersion, Tag, TenantTag
 from .workspace_area import workspace_blueprint
 
@@ -102,6 +103,110 @@ def create():
     db.session.commit()
     flash(f"Baseline {baseline.name} built from {tenant.name} ({len(baseline.policies)} policies). "
           "Assign it to tenants or a tag.", "success")
+    return redirect(url_for(".detail", baseline_id=baseline.id))
+
+
+# --- building from a backup set --------------------------------------------------------------------------
+
+MAX_BACKUP_SET_CHOICES = 50  # the latest sets of a tenant; older ones are rarely a baseline's source
+MAX_BACKUP_ITEMS = 5000
+
+
+def backup_tenant_choices(workspace_id: int) -> list[tuple[str, str]]:
+    """Tenants of the workspace with a backup a baseline can be built from, by name."""
+    has_backup = select(BackupSet.id).where(BackupSet.tenant_id == Tenant.id,
+                                            BackupSet.status.in_(BACKUP_SOURCE_STATUSES)).limit(1).exists()
+    rows = db.session.execute(select(Tenant.external_id, Tenant.name).where(
+        Tenant.workspace_id == workspace_id, has_backup).order_by(Tenant.name).limit(MAX_GOLDEN_CHOICES)).all()
+    return [SelectChoice(str(external_id), name) for external_id, name in rows]
+
+
+def backup_sets_of(tenant: Tenant) -> list[BackupSet]:
+    return list(db.session.scalars(select(BackupSet).where(
+        BackupSet.tenant_id == tenant.id, BackupSet.workspace_id == tenant.workspace_id,
+        BackupSet.status.in_(BACKUP_SOURCE_STATUSES))
+        .order_by(BackupSet.started_at.desc().nulls_last(), BackupSet.id.desc()).limit(MAX_BACKUP_SET_CHOICES)))
+
+
+def backup_set_of_workspace(value: str | None) -> tuple[BackupSet, Tenant]:
+    """The backup set a request names, and its tenant: 400 when the value is no id, the same
+    404 for another workspace's set as for one that does not exist."""
+    value = (value or "").strip()
+    if not value:
+        abort(400, "Choose a backup set to build the baseline from.")
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+        abort(400, "The backup set is not a backup set id.")
+    row = db.session.execute(select(BackupSet, Tenant).join(Tenant, and_(
+        Tenant.id == BackupSet.tenant_id, Tenant.workspace_id == BackupSet.workspace_id))
+        .where(BackupSet.id == int(value), BackupSet.workspace_id == _workspace_id())).first()
+    if row is None:
+        abort(404)
+    return row[0], row[1]
+
+
+def _from_backup(form: BaselineFromBackupForm, backup_set: BackupSet | None = None, tenant: Tenant | None = None,
+                 chosen: set[int] | frozenset = frozenset(), status: int = 200):
+    if tenant is None and request.args.get("tenant"):
+        tenant = db.session.scalar(select(Tenant).where(Tenant.external_id == parse_external_id(request.args["tenant"]),
+                                                        Tenant.workspace_id == _workspace_id()))
+        if tenant is None:
+            abort(404)
+    items = (db.session.execute(policy_items_of(backup_set).order_by(BackupItem.display_name, BackupItem.id)
+                                .limit(MAX_BACKUP_ITEMS)).all() if backup_set is not None else [])
+    return render_template(
+        "baselines/from_backup.html", form=form, tenant=tenant, backup_set=backup_set, items=items, chosen=chosen,
+        tenants=backup_tenant_choices(_workspace_id()) if backup_set is None else [],
+        backup_sets=backup_sets_of(tenant) if tenant is not None and backup_set is None else [],
+        family_labels={key: family.label for key, family in POLICY_FAMILIES.items()},
+        usable=backup_set is None or backup_set.status in BACKUP_SOURCE_STATUSES), status
+
+
+@bp.get("/from-backup")
+def from_backup():
+    """Pick a tenant, one of its backups, then every policy of it or some."""
+    require_role("manager", "build baselines")
+    if request.args.get("backup_set"):
+        backup_set, tenant = backup_set_of_workspace(request.args.get("backup_set"))
+        return _from_backup(BaselineFromBackupForm(), backup_set, tenant)
+    return _from_backup(BaselineFromBackupForm())
+
+
+def _chosen_items() -> list[int]:
+    ids = []
+    for value in request.form.getlist("item")[:MAX_BACKUP_ITEMS + 1]:
+        if not (value.isascii() and value.isdigit() and len(value) <= 18):
+            abort(400, "An item of the selection is not an item id.")
+        ids.append(int(value))
+    return ids
+
+
+@bp.post("/from-backup")
+def create_from_backup():
+    require_role("manager", "build baselines")
+    backup_set, tenant = backup_set_of_workspace(request.form.get("backup_set"))
+    form = BaselineFromBackupForm()
+    chosen = _chosen_items()
+    if not form.validate_on_submit():
+        return _from_backup(form, backup_set, tenant, set(chosen), 400)
+    try:
+        with db.session.begin_nested():
+            baseline = build_from_backup(_workspace_id(), form.name.data, backup_set, tenant, current_user.id,
+                                         item_ids=chosen if form.scope.data == "chosen" else None,
+                                         severity=form.severity.data, report_extra=form.report_extra.data)
+    except BuildRefused as refused:
+        form.scope.errors = [*form.scope.errors, str(refused)]
+        return _from_backup(form, backup_set, tenant, set(chosen), 400)
+    except IntegrityError:
+        form.name.errors = [*form.name.errors, "This workspace has a baseline of that name already."]
+        return _from_backup(form, backup_set, tenant, set(chosen), 400)
+    record_audit("baseline.create", actor=current_user, workspace=g.workspace_access.workspace,
+                 target_type="baseline", target_id=baseline.id, target_name=baseline.name,
+                 details={"before": None, "after": {"name": baseline.name, "built_from": tenant.name,
+                                                    "backup_set": backup_set.id, "backup_set_name": backup_set.name,
+                                                    "policies": len(baseline.policies)}})
+    db.session.commit()
+    flash(f"Baseline {baseline.name} built from backup {backup_set.name} of {tenant.name} "
+          f"({len(baseline.policies)} policies). Assign it to tenants or a tag.", "success")
     return redirect(url_for(".detail", baseline_id=baseline.id))
 
 
