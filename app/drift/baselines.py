@@ -338,7 +338,10 @@ def build_from_backup(workspace_id: int, name: str, backup_set: BackupSet, tenan
         raise BuildRefused("This backup set holds no policy a baseline can be built from."
                            + (f" ({unreadable} could not be read.)" if unreadable else ""))
     when = backup_set.finished_at or backup_set.started_at or backup_set.created_at
-    source = f"Built from backup {backup_set.name} of {tenant.name}" + (f" ({when.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC)" if when else "")
+    stamp = f"{when.astimezone(timezone.utc):%Y-%m-%d %H:%M}" if when else ""
+    source = f"Built from backup {backup_set.name} of {tenant.name}"
+    if stamp and stamp not in backup_set.name:  # kept: retention may delete the set later
+        source += f" (taken {stamp} UTC)"
     return _new_baseline(workspace_id, name, source, policies, kinds if with_assignments else {}, user_id, severity,
                          report_extra)
 
