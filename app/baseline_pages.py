@@ -163,8 +163,8 @@ def _from_backup(form: BaselineFromBackupForm, backup_set: BackupSet | None = No
 
 @bp.get("/from-backup")
 def from_backup():
-    """Pick a tenant, one of its backups, then every policy of it or some."""
-    require_role("manager", "build baselines")
+    """Pick a tenant, one of its backups, then every policy of it or some (any member may look;
+    building is for managers, as from a golden tenant)."""
     if request.args.get("backup_set"):
         backup_set, tenant = backup_set_of_workspace(request.args.get("backup_set"))
         return _from_backup(BaselineFromBackupForm(), backup_set, tenant)
