@@ -732,7 +732,7 @@ class Finding(TenantOwned, db.Model):
               postgresql_where=text("subject_key IS NOT NULL")),
         Index("ix_findings_workspace_id_status_severity", "workspace_id", "status", "severity"),
         # The drift matrix reads one baseline's findings of one page of tenants.
-        Index("ix_findings_baseline_id_tenant_id", "baseline_id", "tenant_id"),
+        Index("ix_findings_baseline_id_tenant_id_workspace_id", "baseline_id", "tenant_id", "workspace_id"),
     )
 
     id: Mapped[int] = _pk()

@@ -86,6 +86,9 @@ def prepare(endpoint, world, db_session):
         "tags.delete": (f"{w}/tags/{ops['tag_id']}/delete", {}, "manager", "tag.delete"),
         "baselines.create": (f"{w}/baselines", {"name": "Built", "tenant": str(ext), "severity": "medium"}, "manager",
                              "baseline.create"),
+        "baselines.create_from_backup": (f"{w}/baselines/from-backup",
+                                         {"name": "From backup", "backup_set": str(ids["backup_set_id"]),
+                                          "scope": "all", "severity": "medium"}, "manager", "baseline.create"),
         "baselines.assign": (f"{w}/baselines/{ops['baseline_id']}/assign", {"target": f"tenant:{ext}"}, "manager",
                              "baseline.assign"),
         "baselines.unassign": (f"{w}/baselines/{ops['baseline_id']}/assignments/{ops['assignment_id']}/remove", {},
@@ -212,7 +215,8 @@ def operations_rows(world, db_session) -> dict:
     return world.operations_ids
 
 
-OPERATIONS_ENDPOINTS = ["tags.create", "tags.edit", "tags.delete", "baselines.create", "baselines.assign",
+OPERATIONS_ENDPOINTS = ["tags.create", "tags.edit", "tags.delete", "baselines.create",
+                        "baselines.create_from_backup", "baselines.assign",
                         "baselines.unassign", "baselines.edit", "baselines.evaluate", "baselines.delete", "bulk.start",
                         "alerts.create", "alerts.snooze", "alerts.snooze_tenant", "alerts.delete"]
 

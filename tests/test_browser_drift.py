@@ -1,6 +1,7 @@
 """Baselines and drift in headless Chromium: build a baseline from a golden tenant, tag a
 customer and assign the baseline by tag, change a setting on the Graph simulator, sync, and
-see the drift matrix and the finding; screenshots at desktop and phone widths."""
+see the drift matrix and the finding; then back up the golden tenant and build a second
+baseline from that backup; screenshots at desktop and phone widths."""
 from __future__ import annotations
 
 import threading
@@ -162,4 +163,23 @@ def test_baseline_from_a_golden_tenant_assigned_by_tag_shows_drift_in_the_matrix
         shot(page, "drift-04-finding")
         page.set_viewport_size({"width": 390, "height": 844})
         shot(page, "drift-05-finding-phone")
+        page.set_viewport_size({"width": 1400, "height": 900})
+
+        # A second baseline from a backup of the golden tenant: tenant, backup, every policy.
+        page.goto(f"{server.url}/admin/t/{golden}/backups")
+        page.click("button:has-text('Back up now')")
+        expect(page.locator(".alert-success")).to_contain_text("Backup started")
+        run_jobs(app, "backup")
+        page.goto(server.url + base + "/baselines")
+        page.click("a.from-backup-link")
+        page.select_option("select[name=tenant]", golden)
+        page.click("button:has-text('Show its backups')")
+        page.click(".backup-set-choices a")
+        expect(page.locator("table.backup-policy-items input[name=item]").first).to_be_visible()
+        shot(page, "drift-06-baseline-from-backup-form", full_page=False)
+        page.fill("input[name=name]", "Golden from backup")
+        page.click("button:has-text('Build baseline')")
+        expect(page.locator(".alert-success")).to_contain_text("Baseline Golden from backup built from backup")
+        expect(page.locator(".baseline-policy").first).to_be_visible()
+        shot(page, "drift-07-baseline-from-backup", full_page=False)
         browser.close()

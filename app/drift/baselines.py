@@ -15,6 +15,12 @@ FINDINGS (subject keys under "baseline:<id>:"):
 - assignment missing: a matched policy lacks an expected assignment kind ("allDevices",
   "group"...; group ids differ per tenant, so kinds are compared).
 
+BUILDING. From a golden tenant's live policies, or from a completed or partial backup set of
+a tenant of the workspace (all its policies or chosen items): a backup item's payload is
+normalized as the sync engine normalizes what it reads, so both give the same expected
+policies for the same Graph objects, and a baseline from an older backup keeps what the
+tenant had then.
+
 COST. One pass per tenant: the tenant's baselines with their policies (one statement), its
 live policies (one), the assignments of their latest versions (one, only when a baseline
 expects assignments). Nothing here reads another tenant, so the cost per tenant does not
@@ -25,12 +31,18 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import timezone
 from typing import Any
 
 from sqlalchemy import func, or_, select
 
+from app.backup.payloads import normalized_payload
 from app.extensions import db
-from app.models import Policy, PolicyVersion, Tenant
+from app.graph.families import FAMILIES, STORE_POLICY
+from app.graph.normalize import NormalizeError
+from app.models import BackupItem, BackupPayload, BackupSet, Policy, PolicyVersion, Tenant
+# The sync engine's rule for a policy's type (Settings Catalog or endpoint security): one rule for both sources.
+from app.sync.engine import _policy_type
 from app.operations_models import Baseline, BaselineAssignment, BaselinePolicy, BaselineVersion, TenantTag
 
 from .findings import Desired, severity_above, subject_key
@@ -234,23 +246,104 @@ def record_version(baseline: Baseline, change: str, user_id: int | None) -> None
                                    created_by_user_id=user_id))
 
 
-def build_from_tenant(workspace_id: int, name: str, tenant: Tenant, user_id: int | None, *,
-                      severity: str = "medium", report_extra: bool = False,
-                      with_assignments: bool = True) -> Baseline:
-    """A new baseline holding the golden tenant's live policies as they are now (version 1)."""
+def _new_baseline(workspace_id: int, name: str, source: str, policies: list[TenantPolicy], kinds: dict[int, set[str]],
+                  user_id: int | None, severity: str, report_extra: bool) -> Baseline:
+    """A baseline (version 1) expecting `policies` as they are, with the assignment kinds in `kinds`."""
     baseline = Baseline(workspace_id=workspace_id, name=name, severity=severity, report_extra=report_extra,
-                        source_label=f"Built from {tenant.name}", created_by_user_id=user_id, version=1)
+                        source_label=source[:400], created_by_user_id=user_id, version=1)
     db.session.add(baseline)
     db.session.flush()
-    policies = live_policies(tenant.id)
-    kinds = assignment_kinds(tenant.id, [p.id for p in policies]) if with_assignments else {}
     db.session.add_all([BaselinePolicy(workspace_id=workspace_id, baseline_id=baseline.id, position=position,
                                        policy_type=p.policy_type, platform=p.platform, name=p.name,
                                        settings=p.settings, any_value=[],
                                        expected_assignments=sorted(kinds.get(p.id, ())))
                         for position, p in enumerate(sorted(policies, key=lambda p: (p.name, p.id)))])
-    record_version(baseline, f"Built from {tenant.name}", user_id)
+    record_version(baseline, source, user_id)
     return baseline
+
+
+def build_from_tenant(workspace_id: int, name: str, tenant: Tenant, user_id: int | None, *,
+                      severity: str = "medium", report_extra: bool = False,
+                      with_assignments: bool = True) -> Baseline:
+    """A new baseline holding the golden tenant's live policies as they are now (version 1)."""
+    policies = live_policies(tenant.id)
+    kinds = assignment_kinds(tenant.id, [p.id for p in policies]) if with_assignments else {}
+    return _new_baseline(workspace_id, name, f"Built from {tenant.name}", policies, kinds, user_id, severity,
+                         report_extra)
+
+
+# --- building from a backup set ----------------------------------------------------------------------------
+
+BACKUP_SOURCE_STATUSES = ("completed", "partial")  # a backup that holds items; a partial one says which are missing
+POLICY_FAMILIES = {family.key: family for family in FAMILIES if family.store == STORE_POLICY}
+
+
+class BuildRefused(ValueError):
+    pass
+
+
+def policy_items_of(backup_set: BackupSet):
+    """Select of (id, family, display_name) of the set's items that are policies (not groups, filters, tags)."""
+    return (select(BackupItem.id, BackupItem.family, BackupItem.display_name)
+            .where(BackupItem.tenant_id == backup_set.tenant_id, BackupItem.id.in_(backup_set.item_ids or [0]),
+                   BackupItem.family.in_(POLICY_FAMILIES)))
+
+
+def backed_up_policies(backup_set: BackupSet, item_ids: list[int] | None = None
+                       ) -> tuple[list[TenantPolicy], dict[int, set[str]], int]:
+    """The set's policies (all, or the items `item_ids`) as the sync engine would have stored them
+    from the same Graph objects, keyed by backup item id; their assignment kinds; and how many
+    payloads could not be read. One statement."""
+    statement = (policy_items_of(backup_set).add_columns(BackupPayload.body)
+                 .join(BackupPayload, (BackupPayload.id == BackupItem.payload_id)
+                       & (BackupPayload.tenant_id == BackupItem.tenant_id)).order_by(BackupItem.id))
+    if item_ids is not None:
+        statement = statement.where(BackupItem.id.in_(item_ids))
+    policies, kinds, unreadable = [], {}, 0
+    for item_id, family_key, display_name, body in db.session.execute(statement):
+        family = POLICY_FAMILIES[family_key]
+        try:
+            snapshot = normalized_payload(family, body if isinstance(body, dict) else {})
+        except NormalizeError:
+            unreadable += 1
+            continue
+        policies.append(TenantPolicy(
+            item_id, _policy_type(family, snapshot), str(snapshot.get("platform") or family.platform or "unknown")[:32],
+            display_name, snapshot.get("settings", {})))
+        kinds[item_id] = {a.get("target") for a in snapshot.get("assignments") or []
+                          if isinstance(a, dict) and a.get("target")}
+    return policies, kinds, unreadable
+
+
+def build_from_backup(workspace_id: int, name: str, backup_set: BackupSet, tenant: Tenant, user_id: int | None, *,
+                      item_ids: list[int] | None = None, severity: str = "medium", report_extra: bool = False,
+                      with_assignments: bool = True) -> Baseline:
+    """A new baseline holding the policies of a backup set (all, or the items `item_ids`) as they
+    were when it was taken: the same normalized settings as building from the tenant then.
+    Refused (BuildRefused) for a set still running or failed, an item that is not one of the
+    set's policies, or a selection with no readable policy."""
+    if backup_set.workspace_id != workspace_id or backup_set.tenant_id != tenant.id:
+        raise BuildRefused("That backup set is not one of this tenant's.")
+    if backup_set.status not in BACKUP_SOURCE_STATUSES:
+        raise BuildRefused(f"That backup is {backup_set.status}: a baseline is built from a completed or partial one.")
+    if item_ids is not None:
+        if not item_ids:
+            raise BuildRefused("Choose at least one policy of the backup set, or all of them.")
+        known = set(db.session.scalars(policy_items_of(backup_set).with_only_columns(BackupItem.id)
+                                       .where(BackupItem.id.in_(item_ids))))
+        if set(item_ids) - known:
+            raise BuildRefused("A chosen item is not one of this backup set's policies.")
+    policies, kinds, unreadable = backed_up_policies(backup_set, item_ids)
+    if not policies:
+        raise BuildRefused("This backup set holds no policy a baseline can be built from."
+                           + (f" ({unreadable} could not be read.)" if unreadable else ""))
+    when = backup_set.finished_at or backup_set.started_at or backup_set.created_at
+    stamp = f"{when.astimezone(timezone.utc):%Y-%m-%d %H:%M}" if when else ""
+    source = f"Built from backup {backup_set.name} of {tenant.name}"
+    if stamp and stamp not in backup_set.name:  # kept: retention may delete the set later
+        source += f" (taken {stamp} UTC)"
+    return _new_baseline(workspace_id, name, source, policies, kinds if with_assignments else {}, user_id, severity,
+                         report_extra)
 
 
 class EditRefused(ValueError):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, IntegerField, RadioField, SelectField, StringField
 from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, NumberRange, Optional, ValidationError as FormError
 
@@ -24,6 +24,16 @@ class TagForm(FlaskForm):
 class BaselineFromTenantForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), _check(validation.validate_name)])
     tenant = SelectField("Golden tenant", choices=[], validate_choice=True)
+    severity = SelectField("Severity of a deviating setting", choices=[SelectChoice(s, s.title()) for s in SEVERITIES],
+                           default="medium")
+    report_extra = BooleanField("Report policies the baseline does not have (extra policies)")
+
+
+class BaselineFromBackupForm(FlaskForm):
+    """The backup set and the chosen items are read by the view (app.web.workspace.baseline_pages), scoped to the workspace."""
+    name = StringField("Name", validators=[DataRequired(), _check(validation.validate_name)])
+    scope = RadioField("Policies", choices=[SelectChoice("all", "Every policy of the backup set"),
+                                            SelectChoice("chosen", "Only the policies ticked below")], default="all")
     severity = SelectField("Severity of a deviating setting", choices=[SelectChoice(s, s.title()) for s in SEVERITIES],
                            default="medium")
     report_extra = BooleanField("Report policies the baseline does not have (extra policies)")

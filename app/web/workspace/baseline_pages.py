@@ -15,13 +15,14 @@ from wtforms.fields import SelectChoice
 
 from app.access import parse_external_id, require_role
 from app.audit import record_audit
-from app.drift.baselines import EditRefused, baseline_prefix, build_from_tenant, edit_policy
+from app.drift.baselines import (BACKUP_SOURCE_STATUSES, POLICY_FAMILIES, BuildRefused, EditRefused, baseline_prefix,
+                              build_from_backup, build_from_tenant, edit_policy, policy_items_of)
 from app.extensions import db
 from app.web.forms import ActionForm
 from app.jobs import enqueue_evaluation
 from app.web.listing import ListParams, Page, search_clause
-from app.models import Finding, Policy, Tenant
-from app.web.operations_forms import AssignBaselineForm, BaselineFromTenantForm
+from app.models import BackupItem, BackupSet, Finding, Policy, Tenant
+from app.web.operations_forms import AssignBaselineForm, BaselineFromBackupForm, BaselineFromTenantForm
 from app.operations_models import Baseline, BaselineAssignment, BaselinePolicy, BaselineVersion, Tag, TenantTag
 from app.web.workspace.workspace_area import workspace_blueprint
 
@@ -102,6 +103,110 @@ def create():
     db.session.commit()
     flash(f"Baseline {baseline.name} built from {tenant.name} ({len(baseline.policies)} policies). "
           "Assign it to tenants or a tag.", "success")
+    return redirect(url_for(".detail", baseline_id=baseline.id))
+
+
+# --- building from a backup set --------------------------------------------------------------------------
+
+MAX_BACKUP_SET_CHOICES = 50  # the latest sets of a tenant; older ones are rarely a baseline's source
+MAX_BACKUP_ITEMS = 5000
+
+
+def backup_tenant_choices(workspace_id: int) -> list[tuple[str, str]]:
+    """Tenants of the workspace with a backup a baseline can be built from, by name."""
+    has_backup = select(BackupSet.id).where(BackupSet.tenant_id == Tenant.id,
+                                            BackupSet.status.in_(BACKUP_SOURCE_STATUSES)).limit(1).exists()
+    rows = db.session.execute(select(Tenant.external_id, Tenant.name).where(
+        Tenant.workspace_id == workspace_id, has_backup).order_by(Tenant.name).limit(MAX_GOLDEN_CHOICES)).all()
+    return [SelectChoice(str(external_id), name) for external_id, name in rows]
+
+
+def backup_sets_of(tenant: Tenant) -> list[BackupSet]:
+    return list(db.session.scalars(select(BackupSet).where(
+        BackupSet.tenant_id == tenant.id, BackupSet.workspace_id == tenant.workspace_id,
+        BackupSet.status.in_(BACKUP_SOURCE_STATUSES))
+        .order_by(BackupSet.started_at.desc().nulls_last(), BackupSet.id.desc()).limit(MAX_BACKUP_SET_CHOICES)))
+
+
+def backup_set_of_workspace(value: str | None) -> tuple[BackupSet, Tenant]:
+    """The backup set a request names, and its tenant: 400 when the value is no id, the same
+    404 for another workspace's set as for one that does not exist."""
+    value = (value or "").strip()
+    if not value:
+        abort(400, "Choose a backup set to build the baseline from.")
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+        abort(400, "The backup set is not a backup set id.")
+    row = db.session.execute(select(BackupSet, Tenant).join(Tenant, and_(
+        Tenant.id == BackupSet.tenant_id, Tenant.workspace_id == BackupSet.workspace_id))
+        .where(BackupSet.id == int(value), BackupSet.workspace_id == _workspace_id())).first()
+    if row is None:
+        abort(404)
+    return row[0], row[1]
+
+
+def _from_backup(form: BaselineFromBackupForm, backup_set: BackupSet | None = None, tenant: Tenant | None = None,
+                 chosen: set[int] | frozenset = frozenset(), status: int = 200):
+    if tenant is None and request.args.get("tenant"):
+        tenant = db.session.scalar(select(Tenant).where(Tenant.external_id == parse_external_id(request.args["tenant"]),
+                                                        Tenant.workspace_id == _workspace_id()))
+        if tenant is None:
+            abort(404)
+    items = (db.session.execute(policy_items_of(backup_set).order_by(BackupItem.display_name, BackupItem.id)
+                                .limit(MAX_BACKUP_ITEMS)).all() if backup_set is not None else [])
+    return render_template(
+        "baselines/from_backup.html", form=form, tenant=tenant, backup_set=backup_set, items=items, chosen=chosen,
+        tenants=backup_tenant_choices(_workspace_id()) if backup_set is None else [],
+        backup_sets=backup_sets_of(tenant) if tenant is not None and backup_set is None else [],
+        family_labels={key: family.label for key, family in POLICY_FAMILIES.items()},
+        usable=backup_set is None or backup_set.status in BACKUP_SOURCE_STATUSES), status
+
+
+@bp.get("/from-backup")
+def from_backup():
+    """Pick a tenant, one of its backups, then every policy of it or some (any member may look;
+    building is for managers, as from a golden tenant)."""
+    if request.args.get("backup_set"):
+        backup_set, tenant = backup_set_of_workspace(request.args.get("backup_set"))
+        return _from_backup(BaselineFromBackupForm(), backup_set, tenant)
+    return _from_backup(BaselineFromBackupForm())
+
+
+def _chosen_items() -> list[int]:
+    ids = []
+    for value in request.form.getlist("item")[:MAX_BACKUP_ITEMS + 1]:
+        if not (value.isascii() and value.isdigit() and len(value) <= 18):
+            abort(400, "An item of the selection is not an item id.")
+        ids.append(int(value))
+    return ids
+
+
+@bp.post("/from-backup")
+def create_from_backup():
+    require_role("manager", "build baselines")
+    backup_set, tenant = backup_set_of_workspace(request.form.get("backup_set"))
+    form = BaselineFromBackupForm()
+    chosen = _chosen_items()
+    if not form.validate_on_submit():
+        return _from_backup(form, backup_set, tenant, set(chosen), 400)
+    try:
+        with db.session.begin_nested():
+            baseline = build_from_backup(_workspace_id(), form.name.data, backup_set, tenant, current_user.id,
+                                         item_ids=chosen if form.scope.data == "chosen" else None,
+                                         severity=form.severity.data, report_extra=form.report_extra.data)
+    except BuildRefused as refused:
+        form.scope.errors = [*form.scope.errors, str(refused)]
+        return _from_backup(form, backup_set, tenant, set(chosen), 400)
+    except IntegrityError:
+        form.name.errors = [*form.name.errors, "This workspace has a baseline of that name already."]
+        return _from_backup(form, backup_set, tenant, set(chosen), 400)
+    record_audit("baseline.create", actor=current_user, workspace=g.workspace_access.workspace,
+                 target_type="baseline", target_id=baseline.id, target_name=baseline.name,
+                 details={"before": None, "after": {"name": baseline.name, "built_from": tenant.name,
+                                                    "backup_set": backup_set.id, "backup_set_name": backup_set.name,
+                                                    "policies": len(baseline.policies)}})
+    db.session.commit()
+    flash(f"Baseline {baseline.name} built from backup {backup_set.name} of {tenant.name} "
+          f"({len(baseline.policies)} policies). Assign it to tenants or a tag.", "success")
     return redirect(url_for(".detail", baseline_id=baseline.id))
 
 
@@ -305,29 +410,46 @@ def matrix_rows(baseline: Baseline) -> list[tuple[BaselinePolicy, str]]:
     return rows
 
 
+def matrix_tenants(baseline: Baseline, q: str):
+    """Select of (id, name, external_id) of the baseline's active tenants matching `q`: only the
+    columns the matrix draws, so sorting the page does not carry whole tenant rows."""
+    tenants = tenants_of_baseline(baseline).with_only_columns(Tenant.id, Tenant.name, Tenant.external_id)
+    if q:
+        tenants = tenants.where(search_clause([Tenant.name, Tenant.primary_domain, cast(Tenant.external_id, String)], q))
+    return tenants
+
+
 def matrix_page(baseline: Baseline) -> tuple[Page, dict]:
-    """One page of the baseline's tenants (by name) and their cells, in three statements:
-    the count, the page, and the page's open drift findings of this baseline (four columns each)."""
+    """One page of the baseline's tenants (by name) and their cells, in two statements: the page
+    with the number of tenants (a window count over the same scan: no second pass over every
+    tenant), and the page's open drift findings of this baseline (four short columns each).
+    A page number past the end costs one count more, then shows the last page."""
     try:
         page_no = max(1, min(int(request.args.get("page", 1)), 1_000_000))
     except ValueError:
         page_no = 1
     q = " ".join(request.args.get("q", "").split())[:200]
-    tenants = tenants_of_baseline(baseline)
-    if q:
-        tenants = tenants.where(search_clause([Tenant.name, Tenant.primary_domain, cast(Tenant.external_id, String)], q))
-    total = db.session.scalar(select(func.count()).select_from(tenants.with_only_columns(Tenant.id).subquery()))
+    tenants = matrix_tenants(baseline, q)
     params = ListParams(q=q, sort="name", page=page_no, per_page=MATRIX_TENANTS_PER_PAGE,
                         filters={"show": "all" if request.args.get("show") == "all" else ""})
-    pages = max(1, -(-total // MATRIX_TENANTS_PER_PAGE))
-    params.page = min(page_no, pages)
-    items = list(db.session.scalars(tenants.order_by(Tenant.name, Tenant.id).limit(MATRIX_TENANTS_PER_PAGE)
-                                    .offset((params.page - 1) * MATRIX_TENANTS_PER_PAGE)))
+
+    def fetch(number: int) -> list:
+        return db.session.execute(tenants.add_columns(func.count().over().label("total"))
+                                  .order_by(Tenant.name, Tenant.id).limit(MATRIX_TENANTS_PER_PAGE)
+                                  .offset((number - 1) * MATRIX_TENANTS_PER_PAGE)).all()
+
+    items = fetch(page_no)
+    if items:
+        total = items[0].total
+    else:
+        total = db.session.scalar(select(func.count()).select_from(tenants.subquery()))
+        params.page = max(1, -(-total // MATRIX_TENANTS_PER_PAGE))
+        items = fetch(params.page) if total and params.page != page_no else []
     page = Page(items=items, total=total, params=params)
     findings = db.session.execute(select(
         Finding.tenant_id, Finding.subject_key, Finding.status, Finding.detail["actualShown"].astext)
-        .where(Finding.workspace_id == baseline.workspace_id, Finding.baseline_id == baseline.id,
-               Finding.tenant_id.in_([t.id for t in items]), Finding.status != "resolved")).all() if items else []
+        .where(Finding.baseline_id == baseline.id, Finding.tenant_id.in_([t.id for t in items]),
+               Finding.workspace_id == baseline.workspace_id, Finding.status != "resolved")).all() if items else []
     prefix = baseline_prefix(baseline.id)
     cells: dict = {}
     for tenant_id, key, status, actual in findings:
@@ -343,11 +465,14 @@ def matrix_page(baseline: Baseline) -> tuple[Page, dict]:
 COMPLIANT = Cell("compliant")
 
 
-def matrix_grid(baseline: Baseline, page: Page, cells: dict, show_all: bool):
-    """[(baseline policy, setting key, [cell per tenant of the page])]: the rows to draw, computed once."""
+def matrix_grid(rows: list[tuple[BaselinePolicy, str]], page: Page, cells: dict, show_all: bool):
+    """[(baseline policy, setting key, [cell per tenant of the page])]: the rows to draw, computed once.
+    Without show=all, a page whose tenants have no finding draws no row (nothing differs)."""
+    if not cells and not show_all:
+        return []
     grid = []
-    tenant_ids = [tenant.id for tenant in page.items]  # plain ints: no ORM attribute access per cell
-    for item, key in matrix_rows(baseline):
+    tenant_ids = [tenant.id for tenant in page.items]  # plain ints: no attribute access per cell
+    for item, key in rows:
         item_id = item.id
         row = [cells.get((tenant_id, item_id)) or cells.get((tenant_id, item_id, key)) or COMPLIANT
                for tenant_id in tenant_ids]
@@ -363,6 +488,7 @@ def matrix(baseline_id: int):
     baseline = baseline_or_404(baseline_id)
     page, cells = matrix_page(baseline)
     show_all = request.args.get("show") == "all"
+    rows = matrix_rows(baseline)
     return render_template("baselines/matrix.html", baseline=baseline, page=page,
-                           grid=matrix_grid(baseline, page, cells, show_all), show_all=show_all,
-                           total_settings=len(matrix_rows(baseline)), action_form=ActionForm())
+                           grid=matrix_grid(rows, page, cells, show_all), show_all=show_all,
+                           total_settings=len(rows), action_form=ActionForm())
