@@ -40,8 +40,8 @@ from app.graph.normalize import NormalizeError
 from app.graph.writable import WritableError, writable_body
 from app.models import BackupPayload, RestoreItem, RestoreRun, Tenant, User
 
-from .planner import (RestoreContext, chunks, comparable, final_assignments, named_exactly, object_name,
-                      same_assignments, scope_tags_for, target_fingerprint)
+from .planner import (RestoreContext, chunks, comparable, final_assignments, kept_after_commit, named_exactly,
+                      object_name, same_assignments, scope_tags_for, target_fingerprint)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,11 @@ DONE = ("created", "updated", "skipped", "failed", "not_run")
 
 def execute_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
     """Execute run `run_id` (in the caller's workspace context); resumes a run a killed worker left."""
+    with kept_after_commit():
+        return _execute_restore(run_id, context)
+
+
+def _execute_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
     run = db.session.get(RestoreRun, run_id)
     if run is None or run.status not in ("queued", "running"):
         return run

@@ -22,6 +22,7 @@ Nothing outside the selection is read for writing, and nothing is ever deleted.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -329,6 +330,21 @@ def claim_targets(items: list[RestoreItem]) -> None:
                 item.plan = {**item.plan, "reason": (
                     f"{len(claimants)} selected items would {'write the same object' if kind == 'id' else 'create objects with the same name'}"
                     " in the target: choose one of them and plan again.")}
+
+
+@contextmanager
+def kept_after_commit():
+    """Objects stay loaded after a commit. For a restore step only: while a run is planned or
+    executed, its row and its items are written by that job alone, and re-reading every item
+    after each commit cost a SELECT an item a commit (2 of 8.7 s of a 125-item execution).
+    A rollback still expires everything."""
+    session = db.session()
+    before = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = before
 
 
 CHUNK_SIZE = 10  # items of one family read together (10 to 30 inner requests: one or two $batch)
