@@ -8,8 +8,9 @@ read at once, then its objects written, then its assignments, then a re-read tha
 - A chunk (CHUNK_SIZE items of one family, in plan order) costs one or two round trips of
   reads before its writes (`get_objects`: the stale-plan check, and the current assignments
   "keep" adds to: a PUT or PATCH of an object does not touch its assignments, so they are
-  not read again) and one or two after them (the read-back). Writes are paced by the client
-  under Intune's write limit.
+  not read again) and one or two after them (the read-back). Those reads are made by a
+  second client in a thread of its own (Reads) while the previous chunk is written, so a
+  restore runs at the pace of its writes, which the client keeps under Intune's write limit.
 - Each item is marked "writing" and committed before its write, and its result committed
   after (with the next item's "writing" mark, in one commit): a worker killed in between
   resumes the item instead of repeating it, and at most one item is ever "writing". A create
@@ -29,6 +30,8 @@ read at once, then its objects written, then its assignments, then a re-read tha
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
@@ -73,11 +76,28 @@ def _execute_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
         BackupPayload.tenant_id == run.source_tenant_id,
         BackupPayload.id.in_({item.payload_id for item in items}))).all())
     same_tenant = run.source_tenant_id == run.tenant_id
-    client = None
+    client = reads = None
     try:
         client = context.client_factory(str(target.external_id), context.token_provider)
-        for chunk in chunks(items):
-            _execute_chunk(client, run, chunk, bodies, same_tenant, target, actor, context)
+        reads = Reads(context.client_factory(str(target.external_id), context.token_provider))
+        pending = None  # the last chunk's read-back, checked once the next chunk is written
+        chunk_list = list(chunks(items))
+        upcoming = _prepare(chunk_list[0], reads, context) if chunk_list else None
+        for index in range(len(chunk_list)):
+            prepared = upcoming
+            current = prepared.targets.result() if prepared.targets is not None else {}
+            # The next chunk's targets are read while this one is written (its items are others').
+            upcoming = _prepare(chunk_list[index + 1], reads, context) if index + 1 < len(chunk_list) else None
+            _write_chunk(client, run, prepared, current, bodies, same_tenant, target, actor, context)
+            to_verify = [item for item in prepared.chunk if item.status in ("created", "updated")
+                         and item.verified is None]
+            read_back = reads.submit(prepared.family, [item.target_graph_id for item in to_verify]) \
+                if to_verify else None
+            if pending is not None:
+                _verify_chunk(*pending, bodies, same_tenant)
+            pending = (to_verify, read_back) if to_verify else None
+        if pending is not None:
+            _verify_chunk(*pending, bodies, same_tenant)
         failed = sum(1 for item in items if item.status == "failed" or item.verified is False)
         written = sum(1 for item in items if item.status in ("created", "updated"))
         status = "succeeded" if not failed else ("partial" if written else "failed")
@@ -99,6 +119,8 @@ def _execute_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
                        f"The restore stopped on an internal error ({type(error).__name__}); the worker log has "
                        "the details. Items not reached were not written.", context, items)
     finally:
+        if reads is not None:
+            reads.close()
         if client is not None:
             client.close()
 
@@ -143,8 +165,33 @@ def read_targets(client, family: Family, ids: list[str]) -> dict[str, dict | Non
     return found
 
 
-def _execute_chunk(client, run: RestoreRun, chunk: list[RestoreItem], bodies: dict, same_tenant: bool,
-                   target: Tenant, actor, context) -> None:
+class Reads:
+    """Graph reads done by a client of their own in a thread of their own while the restore
+    writes: the next chunk's targets and the last chunk's read-back, so that their round trips
+    are not added to the writes'. Only Graph is touched in that thread, never the session."""
+
+    def __init__(self, client):
+        self._client = client
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-reads")
+
+    def submit(self, family: Family, ids: list[str]) -> Future:
+        return self._pool.submit(read_targets, self._client, family, list(ids))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._client.close()
+
+
+@dataclass
+class Prepared:
+    family: Family
+    chunk: list[RestoreItem]
+    to_write: list[RestoreItem]  # objects to write (or, resumed, to finish writing)
+    to_assign: list[RestoreItem]  # items whose assignments are still to be written
+    targets: Future | None  # read_targets of every target the chunk knows the id of
+
+
+def _prepare(chunk: list[RestoreItem], reads: Reads, context) -> Prepared:
     family = FAMILIES_BY_KEY[chunk[0].family]
     for item in chunk:
         if item.status in ("planned", "writing") and item.action not in WRITES:
@@ -152,28 +199,33 @@ def _execute_chunk(client, run: RestoreRun, chunk: list[RestoreItem], bodies: di
     to_write = [item for item in chunk if item.status in ("planned", "writing")]
     to_assign = [item for item in chunk if "assigned" not in item.plan and item.action in WRITES
                  and item.status in ("planned", "writing", "created", "updated")]
-    # Every target this chunk knows the id of: updates (stale-plan check, current assignments) and
-    # objects a resumed run already created (their current assignments).
+    # Updates (the stale-plan check, their current assignments) and objects a resumed run
+    # already created (their current assignments).
     known = [item.target_graph_id for item in to_assign if item.target_graph_id
              and (item.action == "update" or item.status == "created")]
-    current = read_targets(client, family, known) if (to_write or to_assign) and known else {}
+    return Prepared(family, chunk, to_write, to_assign, reads.submit(family, known) if known else None)
+
+
+def _write_chunk(client, run: RestoreRun, prepared: Prepared, current: dict, bodies: dict, same_tenant: bool,
+                 target: Tenant, actor, context) -> None:
     # What each written object's assignments are now, for "keep": read before the write (a write
     # of the object leaves them as they are), or found when a create is adopted, or none (created).
     assignments_now: dict[int, list | None] = {}
-    for item in to_write:
+    for item in prepared.to_write:
         _write_object(client, run, item, bodies[item.payload_id], same_tenant, target, actor, context,
                       current, assignments_now)
     db.session.commit()
-    for item in to_assign:
+    for item in prepared.to_assign:
         if item.status in ("created", "updated"):
             _write_assignments(client, run, item, assignments_now, current)
     db.session.commit()
-    to_verify = [item for item in chunk if item.status in ("created", "updated") and item.verified is None]
-    if to_verify:
-        read_back = read_targets(client, family, [item.target_graph_id for item in to_verify])
-        for item in to_verify:
-            _verify(item, bodies[item.payload_id], same_tenant, read_back.get(item.target_graph_id))
-        db.session.commit()
+
+
+def _verify_chunk(items: list[RestoreItem], read_back: Future, bodies: dict, same_tenant: bool) -> None:
+    found = read_back.result()
+    for item in items:
+        _verify(item, bodies[item.payload_id], same_tenant, found.get(item.target_graph_id))
+    db.session.commit()
 
 
 def _write_object(client, run: RestoreRun, item: RestoreItem, body: dict, same_tenant: bool, target: Tenant, actor,
