@@ -364,6 +364,11 @@ def chunks(items: list[RestoreItem], size: int = CHUNK_SIZE):
 
 def plan_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
     """Plan run `run_id` (in the caller's workspace context): every item gets its action. Writes nothing to Graph."""
+    with kept_after_commit():
+        return _plan_restore(run_id, context)
+
+
+def _plan_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
     run = db.session.get(RestoreRun, run_id)
     if run is None or run.status != "planning":
         return run
