@@ -427,6 +427,8 @@ class GraphApp:
                 headers["Retry-After"] = http_date(fault.retry_after)
             return Answer(429, error_body("TooManyRequests", "Too many requests. Please retry again later.",
                                           call.request_id, call.client_request_id), headers)
+        if kind == "batch-inner-malformed":
+            return Answer(200, ["not", "an", "object"])
         if kind == "503":
             return Answer(503, error_body("serviceNotAvailable", "The service is temporarily unavailable.",
                                           call.request_id, call.client_request_id))

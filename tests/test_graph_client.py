@@ -21,6 +21,7 @@ from app.graph.client import (
     parse_json,
     parse_retry_after,
     tenant_rate_limit,
+    tenant_write_limit,
 )
 from app.graph.credentials import TokenProvider
 from app.graph.errors import (
@@ -112,6 +113,26 @@ def test_the_default_rate_limit_is_shared_per_tenant_and_within_intune_limits():
     two = GraphClient(SETTINGS, "11111111-1111-1111-1111-111111111111", token_provider=provider)
     try:
         assert one.rate_limit is two.rate_limit is first
+    finally:
+        one.close()
+        two.close()
+
+
+def test_the_default_write_limit_is_shared_per_tenant_and_under_intunes_write_limit():
+    from simulator import ThrottleLimits
+
+    first = tenant_write_limit("33333333-3333-3333-3333-333333333333")
+    assert tenant_write_limit("33333333-3333-3333-3333-333333333333") is first
+    assert tenant_write_limit("44444444-4444-4444-4444-444444444444") is not first
+    assert first is not tenant_rate_limit("33333333-3333-3333-3333-333333333333")
+    # Intune: 100 writes per 20 s per tenant (the simulator's default limits say the same).
+    limits = ThrottleLimits.intune()
+    assert first.capacity + limits.window_seconds * first.rate <= 0.95 * limits.write_requests
+    provider = TokenProvider(SETTINGS)
+    one = GraphClient(SETTINGS, "33333333-3333-3333-3333-333333333333", token_provider=provider)
+    two = GraphClient(SETTINGS, "33333333-3333-3333-3333-333333333333", token_provider=provider)
+    try:
+        assert one.write_limit is two.write_limit is first
     finally:
         one.close()
         two.close()
@@ -603,3 +624,88 @@ def test_a_kept_delta_link_from_another_graph_root_starts_a_full_round(make_grap
     client = make_graph_client(make_tenant_id())
     page = client.delta(family("groups"), "https://graph.microsoft.com/v1.0/groups/delta?$deltatoken=old")
     assert page.restarted and page.items and page.delta_link.startswith(client._root)
+
+
+# --- several objects at once, and paced writes ------------------------------------------------
+
+def test_get_objects_reads_objects_and_their_relations_in_batches_and_none_for_a_missing_id(
+        graph_simulator, make_tenant_id, make_graph_client):
+    tenant_id = make_tenant_id(policies_per_family=8)
+    ids = [item["id"] for item in graph_simulator.objects(tenant_id, "settingsCatalog")[:7]]
+    missing = "00000000-0000-0000-0000-00000000dead"
+    client = make_graph_client(tenant_id)
+    found = client.get_objects(SETTINGS_CATALOG, [*ids, missing, ids[0]])
+    # 8 objects x (the object, its settings, its assignments) = 24 inner requests: two round trips.
+    assert client.stats.requests == 2 and client.stats.inner_requests == 24
+    assert list(found) == [*ids, missing] and found[missing] is None
+    inner = _records(graph_simulator, tenant_id, in_batch=True)
+    assert sorted(record.status for record in inner) == [200] * 21 + [404] * 3
+    for object_id in ids:
+        assert found[object_id] == client.get_object(SETTINGS_CATALOG, object_id)
+        assert set(found[object_id]) == {"object", "settings", "assignments"}
+        assert "@odata.context" not in found[object_id]["object"]
+
+
+def test_get_objects_of_a_family_without_relations_reads_only_the_objects(
+        graph_simulator, make_tenant_id, make_graph_client):
+    tenant_id = make_tenant_id()
+    filters = FAMILIES_BY_KEY["assignmentFilters"]
+    objects = graph_simulator.objects(tenant_id, "assignmentFilters")
+    client = make_graph_client(tenant_id)
+    found = client.get_objects(filters, [item["id"] for item in objects])
+    assert client.stats.requests == 1 and client.stats.inner_requests == len(objects)
+    assert {object_id: payload["object"]["displayName"] for object_id, payload in found.items()} == {
+        item["id"]: item["displayName"] for item in objects}
+
+
+@pytest.mark.parametrize("part", ["object", "settings"])
+def test_a_malformed_inner_answer_in_get_objects_raises_a_graph_error(graph_simulator, make_tenant_id,
+                                                                      make_graph_client, part):
+    tenant_id = make_tenant_id(policies_per_family=3)
+    ids = [item["id"] for item in graph_simulator.objects(tenant_id, "settingsCatalog")]
+    # The object's own GET comes first among its requests, so a fault on its id lands there.
+    graph_simulator.inject("batch-inner-malformed", tenant_id=tenant_id,
+                           path_contains=ids[1] if part == "object" else f"{ids[1]}/settings")
+    client = make_graph_client(tenant_id)
+    with pytest.raises(GraphError) as raised:
+        client.get_objects(SETTINGS_CATALOG, ids)
+    assert type(raised.value) is GraphError and raised.value.code == "malformedBatch"
+    assert "not an object" in raised.value.message
+    assert not graph_simulator.pending_faults()
+
+
+def test_get_objects_raises_the_error_of_an_object_graph_fails_to_read(graph_simulator, make_tenant_id,
+                                                                       make_graph_client):
+    tenant_id = make_tenant_id(policies_per_family=3)
+    ids = [item["id"] for item in graph_simulator.objects(tenant_id, "deviceConfigurations")]
+    graph_simulator.inject("batch-inner-500", tenant_id=tenant_id, path_contains=f"{ids[2]}/assignments")
+    client = make_graph_client(tenant_id)
+    with pytest.raises(GraphError) as raised:
+        client.get_objects(DEVICE_CONFIGURATIONS, ids)
+    assert raised.value.status == 500 and raised.value.code == "InternalServerError"
+
+
+def test_get_objects_refuses_an_empty_id_before_sending_anything(make_tenant_id, make_graph_client):
+    client = make_graph_client(make_tenant_id())
+    with pytest.raises(ValueError):
+        client.get_objects(SETTINGS_CATALOG, ["fine", ""])
+    assert client.stats.requests == 0
+
+
+def test_writes_are_paced_by_the_write_bucket_and_reads_are_not(graph_simulator, make_tenant_id, make_graph_client):
+    """An injected clock: the bucket's waits are recorded, nothing sleeps."""
+    tenant_id = make_tenant_id(permissions="write")
+    filters = FAMILIES_BY_KEY["assignmentFilters"]
+    ids = [item["id"] for item in graph_simulator.objects(tenant_id, "assignmentFilters")][:2]
+    clock = FakeClock()
+    client = make_graph_client(tenant_id, clock=clock, sleep=RecordingSleep(clock),
+                               write_limit=TokenBucket(capacity=2, rate=0.5, clock=clock))
+    for number in range(4):
+        client.update_object(filters, ids[number % 2], {"description": f"write {number}"})
+    # Two free (the burst), then one every 2 s.
+    assert client.recorded_sleep.waits == pytest.approx([2.0, 2.0])
+    client.get_objects(filters, ids)
+    client.list_all(filters)
+    assert client.recorded_sleep.waits == pytest.approx([2.0, 2.0])  # reads take no write token
+    assert client.stats.writes == 4 and client.stats.throttled == 0
+    assert graph_simulator.get_object(tenant_id, "assignmentFilters", ids[1])["description"] == "write 3"

@@ -46,6 +46,12 @@ Writes (restore; what each family accepts is in app/graph/families.py):
   ``POST {collection}/{id}/assign``, 200 with the new set or 204 (app protection,
   https://learn.microsoft.com/en-us/graph/api/intune-mam-targetedmanagedappprotection-assign).
   Both write the same state however often they are sent, so they are retried like GETs.
+- Pacing writes: Intune allows 100 writes per 20 s per tenant besides the request limit;
+  writes take a token from a second per-tenant bucket (burst 5, 4.5/s: at most 95 in any
+  20 s) as well as from the general one, so a restore runs at the write limit instead of
+  being answered 429 with whole-second waits. A $batch of GETs is a read.
+- Reading several objects: ``get_objects`` sends each object's GET and its relations
+  inside ``$batch`` (20 inner requests a batch), a 404 meaning "no such object".
 - Lookups: ``$filter=displayName eq '...'`` with single quotes doubled inside the literal
   ("Escaping single quotes", https://learn.microsoft.com/en-us/graph/query-parameters);
   groups by id or name inside ``$batch`` (20 a batch, as above).
@@ -101,12 +107,19 @@ BACKOFF_FLOOR = 0.25  # full jitter, but never an immediate retry ("avoid immedi
 # burst + 20 x rate = 900, 90 % of it.
 DEFAULT_RATE_PER_SECOND = 40.0
 DEFAULT_BURST = 100.0
+# Intune also limits writes (POST, PATCH, PUT): 100 per 20 s per tenant (simulator/common.py
+# ThrottleLimits). Writes take a token from this bucket too, so a restore is paced under that
+# limit instead of being answered 429 with whole-second waits: burst + 20 x rate = 95.
+DEFAULT_WRITE_RATE_PER_SECOND = 4.5
+DEFAULT_WRITE_BURST = 5.0
 # Codes of an expired or invalid delta token ("Microsoft Graph error responses", code property).
 RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired", "syncStateInvalid"})
 # Failures that happen before a request leaves: sending it again cannot do anything twice.
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Keys of an object answer that are about the answer, not the object.
 ANSWER_ANNOTATIONS = frozenset({"@odata.context", "@odata.etag"})
+# The key of an object's own GET among its relations in get_objects' $batch (no relation has this name).
+OBJECT_PART = "(object)"
 
 
 # --- pacing -------------------------------------------------------------------------------
@@ -154,6 +167,7 @@ class TokenBucket:
 
 
 _shared_limits: dict[str, TokenBucket] = {}
+_shared_write_limits: dict[str, TokenBucket] = {}
 _shared_lock = threading.Lock()
 
 
@@ -164,6 +178,16 @@ def tenant_rate_limit(tenant_id: str) -> TokenBucket:
         bucket = _shared_limits.get(key)
         if bucket is None:
             bucket = _shared_limits[key] = TokenBucket(DEFAULT_BURST, DEFAULT_RATE_PER_SECOND)
+        return bucket
+
+
+def tenant_write_limit(tenant_id: str) -> TokenBucket:
+    """The process-wide bucket of one tenant's writes (see DEFAULT_WRITE_RATE_PER_SECOND)."""
+    key = str(tenant_id).lower()
+    with _shared_lock:
+        bucket = _shared_write_limits.get(key)
+        if bucket is None:
+            bucket = _shared_write_limits[key] = TokenBucket(DEFAULT_WRITE_BURST, DEFAULT_WRITE_RATE_PER_SECOND)
         return bucket
 
 
@@ -360,7 +384,8 @@ class GraphClient:
 
     def __init__(self, settings: GraphSettings, tenant_id: str, *, token_provider: TokenProvider,
                  clock=time.monotonic, sleep=time.sleep, background: bool = True,
-                 rate_limit: TokenBucket | None = None, max_retries: int = 6,
+                 rate_limit: TokenBucket | None = None, write_limit: TokenBucket | None = None,
+                 max_retries: int = 6,
                  timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
                  wall_clock=time.time, jitter=random.random, max_response_bytes: int = MAX_RESPONSE_BYTES):
         self.settings = settings
@@ -370,6 +395,7 @@ class GraphClient:
         self.max_response_bytes = int(max_response_bytes)
         self.stats = GraphStats()
         self.rate_limit = rate_limit if rate_limit is not None else tenant_rate_limit(self.tenant_id)
+        self.write_limit = write_limit if write_limit is not None else tenant_write_limit(self.tenant_id)
         self._token_provider = token_provider
         self._clock = clock
         self._sleep = sleep
@@ -478,6 +504,37 @@ class GraphClient:
                 payload[relation] = list(result.items)
         return payload
 
+    def get_objects(self, family: Family, object_ids) -> dict[str, dict | None]:
+        """Several objects with their per-object relations, as ``get_object`` gives one, read
+        inside ``$batch`` (the object's GET and each relation an inner request, 20 a batch):
+        id -> payload, or None when Graph answers 404 for the object. Any other failure of an
+        object or of one of its relations raises that error (as ``get_object`` does)."""
+        ids = [str(object_id) for object_id in dict.fromkeys(object_ids)]
+        for object_id in ids:
+            self._object_url(family, object_id)  # refuses an empty id before anything is sent
+        urls: dict[tuple[str, str], str] = {}
+        for object_id in ids:
+            urls[(object_id, OBJECT_PART)] = f"{family.entity_path}/{quote(object_id, safe='')}"
+            for relation in family.per_object:
+                urls[(object_id, relation)] = self._relative_url(family, object_id, relation)
+        results = self._batched(family, urls)
+        found: dict[str, dict | None] = {}
+        for object_id in ids:
+            head = results[(object_id, OBJECT_PART)]
+            if not head.ok:
+                if head.status == 404:
+                    found[object_id] = None
+                    continue
+                raise head.error or GraphError(head.status, None, "Microsoft Graph could not read an object")
+            payload: dict = {"object": {key: value for key, value in head.body.items() if key not in ANSWER_ANNOTATIONS}}
+            for relation in family.per_object:
+                result = results[(object_id, relation)]
+                if not result.ok:
+                    raise result.error or GraphError(result.status, None, "Microsoft Graph could not read an object")
+                payload[relation] = list(result.items)
+            found[object_id] = payload
+        return found
+
     def find_by_name(self, family: Family, name: str) -> list[dict]:
         """The family's objects named ``name`` (``$filter`` on ``family.name_key``, every page),
         as Graph lists them. Graph decides how names compare (directory objects compare
@@ -579,7 +636,7 @@ class GraphClient:
         create's 5xx comes back as an answer, for create_object to call it ambiguous."""
         started = self._clock()
         try:
-            answer = self._send(method, url, json_body=body, idempotent=idempotent)
+            answer = self._send(method, url, json_body=body, idempotent=idempotent, write=True)
         finally:
             self.stats.elapsed += self._clock() - started
         if 200 <= answer.status < 300:
@@ -723,6 +780,9 @@ class GraphClient:
         return RelatedResult(object_id=object_id, relation=relation, ok=False, status=status, error=error)
 
     def _related_ok(self, family: Family, object_id: str, relation: str, status: int, body) -> RelatedResult:
+        if body is None and relation == OBJECT_PART:
+            return self._failed(object_id, relation, status,
+                                GraphError(status, "malformedBatch", "Microsoft Graph returned an object without a body"))
         if body is None:
             return RelatedResult(object_id, relation, True, status, [], None, None)
         if not isinstance(body, dict):
@@ -732,6 +792,8 @@ class GraphClient:
             check_depth(body, status)
         except GraphError as error:
             return self._failed(object_id, relation, status, error)
+        if relation == OBJECT_PART:  # an object, whatever keys it has: never taken for a page
+            return RelatedResult(object_id, relation, True, status, [], body, None)
         if "value" not in body:
             return RelatedResult(object_id, relation, True, status, [], body, None)
         try:
@@ -869,18 +931,22 @@ class GraphClient:
                 chunks.append(chunk)
             return _Answer(response.status_code, response.headers, b"".join(chunks))
 
-    def _send(self, method: str, url: str, *, json_body=None, cost: float = 1, idempotent: bool | None = None) -> _Answer:
+    def _send(self, method: str, url: str, *, json_body=None, cost: float = 1, idempotent: bool | None = None,
+              write: bool = False) -> _Answer:
         """One request, paced, with a token, retried where that is safe. ``idempotent``
         (default: GET only): the request may be sent again after a 503/504 or a lost
         connection. A request that is not (a create) is sent again only when Graph refused
         it (429) or it never left (no connection); a 5xx answer is returned to the caller,
-        and a connection lost after sending raises AmbiguousWriteError."""
+        and a connection lost after sending raises AmbiguousWriteError. ``write``: a write
+        (not a $batch of reads), paced by the write bucket as well."""
         if idempotent is None:
             idempotent = method == "GET"
         retry_statuses = RETRY_STATUSES if idempotent else frozenset({429})
         retries = 0
         refreshed = False
         while True:
+            if write:
+                self.write_limit.acquire(1, self._sleep)
             self.rate_limit.acquire(cost, self._sleep)
             token = self._token_provider.acquire(self.tenant_id)
             try:

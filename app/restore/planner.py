@@ -1,7 +1,8 @@
 """Plan a restore: for each selected item, what would be written, before anything is.
 
-For each item the target tenant is read (through the Graph client) and the item gets one
-action:
+For each item the target tenant is read (through the Graph client; in the same tenant the items
+of one family ten at a time, with `get_objects`, each chunk committed at once) and the item gets
+one action:
 
 - create: nothing in the target is this object (by id in the same tenant, else by name);
 - update: the target object differs; the plan keeps the setting-level diff (normalized,
@@ -21,6 +22,7 @@ Nothing outside the selection is read for writing, and nothing is ever deleted.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -228,16 +230,21 @@ def target_fingerprint(family: Family, current: dict) -> str:
 # --- the plan -----------------------------------------------------------------------------------------
 
 
-def find_target(client, family: Family, item: RestoreItem, body: dict, same_tenant: bool) -> tuple[str, Any]:
+def find_target(client, family: Family, item: RestoreItem, body: dict, same_tenant: bool,
+                known: dict[str, dict | None] | None = None) -> tuple[str, Any]:
     """("found", payload) | ("none", None) | ("conflict", reason).
 
     In the same tenant the object is its id: a missing id means it was deleted, and another
     object that has its name now is never overwritten in its place (a conflict). Across
-    tenants an object is matched by its exact name, once, and of the same type.
+    tenants an object is matched by its exact name, once, and of the same type. ``known``:
+    objects already read by id (``get_objects``, None for a 404); others are read here.
     """
     name = object_name(family, body)
     if same_tenant:
-        current = client.get_object(family, item.source_graph_id)
+        if known is not None and item.source_graph_id in known:
+            current = known[item.source_graph_id]
+        else:
+            current = client.get_object(family, item.source_graph_id)
         if current is not None:
             return "found", current
         others = named_exactly(family, client.find_by_name(family, name), name)
@@ -268,12 +275,12 @@ FAMILY_NOTES = {
 
 
 def plan_item(client, run: RestoreRun, item: RestoreItem, body: dict, mapping: AssignmentMapping,
-              same_tenant: bool) -> None:
+              same_tenant: bool, known: dict[str, dict | None] | None = None) -> None:
     family = FAMILIES_BY_KEY[item.family]
     desired, left_out = mapped_assignments(body, mapping) if family.assign_action else ([], [])
     unmatched = [{"id": source_id, **mapping.unmatched[source_id]} for source_id in dict.fromkeys(left_out)
                  if source_id in mapping.unmatched]
-    state, found = find_target(client, family, item, body, same_tenant)
+    state, found = find_target(client, family, item, body, same_tenant, known)
     plan: dict[str, Any] = {"unmatched": unmatched, "assignments_mode": run.assignment_mode,
                             "desired_assignments": desired, "name": object_name(family, body)}
     if desired is None and run.assignment_mode != "skip":
@@ -325,8 +332,43 @@ def claim_targets(items: list[RestoreItem]) -> None:
                     " in the target: choose one of them and plan again.")}
 
 
+@contextmanager
+def kept_after_commit():
+    """Objects stay loaded after a commit. For a restore step only: while a run is planned or
+    executed, its row and its items are written by that job alone, and re-reading every item
+    after each commit cost a SELECT an item a commit (2 of 8.7 s of a 125-item execution).
+    A rollback still expires everything."""
+    session = db.session()
+    before = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = before
+
+
+CHUNK_SIZE = 10  # items of one family read together (10 to 30 inner requests: one or two $batch)
+
+
+def chunks(items: list[RestoreItem], size: int = CHUNK_SIZE):
+    """Runs of at most `size` consecutive items of one family, in plan order."""
+    chunk: list[RestoreItem] = []
+    for item in items:
+        if chunk and (len(chunk) >= size or chunk[0].family != item.family):
+            yield chunk
+            chunk = []
+        chunk.append(item)
+    if chunk:
+        yield chunk
+
+
 def plan_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
     """Plan run `run_id` (in the caller's workspace context): every item gets its action. Writes nothing to Graph."""
+    with kept_after_commit():
+        return _plan_restore(run_id, context)
+
+
+def _plan_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
     run = db.session.get(RestoreRun, run_id)
     if run is None or run.status != "planning":
         return run
@@ -345,11 +387,16 @@ def plan_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
         client = context.client_factory(str(target.external_id), context.token_provider)
         mapping = map_references(client, source, target, [bodies[item.payload_id] for item in items
                                                           if FAMILIES_BY_KEY[item.family].assign_action])
-        for item in items:
-            try:
-                plan_item(client, run, item, bodies[item.payload_id], mapping, source.id == target.id)
-            except NormalizeError as error:
-                item.action, item.plan = "conflict", {"reason": f"The stored object cannot be read: {error}"}
+        same_tenant = source.id == target.id
+        for chunk in chunks(items):
+            # In the same tenant each item's target is its own id: the chunk's are read together.
+            known = client.get_objects(FAMILIES_BY_KEY[chunk[0].family],
+                                       [item.source_graph_id for item in chunk]) if same_tenant else None
+            for item in chunk:
+                try:
+                    plan_item(client, run, item, bodies[item.payload_id], mapping, same_tenant, known)
+                except NormalizeError as error:
+                    item.action, item.plan = "conflict", {"reason": f"The stored object cannot be read: {error}"}
             db.session.commit()
         claim_targets(items)
         run.status, run.planned_at = "planned", context.now()
