@@ -174,6 +174,7 @@ FAULTS = {
     "batch-inner-429": "inside a $batch answer: 429 for one inner request, Retry-After in its own headers",
     "batch-inner-500": "inside a $batch answer: 500 for one inner request",
     "batch-inner-malformed": "inside a $batch answer: 200 for one inner request, its body a JSON list, not an object",
+    "batch-swapped-objects": "a $batch answer in which two objects' GET answers carry each other's request ids",
     "malformed-page": "a list page answered 200 with invalid JSON",
     "foreign-next-link": "a list page whose @odata.nextLink points at another host",
     "delta-expired": "410 Gone on a delta link (the client must start a full delta round)",
@@ -183,6 +184,7 @@ FAULTS = {
 }
 STATUS_FAULTS = {"429", "429-http-date", "429-no-retry-after", "503", "504"}
 INNER_FAULTS = {"batch-inner-429", "batch-inner-500", "batch-inner-malformed"}
+BATCH_FAULTS = {"batch-swapped-objects"}
 PAGE_FAULTS = {"malformed-page", "foreign-next-link"}
 TOKEN_FAULTS = {"consent-revoked", "consent-required"}
 WRITE_FAULTS = {"write-then-504"}

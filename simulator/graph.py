@@ -46,7 +46,7 @@ from werkzeug.wrappers import Request, Response
 from app.graph.families import FAMILIES, Family
 
 from .common import (
-    GRAPH_JSON, INNER_FAULTS, PAGE_FAULTS, STATUS_FAULTS, GraphError, RequestRecord, http_date, json_response,
+    BATCH_FAULTS, GRAPH_JSON, INNER_FAULTS, PAGE_FAULTS, STATUS_FAULTS, GraphError, RequestRecord, http_date, json_response,
 )
 from . import writes
 from .common import WRITE_FAULTS
@@ -673,6 +673,12 @@ class GraphApp:
         for item in items:
             responses.append(self._inner(outer, item, statuses))
             statuses[item["id"].lower()] = responses[-1]["status"]
+        if self.sim._faults.take(BATCH_FAULTS, outer.tenant_id, f"/{outer.version}/$batch", "POST"):
+            # Two objects' answers under each other's request ids: a client must check what it got.
+            objects = [r for r in responses if r["status"] == 200 and isinstance(r.get("body"), dict)
+                       and "id" in r["body"] and "value" not in r["body"]]
+            if len(objects) >= 2:
+                objects[0]["id"], objects[1]["id"] = objects[1]["id"], objects[0]["id"]
         order = list(range(len(responses)))
         self.rng.shuffle(order)
         if len(order) > 1 and order == sorted(order):

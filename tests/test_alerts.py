@@ -350,3 +350,21 @@ def test_a_tenant_snooze_of_another_workspaces_tenant_is_a_404_and_stores_nothin
     assert response.status_code == 404
     assert db_session.scalars(select(AlertSnooze)).all() == []
 
+
+def test_a_backup_that_failed_before_it_started_never_stays_the_latest_for_backup_alerts(world, db_session):
+    """A set that failed before starting (archived while queued, a lost job) has no started_at;
+    "latest" is by finished_at, so a later failure alerts and an old one followed by a success does not."""
+    from app.drift.hygiene import hygiene_facts
+
+    tenant = world.tenant_a2
+    tenant.connection_status = "connected"
+    never_started = finished_backup(db_session, tenant, "failed", NOW - timedelta(days=10), error="lost job")
+    never_started.started_at = None
+    db_session.commit()
+    success = finished_backup(db_session, tenant, "completed", NOW - timedelta(days=1))
+    assert hygiene_facts(tenant.id)["latest_backup"]["id"] == success.id
+    backups = rule(db_session, world.a, name="Backups", event="backup_missing", threshold=7)
+    fresh = finished_backup(db_session, tenant, "failed", NOW - timedelta(hours=1), error="Graph refused it")
+    evaluate_tenant(tenant, NOW)
+    assert [event.subject for event in events(backups)] == [f"backup_failed:{fresh.id}"]
+

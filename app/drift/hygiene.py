@@ -44,9 +44,11 @@ def hygiene_facts(tenant_id: int) -> dict:
     missing = (select(func.coalesce(func.array_agg(TenantPermission.permission_name), []))
                .where(TenantPermission.tenant_id == tenant_id, TenantPermission.status == "missing")
                .scalar_subquery())
+    # The latest by finished_at: a set that failed before it started (archived while queued,
+    # Graph not configured) has no started_at, and must not stay "latest" for ever.
     latest = (select(func.json_build_array(BackupSet.id, BackupSet.status, BackupSet.error))
               .where(BackupSet.tenant_id == tenant_id, BackupSet.finished_at.is_not(None))
-              .order_by(BackupSet.started_at.desc(), BackupSet.id.desc()).limit(1).scalar_subquery())
+              .order_by(BackupSet.finished_at.desc(), BackupSet.id.desc()).limit(1).scalar_subquery())
     row = db.session.execute(select(last_success.label("last_success"), has_backups.label("has_backups"),
                                     missing.label("missing"), latest.label("latest"))).one()
     latest_id, latest_status, latest_error = row.latest or (None, None, None)

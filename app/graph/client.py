@@ -378,6 +378,20 @@ def _lower_headers(headers) -> dict:
 
 # --- the client ---------------------------------------------------------------------------
 
+
+def the_object_asked_for(data: dict, object_id: str, status: int) -> dict:
+    """Graph's answer for one object without its annotations, refused when it is another object:
+    a restore writes to the id it reads here, so an answer naming another id (a swapped $batch
+    answer, a proxy's mix-up) must never become that object's content. Without an id, it is the
+    one asked for."""
+    answered = data.get("id")
+    if answered is not None and (not isinstance(answered, str) or answered.lower() != str(object_id).lower()):
+        raise GraphError(status, "malformedResponse",
+                         "Microsoft Graph answered with another object than the one asked for")
+    found = {key: value for key, value in data.items() if key not in ANSWER_ANNOTATIONS}
+    found.setdefault("id", str(object_id))
+    return found
+
 class GraphClient:
     """Reads one tenant's objects from Graph for the sync engine, and writes them back for a
     restore. See the module docstring."""
@@ -496,7 +510,7 @@ class GraphClient:
         data = parse_json(answer.content, answer.status)
         if not isinstance(data, dict):
             raise GraphError(answer.status, "malformedResponse", "Microsoft Graph returned an object that is not an object")
-        payload: dict = {"object": {key: value for key, value in data.items() if key not in ANSWER_ANNOTATIONS}}
+        payload: dict = {"object": the_object_asked_for(data, object_id, answer.status)}
         if family.per_object:
             for (_, relation), result in self.get_related(family, [object_id]).items():  # counts its own time
                 if not result.ok:
@@ -526,7 +540,7 @@ class GraphClient:
                     found[object_id] = None
                     continue
                 raise head.error or GraphError(head.status, None, "Microsoft Graph could not read an object")
-            payload: dict = {"object": {key: value for key, value in head.body.items() if key not in ANSWER_ANNOTATIONS}}
+            payload: dict = {"object": the_object_asked_for(head.body, object_id, head.status)}
             for relation in family.per_object:
                 result = results[(object_id, relation)]
                 if not result.ok:

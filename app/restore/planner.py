@@ -390,8 +390,7 @@ def _plan_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
         same_tenant = source.id == target.id
         for chunk in chunks(items):
             # In the same tenant each item's target is its own id: the chunk's are read together.
-            known = client.get_objects(FAMILIES_BY_KEY[chunk[0].family],
-                                       [item.source_graph_id for item in chunk]) if same_tenant else None
+            known = read_chunk(client, chunk) if same_tenant else None
             for item in chunk:
                 try:
                     plan_item(client, run, item, bodies[item.payload_id], mapping, same_tenant, known)
@@ -411,6 +410,17 @@ def _plan_restore(run_id: int, context: RestoreContext) -> RestoreRun | None:
             client.close()
     db.session.commit()
     return run
+
+
+def read_chunk(client, chunk: list[RestoreItem]) -> dict | None:
+    """The chunk's objects read together; None when that read fails (a malformed or refused
+    part), so each item is read on its own and Graph refusing one object plans that one alone."""
+    try:
+        return client.get_objects(FAMILIES_BY_KEY[chunk[0].family], [item.source_graph_id for item in chunk])
+    except (ConsentError, ForeignLinkError):
+        raise
+    except GraphError:
+        return None
 
 
 def plan_summary(items: list[RestoreItem], mapping: AssignmentMapping) -> dict:
