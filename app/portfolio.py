@@ -15,8 +15,9 @@ from .audit import record_audit
 from .extensions import db
 from .forms import ActionForm, TenantRegisterForm
 from .csv_export import AUDIT_CSV_HEADER, audit_csv_row, csv_response, read_date_range, sorted_for_export
-from .listing import paginate, read_list_params, read_search_term, search_clause
-from .models import AuditLog, Tenant, TenantHealth, User
+from .listing import (KeysetSort, capped_count, keyset_page, paginate, read_list_params, read_search_term,
+                      search_clause)
+from .models import AuditLog, Tenant, TenantHealth, User, WorkspaceTenantTotal
 from .operations_models import Baseline, Tag, TenantTag
 from .shell import current_query_suffix
 from .switcher import search_switcher_tenants
@@ -49,13 +50,44 @@ def require_membership():
 # --- the landing: the portfolio's health table ---------------------------------------------
 
 STATUS_FILTERS = ("active", "archived", "all")
+# A search or tag filter is counted up to here ("1,000+"): past it an exact number costs a
+# scan of every matching tenant per page and tells a person nothing more.
+COUNT_CAP = 1000
 
 
 def portfolio_page(workspace_id: int):
-    """One page of the portfolio (see portfolio_query), in two statements."""
+    """One page of the portfolio (see portfolio_query) by seeking: usually one statement,
+    whose cost does not grow with the workspace (each sort is one index's range, migration 0018)."""
     params, statement, sortable, rows = portfolio_query(workspace_id)
-    return paginate(statement, params, sortable, tiebreak=Tenant.id, scalars=False,
-                    count_statement=select(Tenant.id).where(*rows))
+    return keyset_page(statement, params, portfolio_sorts(sortable), tiebreak=Tenant.id, scope=workspace_id,
+                       total=portfolio_total(workspace_id, params, rows), cap=COUNT_CAP)
+
+
+def portfolio_sorts(sortable: dict) -> dict[str, KeysetSort]:
+    """The keyset form of each sortable column: a key may be NULL if its column is nullable or
+    comes from tenant_health (outer-joined: a tenant without a health row has none)."""
+    def may_be_null(column) -> bool:
+        return bool(getattr(column, "nullable", True)) or column.table is TenantHealth.__table__
+
+    sorts = {}
+    for name, columns in sortable.items():
+        columns = columns if isinstance(columns, tuple) else (columns,)
+        sorts[name] = KeysetSort(columns, nullable=any(may_be_null(column) for column in columns))
+    return sorts
+
+
+def portfolio_total(workspace_id: int, params, rows: list):
+    """How many tenants the page's filter matches, as a scalar select read with the page.
+
+    Status alone: the workspace's totals (kept by triggers, migration 0018), exact and
+    one row per status. A search or tag: counted up to COUNT_CAP + 1 (the page says "1,000+").
+    """
+    if not params.q and not params.filters.get("tag"):
+        totals = [WorkspaceTenantTotal.workspace_id == workspace_id]
+        if params.filters["status"] != "all":
+            totals.append(WorkspaceTenantTotal.status == params.filters["status"])
+        return select(func.coalesce(func.sum(WorkspaceTenantTotal.tenants), 0)).where(*totals)
+    return capped_count(select(Tenant.id).where(*rows), COUNT_CAP)
 
 
 def portfolio_query(workspace_id: int):
@@ -73,7 +105,8 @@ def portfolio_query(workspace_id: int):
     sortable = {
         "name": Tenant.name,
         "domain": Tenant.primary_domain,
-        "external_id": cast(Tenant.external_id, String),
+        # The GUID itself: its order is the order of its text, and it has an index.
+        "external_id": Tenant.external_id,
         "status": Tenant.status,
         "policies": health.policy_count,
         "last_backup": health.last_backup_at,
@@ -250,7 +283,8 @@ def managed_tenants_csv():
     params, statement, sortable, _rows = portfolio_query(workspace.id)
     def rows():
         for t, policies, backup_at, backup_status, critical, high, medium, low, missing, _tags in db.session.execute(
-                sorted_for_export(statement, sortable, params, Tenant.id)):
+                sorted_for_export(statement, sortable, params,
+                                  Tenant.id.desc() if params.direction == "desc" else Tenant.id)):
             yield (t.name, str(t.external_id), t.primary_domain, t.status, t.connection_status, t.last_sync_at,
                    policies, backup_at, backup_status, critical, high, medium, low, missing)
 
