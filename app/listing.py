@@ -150,10 +150,18 @@ KEYED, NULL_KEY = 0, 1  # the two parts of the order
 class KeysetSort:
     """A sort of a keyset list: its key columns (compared as one row value, all in the chosen
     direction) and whether the key can be NULL (the columns of a tuple key are NULL together:
-    one outer-joined row)."""
+    one outer-joined row).
+
+    tiebreak: the id column to order the keyed rows by, when not the list's own (the id of the
+    joined table whose index holds the key, equal to it in those rows, so that the key and
+    the id are one index's order). null_rows: a function giving the condition of the NULL-key
+    rows, called only when they are read (it may read the database), instead of "key IS NULL".
+    """
 
     columns: tuple
     nullable: bool = False
+    tiebreak: Any = None
+    null_rows: Any = None
 
 
 @dataclass
@@ -248,7 +256,7 @@ def _part_statement(statement: Select, sort: KeysetSort, tiebreak, part: int, di
     ascending = (direction == "asc") == forward
     first = sort.columns[0]
     if part == KEYED:
-        columns = (*sort.columns, tiebreak)
+        columns = (*sort.columns, sort.tiebreak if sort.tiebreak is not None else tiebreak)
         statement = statement.where(first.is_not(None))
         if cursor is not None:
             key, row_id = cursor
@@ -257,7 +265,7 @@ def _part_statement(statement: Select, sort: KeysetSort, tiebreak, part: int, di
             statement = statement.where(here > there if ascending else here < there)
     else:
         columns = (tiebreak,)
-        statement = statement.where(first.is_(None))
+        statement = statement.where(sort.null_rows() if sort.null_rows is not None else first.is_(None))
         if cursor is not None:
             statement = statement.where(tiebreak > cursor[1] if ascending else tiebreak < cursor[1])
     ordering = [column.asc() if ascending else column.desc() for column in columns]

@@ -59,21 +59,48 @@ def portfolio_page(workspace_id: int):
     """One page of the portfolio (see portfolio_query) by seeking: usually one statement,
     whose cost does not grow with the workspace (each sort is one index's range, migration 0018)."""
     params, statement, sortable, rows = portfolio_query(workspace_id)
-    return keyset_page(statement, params, portfolio_sorts(sortable), tiebreak=Tenant.id, scope=workspace_id,
+    return keyset_page(statement, params, portfolio_sorts(sortable, workspace_id), tiebreak=Tenant.id, scope=workspace_id,
                        total=portfolio_total(workspace_id, params, rows), cap=COUNT_CAP)
 
 
-def portfolio_sorts(sortable: dict) -> dict[str, KeysetSort]:
+def portfolio_sorts(sortable: dict, workspace_id: int) -> dict[str, KeysetSort]:
     """The keyset form of each sortable column: a key may be NULL if its column is nullable or
-    comes from tenant_health (outer-joined: a tenant without a health row has none)."""
+    comes from tenant_health (outer-joined: a tenant without a health row has none).
+
+    A health sort reads tenant_health in index order (its keyed rows join their tenant, so the
+    health row's tenant_id is the tiebreak). Its NULL-key rows, read at the end of the list,
+    are a range of the same index unless some tenant of the workspace has no health row at
+    all (rows restored with triggers off, before `flask refresh-tenant-health`): only then are
+    the tenants scanned for them.
+    """
     def may_be_null(column) -> bool:
         return bool(getattr(column, "nullable", True)) or column.table is TenantHealth.__table__
+
+    def health_null_rows(first):
+        def condition():
+            if every_tenant_has_health_row(workspace_id):
+                return and_(TenantHealth.tenant_id.is_not(None), first.is_(None))
+            return first.is_(None)
+        return condition
 
     sorts = {}
     for name, columns in sortable.items():
         columns = columns if isinstance(columns, tuple) else (columns,)
-        sorts[name] = KeysetSort(columns, nullable=any(may_be_null(column) for column in columns))
+        from_health = columns[0].table is TenantHealth.__table__
+        sorts[name] = KeysetSort(columns, nullable=any(may_be_null(column) for column in columns),
+                                 tiebreak=TenantHealth.tenant_id if from_health else None,
+                                 null_rows=health_null_rows(columns[0]) if from_health else None)
     return sorts
+
+
+def every_tenant_has_health_row(workspace_id: int) -> bool:
+    """Whether the workspace's health rows are as many as its tenants (asked at the end of a
+    health-sorted list only: a count of one index's entries, against the kept totals)."""
+    health_rows = select(func.count()).select_from(TenantHealth).where(
+        TenantHealth.workspace_id == workspace_id).scalar_subquery()
+    tenants = select(func.coalesce(func.sum(WorkspaceTenantTotal.tenants), 0)).where(
+        WorkspaceTenantTotal.workspace_id == workspace_id).scalar_subquery()
+    return bool(db.session.scalar(select(health_rows >= tenants)))
 
 
 def portfolio_total(workspace_id: int, params, rows: list):
@@ -87,6 +114,13 @@ def portfolio_total(workspace_id: int, params, rows: list):
         if params.filters["status"] != "all":
             totals.append(WorkspaceTenantTotal.status == params.filters["status"])
         return select(func.coalesce(func.sum(WorkspaceTenantTotal.tenants), 0)).where(*totals)
+    if not params.q:
+        # The tag alone: read from the tag's own index, each tenant probed for its status (a
+        # join the planner would otherwise build from every tagged tenant of the workspace).
+        tagged = (select(TenantTag.tenant_id).join(Tenant, Tenant.id == TenantTag.tenant_id)
+                  .where(TenantTag.workspace_id == workspace_id, TenantTag.tag_id == int(params.filters["tag"]),
+                         *rows[1:2] if params.filters["status"] != "all" else ()))
+        return capped_count(tagged, COUNT_CAP)
     return capped_count(select(Tenant.id).where(*rows), COUNT_CAP)
 
 
