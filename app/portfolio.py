@@ -59,8 +59,9 @@ def portfolio_page(workspace_id: int):
     """One page of the portfolio (see portfolio_query) by seeking: usually one statement,
     whose cost does not grow with the workspace (each sort is one index's range, migration 0018)."""
     params, statement, sortable, rows = portfolio_query(workspace_id)
+    total, cap = portfolio_total(workspace_id, params, rows)
     return keyset_page(statement, params, portfolio_sorts(sortable, workspace_id), tiebreak=Tenant.id, scope=workspace_id,
-                       total=portfolio_total(workspace_id, params, rows), cap=COUNT_CAP)
+                       total=total, cap=cap)
 
 
 def portfolio_sorts(sortable: dict, workspace_id: int) -> dict[str, KeysetSort]:
@@ -104,7 +105,7 @@ def every_tenant_has_health_row(workspace_id: int) -> bool:
 
 
 def portfolio_total(workspace_id: int, params, rows: list):
-    """How many tenants the page's filter matches, as a scalar select read with the page.
+    """(scalar select, cap): how many tenants the page's filter matches, read with the page.
 
     Status alone: the workspace's totals (kept by triggers, migration 0018), exact and
     one row per status. A search or tag: counted up to COUNT_CAP + 1 (the page says "1,000+").
@@ -113,15 +114,15 @@ def portfolio_total(workspace_id: int, params, rows: list):
         totals = [WorkspaceTenantTotal.workspace_id == workspace_id]
         if params.filters["status"] != "all":
             totals.append(WorkspaceTenantTotal.status == params.filters["status"])
-        return select(func.coalesce(func.sum(WorkspaceTenantTotal.tenants), 0)).where(*totals)
+        return select(func.coalesce(func.sum(WorkspaceTenantTotal.tenants), 0)).where(*totals), None
     if not params.q:
         # The tag alone: read from the tag's own index, each tenant probed for its status (a
         # join the planner would otherwise build from every tagged tenant of the workspace).
         tagged = (select(TenantTag.tenant_id).join(Tenant, Tenant.id == TenantTag.tenant_id)
                   .where(TenantTag.workspace_id == workspace_id, TenantTag.tag_id == int(params.filters["tag"]),
                          *rows[1:2] if params.filters["status"] != "all" else ()))
-        return capped_count(tagged, COUNT_CAP)
-    return capped_count(select(Tenant.id).where(*rows), COUNT_CAP)
+        return capped_count(tagged, COUNT_CAP), COUNT_CAP
+    return capped_count(select(Tenant.id).where(*rows), COUNT_CAP), COUNT_CAP
 
 
 def portfolio_query(workspace_id: int):
