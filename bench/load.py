@@ -371,10 +371,15 @@ def portfolio_scaling(args) -> None:
 def report_scaling(samples: dict, args, seconds: float, load_before, load_after) -> None:
     small, large = (label for label, _scale in SCALING_SIZES)
 
+    def values_of(label, match, positions) -> list[float]:
+        return [v for key, vs in samples.items() if key[0] == label and key[4] in positions and match(key) for v in vs]
+
     def p95(label, match=lambda key: True, positions=("first", "deep")) -> tuple[float, int]:
-        values = [v for key, vs in samples.items() if key[0] == label and key[4] in positions and match(key)
-                  for v in vs]
+        values = values_of(label, match, positions)
         return percentile(values, 95) * 1000, len(values)
+
+    def p50(label, match=lambda key: True, positions=("first", "deep")) -> float:
+        return percentile(values_of(label, match, positions), 50) * 1000
 
     print(f"\nportfolio, one client: first page + {args.hops} Next links per walk, {args.walks} walks per case, "
           f"{seconds:.0f}s; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
@@ -392,12 +397,19 @@ def report_scaling(samples: dict, args, seconds: float, load_before, load_after)
     for title, positions in (("first pages", ("first",)), ("deep pages (after Next)", ("deep",)),
                              ("first and deep", ("first", "deep")), ("Last (informational)", ("last",))):
         (a, n), (b, m) = p95(small, positions=positions), p95(large, positions=positions)
+        c, d = p50(small, positions=positions), p50(large, positions=positions)
         print(f"overall {title:<26} n={n:>5}/{m:<5} p95 {a:6.1f} ms at {small}, {b:6.1f} ms at {large}: "
-              f"ratio {b / a:.2f} ({'met' if b / a <= 1.2 else 'NOT met'}: <= 1.2)")
+              f"ratio {b / a:.2f} ({'met' if b / a <= 1.2 else 'NOT met'}: <= 1.2); p50 {c:.1f} -> {d:.1f}, {d / c:.2f}")
     for filter_label in sorted({key[1] for key in samples}):
         match = lambda key, f=filter_label: key[1] == f  # noqa: E731
         (a, _n), (b, _m) = p95(small, match), p95(large, match)
-        print(f"  {filter_label:<15} p95 {a:6.1f} -> {b:6.1f} ms, ratio {b / a:.2f}")
+        c, d = p50(small, match), p50(large, match)
+        print(f"  {filter_label:<15} p95 {a:6.1f} -> {b:6.1f} ms, ratio {b / a:.2f}; p50 {c:5.1f} -> {d:5.1f} ms, {d / c:.2f}")
+    for sort in PORTFOLIO_SORTS:
+        match = lambda key, s=sort: key[2] == s  # noqa: E731
+        (a, _n), (b, _m) = p95(small, match), p95(large, match)
+        c, d = p50(small, match), p50(large, match)
+        print(f"  {sort:<20} p95 {a:6.1f} -> {b:6.1f} ms, ratio {b / a:.2f}; p50 {c:5.1f} -> {d:5.1f} ms, {d / c:.2f}")
 
 
 def main() -> None:
