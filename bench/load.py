@@ -104,8 +104,10 @@ class Client:
         kind = rng.choices(("portfolio", "switcher", "dashboard", "policies", "policy", "diff", "triage"),
                            weights=(20, 20, 15, 15, 12, 10, 8))[0]
         if kind == "portfolio":
+            # The portfolio pages by cursor (no page numbers): first pages or the last one here;
+            # --portfolio-scaling walks Next links.
             query = {"sort": rng.choice(SORTS), "dir": rng.choice(("asc", "desc")),
-                     "page": rng.randint(1, 5), "per_page": rng.choice((25, 50, 100))}
+                     "per_page": rng.choice((25, 50, 100)), **({"last": 1} if rng.random() < 0.2 else {})}
             if rng.random() < 0.5:
                 query["q"] = rng.choice(SEARCH_TERMS)
             # Health-column sorts (they read tenant_health, migration 0007) are reported apart.
