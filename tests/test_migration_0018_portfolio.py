@@ -58,3 +58,19 @@ def test_the_app_role_may_read_the_totals_but_not_write_them(db_session, make_wo
         "SELECT has_table_privilege('tenantatlas_app', 'workspace_tenant_totals', 'INSERT'), "
         "has_table_privilege('tenantatlas_app', 'workspace_tenant_totals', 'UPDATE')")).one()
     assert tuple(privileges) == (False, False)
+
+
+def test_refresh_tenant_health_also_repairs_the_totals(app, db_session, make_workspace):
+    """After a write with triggers off (a restore), the operator's refresh recounts the totals too."""
+    a = make_workspace("totals-repair")
+    db_session.execute(text("SET LOCAL session_replication_role = replica"))  # triggers off, as a restore
+    db_session.execute(text(
+        "INSERT INTO tenants (workspace_id, external_id, name) SELECT :w, gen_random_uuid(), 'R' || g "
+        "FROM generate_series(1, 4) g"), {"w": a.id})
+    db_session.execute(text("SET LOCAL session_replication_role = origin"))
+    assert db_session.scalar(text("SELECT count(*) FROM workspace_tenant_totals WHERE workspace_id = :w"),
+                             {"w": a.id}) == 0
+    changed = db_session.scalar(text("SELECT refresh_workspace_tenant_totals()"))
+    assert changed >= 1
+    assert totals(db_session, a) == {(a.id, "active"): 4}
+    assert db_session.scalar(text("SELECT refresh_workspace_tenant_totals()")) == 0

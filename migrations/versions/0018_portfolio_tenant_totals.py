@@ -16,6 +16,8 @@ Counted on read, that is a scan of every tenant of the workspace per request; re
   on, tenant writes wait; the migration's lock_timeout bounds the wait), creates the
   triggers and counts the tenants once: no write can fall between the count and the
   triggers. Counting the tenants table is quick (an index scan of one narrow table).
+- Repair: refresh_workspace_tenant_totals() recounts under the same lock; `flask
+  refresh-tenant-health` runs it after the health rows (rows written with triggers off).
 
 The price: registering, archiving or deleting tenants of one workspace updates that
 workspace's row, so such writes in one workspace queue on it until they commit; they are
@@ -62,6 +64,31 @@ FUNCTIONS = {
 {BRANCHES}
             END IF;
             RETURN NULL;
+        END $$""",
+    # The repair (`flask refresh-tenant-health` runs it): after rows were written with triggers
+    # off. SHARE ROW EXCLUSIVE on tenants holds tenant writes back for the moment of one count
+    # of tenants, to commit; returns how many (workspace, status) rows it changed.
+    "refresh_workspace_tenant_totals()": f"""
+        RETURNS bigint {DEFINER} AS $$
+        DECLARE
+            changed bigint;
+        BEGIN
+            LOCK TABLE public.tenants IN SHARE ROW EXCLUSIVE MODE;
+            WITH fresh AS (
+                SELECT workspace_id, status, count(*) AS tenants FROM public.tenants GROUP BY workspace_id, status
+            ), removed AS (
+                DELETE FROM public.workspace_tenant_totals t
+                 WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE f.workspace_id = t.workspace_id AND f.status = t.status)
+                RETURNING t.tenants
+            ), upserted AS (
+                INSERT INTO public.workspace_tenant_totals AS t (workspace_id, status, tenants)
+                SELECT workspace_id, status, tenants FROM fresh ORDER BY workspace_id, status
+                ON CONFLICT (workspace_id, status) DO UPDATE SET tenants = excluded.tenants
+                 WHERE t.tenants <> excluded.tenants
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM removed WHERE tenants <> 0) + (SELECT count(*) FROM upserted) INTO changed;
+            RETURN changed;
         END $$""",
     # TRUNCATE fires no DELETE trigger; it holds tenants exclusively, so no writer races this.
     "workspace_tenant_totals_truncated()": f"""
