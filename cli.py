@@ -378,6 +378,8 @@ def register_rollout_commands(app: Flask) -> None:
                        f"(tenant ids {shown}{more}).")
         elif not report.failed:
             click.echo(f"Checked {report.checked} tenants: every health row was exact.")
+        if report.totals_corrected:
+            click.echo(f"Corrected {report.totals_corrected} of the workspaces' tenant totals (per status).")
         if report.older_transactions_open:
             click.echo("Transactions older than the rows it had to create were still open: run the command "
                        "again once they have ended.", err=True)

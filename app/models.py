@@ -323,6 +323,12 @@ class Tenant(db.Model):
         Index("ux_tenants_workspace_id_external_id", "workspace_id", "external_id", unique=True),
         Index("ux_tenants_verified_external_id", "external_id", unique=True,
               postgresql_where=text("consented_at IS NOT NULL")),
+        # The portfolio's sorts, each an index-ordered scan within a workspace (migration 0018).
+        Index("ix_tenants_portfolio_name", "workspace_id", "name", "id"),
+        Index("ix_tenants_portfolio_domain", "workspace_id", "primary_domain", "id"),
+        Index("ix_tenants_portfolio_external_id", "workspace_id", "external_id", "id"),
+        Index("ix_tenants_portfolio_status", "workspace_id", "status", "id"),
+        Index("ix_tenants_portfolio_id", "workspace_id", "id"),
     )
 
     id: Mapped[int] = _pk()
@@ -964,6 +970,12 @@ class TenantHealth(db.Model):
             ondelete="CASCADE", onupdate="CASCADE",
         ),
         Index("ix_tenant_health_workspace_id", "workspace_id"),
+        # The portfolio's health sorts (migration 0018).
+        Index("ix_tenant_health_portfolio_policies", "workspace_id", "policy_count", "tenant_id"),
+        Index("ix_tenant_health_portfolio_last_backup", "workspace_id", "last_backup_at", "tenant_id"),
+        Index("ix_tenant_health_portfolio_findings", "workspace_id", "open_critical", "open_high", "open_medium",
+              "open_low", "tenant_id"),
+        Index("ix_tenant_health_portfolio_missing_permissions", "workspace_id", "missing_permissions", "tenant_id"),
     )
 
     tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -977,6 +989,20 @@ class TenantHealth(db.Model):
     last_backup_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_backup_status: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class WorkspaceTenantTotal(db.Model):
+    """How many tenants a workspace has with a status, for the portfolio's total.
+
+    Written only by database triggers on tenants (migration 0018); the app role may only read it.
+    """
+
+    __tablename__ = "workspace_tenant_totals"
+
+    workspace_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("workspaces.id", ondelete="CASCADE"),
+                                              primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tenants: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
 
 
 # Tags, baselines, bulk runs and alerts live in their own module; imported here so that

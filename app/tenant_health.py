@@ -33,6 +33,7 @@ class RefreshReport:
     failed: list[int] = field(default_factory=list)  # tenant ids still locked after every attempt
     created: list[int] = field(default_factory=list)  # tenant ids whose row was missing
     older_transactions_open: bool = False  # some writer from before they existed outlived the wait
+    totals_corrected: int = 0  # (workspace, status) rows of workspace_tenant_totals that were wrong (0018)
 
 
 def create_missing_rows(connection: Connection, wait: float = OLDER_TRANSACTIONS_WAIT) -> tuple[list[int], bool]:
@@ -86,6 +87,9 @@ def refresh_all(engine: Engine, on_progress: Callable[[int, int], None] | None =
                 ids = connection.execute(text("SELECT id FROM tenants WHERE id > :after ORDER BY id LIMIT :n"),
                                          {"after": after, "n": ID_PAGE}).scalars().all()
                 if not ids:
+                    # The portfolio's kept tenant totals, recounted in one short transaction.
+                    report.totals_corrected = connection.execute(
+                        text("SELECT refresh_workspace_tenant_totals()")).scalar_one()
                     return report
                 for tenant_id in ids:
                     corrected = refresh_tenant(connection, tenant_id)

@@ -16,6 +16,14 @@ targets) and then with --clients; meanwhile a probe measures /healthz throughput
 before the load for comparison. With --restart-database it restarts PostgreSQL in the
 middle of the loaded run and reports the window in which requests failed.
 Prints per page: requests, errors, p50/p95/p99; then the leak count.
+
+    .venv/bin/python bench/load.py --portfolio-scaling [--policies-per-tenant 4] [--walks 3] [--hops 10]
+
+builds two demo databases whose first workspace has 510 and 5,010 tenants (seed-demo --scale
+17 and 167, with its tags), serves each with gunicorn and walks the portfolio on both in turn
+with one client: every filter (active, archived, all, two tags) x every sort x both directions,
+the first page, then N Next links, then Last. Prints each case's p95 at both sizes and the ratio
+5,000 / 500, and overall (the goal: <= 1.2).
 """
 from __future__ import annotations
 
@@ -96,8 +104,10 @@ class Client:
         kind = rng.choices(("portfolio", "switcher", "dashboard", "policies", "policy", "diff", "triage"),
                            weights=(20, 20, 15, 15, 12, 10, 8))[0]
         if kind == "portfolio":
+            # The portfolio pages by cursor (no page numbers): first pages or the last one here;
+            # --portfolio-scaling walks Next links.
             query = {"sort": rng.choice(SORTS), "dir": rng.choice(("asc", "desc")),
-                     "page": rng.randint(1, 5), "per_page": rng.choice((25, 50, 100))}
+                     "per_page": rng.choice((25, 50, 100)), **({"last": 1} if rng.random() < 0.2 else {})}
             if rng.random() < 0.5:
                 query["q"] = rng.choice(SEARCH_TERMS)
             # Health-column sorts (they read tenant_health, migration 0007) are reported apart.
@@ -129,14 +139,14 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def build_database(admin: str, url_for, scale: int, policies_per_tenant: int) -> None:
+def build_database(admin: str, url_for, scale: int, policies_per_tenant: int, name: str = "load_bench") -> None:
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS load_bench WITH (FORCE)")
-        conn.execute("CREATE DATABASE load_bench")
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
     env = {**os.environ, "DATABASE_URL": url_for("postgres"), "TENANTATLAS_ENV": "test", "SECRET_KEY": "load"}
     for args in (["db", "upgrade"], ["seed-demo", "--scale", str(scale), "--policies-per-tenant", str(policies_per_tenant)]):
         subprocess.run([FLASK, *args], cwd=PROJECT_ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-    with psycopg.connect(admin.replace("dbname=postgres", "dbname=load_bench"), autocommit=True) as conn:
+    with psycopg.connect(admin.replace("dbname=postgres", f"dbname={name}"), autocommit=True) as conn:
         for slug in STAFF:
             mark = canary(slug)
             conn.execute("UPDATE tenants SET name = name || ' ' || %s WHERE workspace_id = "
@@ -253,6 +263,157 @@ def report(title: str, result: dict, leaks: int) -> None:
     print(f"leaks: {leaks}")
 
 
+# --- --portfolio-scaling: the portfolio's p95 at 500 and at 5,000 tenants, in one run -------------
+
+PORTFOLIO_SORTS = ("name", "domain", "external_id", "status", "policies", "last_backup", "findings",
+                   "missing_permissions")
+NEXT_RE = re.compile(r'rel="next" href="([^"]*)"')
+SCALING_SIZES = (("500", 17), ("5,000", 167))  # (label, --scale): the first workspace has scale x 30 tenants
+
+
+def start_gunicorn(url: str, port: int) -> subprocess.Popen:
+    env = {**os.environ, "DATABASE_URL": url, "TENANTATLAS_ENV": "development",
+           "SECRET_KEY": "load-test-secret", "RATELIMIT_STORAGE_URI": "memory://"}
+    env.pop("MIGRATION_DATABASE_URL", None)
+    process = subprocess.Popen([GUNICORN, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
+                                "--preload", "wsgi:app"], cwd=PROJECT_ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
+            return process
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise RuntimeError(f"gunicorn on {port} did not start")
+
+
+def portfolio_cases(tags: dict) -> list[tuple[str, str, str, str]]:
+    """(filter label, sort, direction, query) for each filter x sort x direction."""
+    filters = [("active", "status=active"), ("archived", "status=archived"), ("all statuses", "status=all"),
+               ("tag Managed", f"tag={tags['Managed']}"), ("tag Pilot ring", f"tag={tags['Pilot ring']}")]
+    return [(label, sort, direction, f"{query}&sort={sort}&dir={direction}")
+            for label, query in filters for sort in PORTFOLIO_SORTS for direction in ("asc", "desc")]
+
+
+def walk_portfolio(client: Client, query: str, hops: int, samples: dict, key) -> None:
+    """The first page, then `hops` Next links (each timed), then the Last link."""
+    url = f"/admin/w/{client.slug}/managed-tenants?{query}"
+    for position in ["first"] + ["deep"] * hops:
+        started = time.perf_counter()
+        status, body = client.request(url)
+        elapsed = time.perf_counter() - started
+        assert status == 200, (status, url)
+        samples[(*key, position)].append(elapsed)
+        match = NEXT_RE.search(body)
+        if not match:
+            break
+        url = match.group(1).replace("&amp;", "&")
+    started = time.perf_counter()
+    status, _ = client.request(f"/admin/w/{client.slug}/managed-tenants?{query}&last=1")
+    assert status == 200
+    samples[(*key, "last")].append(time.perf_counter() - started)
+
+
+def portfolio_scaling(args) -> None:
+    """Two demo databases (the first workspace with 510 and 5,010 tenants, tags as seed-demo
+    assigns them), each served by its own gunicorn; one client walks every case on both in
+    turn, so both sizes are measured under the same conditions."""
+    workdir = Path(tempfile.mkdtemp(prefix="tenantatlas-portfolio-"))
+    server = start_embedded_server(workdir / "pgdata", cleanup_mode="delete")
+    socket = server_socket_dir(server)
+    admin = f"host={socket} user=postgres dbname=postgres"
+    servers, slug = [], "atlas-managed-services"
+    try:
+        clients = {}
+        for n, (label, scale) in enumerate(SCALING_SIZES):
+            name = f"portfolio_{n}"
+            url_for = lambda user, name=name: f"postgresql+psycopg://{user}@/{name}?host={socket}"  # noqa: E731
+            started = time.monotonic()
+            build_database(admin, url_for, scale, args.policies_per_tenant, name=name)
+            with psycopg.connect(admin.replace("dbname=postgres", f"dbname={name}")) as conn:
+                tenants = conn.execute("SELECT count(*) FROM tenants t JOIN workspaces w ON w.id = t.workspace_id "
+                                       "WHERE w.slug = %s", (slug,)).fetchone()[0]
+                tags = dict(conn.execute("SELECT t.name, t.id FROM tags t JOIN workspaces w ON w.id = t.workspace_id "
+                                         "WHERE w.slug = %s", (slug,)).fetchall())
+                tagged = dict(conn.execute(
+                    "SELECT t.name, count(*) FROM tenant_tags tt JOIN tags t ON t.id = tt.tag_id "
+                    "JOIN workspaces w ON w.id = t.workspace_id WHERE w.slug = %s GROUP BY t.name", (slug,)).fetchall())
+            print(f"{label}: {tenants:,} tenants in {slug} (tagged: {tagged}); built in {time.monotonic() - started:.0f}s",
+                  flush=True)
+            servers.append(start_gunicorn(url_for(APP_ROLE), args.port + n))
+            client = Client(f"http://127.0.0.1:{args.port + n}", slug, STAFF[slug], {})
+            client.sign_in()
+            clients[label] = (client, tags)
+        samples: dict = defaultdict(list)
+        cases = {label: portfolio_cases(tags) for label, (_c, tags) in clients.items()}
+        # Warm both (caches, plans), unmeasured.
+        for label, (client, _tags) in clients.items():
+            for _f, _s, _d, query in cases[label][:16]:
+                client.request(f"/admin/w/{slug}/managed-tenants?{query}")
+        load_before = os.getloadavg()
+        started = time.monotonic()
+        for walk in range(args.walks):
+            for index in range(len(cases[SCALING_SIZES[0][0]])):
+                # Alternate the sizes case by case, and which goes first walk by walk.
+                order = list(clients) if walk % 2 == 0 else list(reversed(clients))
+                for label in order:
+                    client, _tags = clients[label]
+                    filter_label, sort, direction, query = cases[label][index]
+                    walk_portfolio(client, query, args.hops, samples, (label, filter_label, sort, direction))
+        load_after = os.getloadavg()
+        report_scaling(samples, args, time.monotonic() - started, load_before, load_after)
+    finally:
+        for process in servers:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+        server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report_scaling(samples: dict, args, seconds: float, load_before, load_after) -> None:
+    small, large = (label for label, _scale in SCALING_SIZES)
+
+    def values_of(label, match, positions) -> list[float]:
+        return [v for key, vs in samples.items() if key[0] == label and key[4] in positions and match(key) for v in vs]
+
+    def p95(label, match=lambda key: True, positions=("first", "deep")) -> tuple[float, int]:
+        values = values_of(label, match, positions)
+        return percentile(values, 95) * 1000, len(values)
+
+    def p50(label, match=lambda key: True, positions=("first", "deep")) -> float:
+        return percentile(values_of(label, match, positions), 50) * 1000
+
+    print(f"\nportfolio, one client: first page + {args.hops} Next links per walk, {args.walks} walks per case, "
+          f"{seconds:.0f}s; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    print(f"{'filter':<15} {'sort':<20} {'dir':<4} {'n':>4} {'p95 ' + small:>10} {'p95 ' + large:>10} {'ratio':>6}")
+    ratios = []
+    keys = sorted({key[1:4] for key in samples}, key=lambda k: (k[0], PORTFOLIO_SORTS.index(k[1]), k[2]))
+    for filter_label, sort, direction in keys:
+        match = lambda key, c=(filter_label, sort, direction): key[1:4] == c  # noqa: E731
+        (a, n), (b, m) = p95(small, match), p95(large, match)
+        ratios.append(b / a)
+        print(f"{filter_label:<15} {sort:<20} {direction:<4} {n:>4} {a:>10.1f} {b:>10.1f} {b / a:>6.2f}"
+              f"{'' if b / a <= 1.2 else '  > 1.2'}")
+    print(f"\ncases over 1.2: {sum(r > 1.2 for r in ratios)} of {len(ratios)}; median case ratio "
+          f"{sorted(ratios)[len(ratios) // 2]:.2f}, worst {max(ratios):.2f}")
+    for title, positions in (("first pages", ("first",)), ("deep pages (after Next)", ("deep",)),
+                             ("first and deep", ("first", "deep")), ("Last (informational)", ("last",))):
+        (a, n), (b, m) = p95(small, positions=positions), p95(large, positions=positions)
+        c, d = p50(small, positions=positions), p50(large, positions=positions)
+        print(f"overall {title:<26} n={n:>5}/{m:<5} p95 {a:6.1f} ms at {small}, {b:6.1f} ms at {large}: "
+              f"ratio {b / a:.2f} ({'met' if b / a <= 1.2 else 'NOT met'}: <= 1.2); p50 {c:.1f} -> {d:.1f}, {d / c:.2f}")
+    for filter_label in sorted({key[1] for key in samples}):
+        match = lambda key, f=filter_label: key[1] == f  # noqa: E731
+        (a, _n), (b, _m) = p95(small, match), p95(large, match)
+        c, d = p50(small, match), p50(large, match)
+        print(f"  {filter_label:<15} p95 {a:6.1f} -> {b:6.1f} ms, ratio {b / a:.2f}; p50 {c:5.1f} -> {d:5.1f} ms, {d / c:.2f}")
+    for sort in PORTFOLIO_SORTS:
+        match = lambda key, s=sort: key[2] == s  # noqa: E731
+        (a, _n), (b, _m) = p95(small, match), p95(large, match)
+        c, d = p50(small, match), p50(large, match)
+        print(f"  {sort:<20} p95 {a:6.1f} -> {b:6.1f} ms, ratio {b / a:.2f}; p50 {c:5.1f} -> {d:5.1f} ms, {d / c:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=int, default=67)
@@ -263,7 +424,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=300, help="time bound of each run")
     parser.add_argument("--restart-database", action="store_true")
     parser.add_argument("--port", type=int, default=5077)
+    parser.add_argument("--portfolio-scaling", action="store_true",
+                        help="only the portfolio at 500 and 5,000 tenants (keyset pages), every filter and sort")
+    parser.add_argument("--walks", type=int, default=3, help="--portfolio-scaling: walks per case and size")
+    parser.add_argument("--hops", type=int, default=10, help="--portfolio-scaling: Next links followed per walk")
     args = parser.parse_args()
+    if args.portfolio_scaling:
+        portfolio_scaling(args)
+        return
 
     workdir = Path(tempfile.mkdtemp(prefix="tenantatlas-load-"))
     server = start_embedded_server(workdir / "pgdata", cleanup_mode="delete")

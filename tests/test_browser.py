@@ -99,8 +99,13 @@ def test_staff_journey_through_portfolio_switcher_policy_diff_findings_and_works
         page.click(".workspace-card a:has-text('Contoso Managed Services')")
         page.wait_for_url(re.compile(r".*/admin/w/contoso-msp/managed-tenants$"))
         expect(page.locator("tr.tenant-row")).to_have_count(25)  # first page of 31
-        expect(page.locator(".list-footer")).to_contain_text("1–25 of 31")
+        expect(page.locator(".list-footer")).to_contain_text("25 shown · 31 active tenants")
         shot(page, "02-portfolio")
+        page.click(".list-footer a[rel=next]")
+        expect(page.locator("tr.tenant-row")).to_have_count(6)
+        expect(page.locator(".list-footer a[rel=prev]")).to_be_visible()
+        page.click(".list-footer a[rel=first]")
+        expect(page.locator("tr.tenant-row")).to_have_count(25)
 
         # Search in the tenant switcher (keyboard shortcut) and open a tenant.
         page.keyboard.press("Control+k")

@@ -15,8 +15,9 @@ from app.audit import record_audit
 from app.extensions import db
 from app.web.forms import ActionForm, TenantRegisterForm
 from app.web.csv_export import AUDIT_CSV_HEADER, audit_csv_row, csv_response, read_date_range, sorted_for_export
-from app.web.listing import paginate, read_list_params, read_search_term, search_clause
-from app.models import AuditLog, Tenant, TenantHealth, User
+from app.web.listing import (KeysetSort, capped_count, keyset_page, paginate, read_list_params, read_search_term,
+                      search_clause)
+from app.models import AuditLog, Tenant, TenantHealth, User, WorkspaceTenantTotal
 from app.operations_models import Baseline, Tag, TenantTag
 from app.web.shell import current_query_suffix
 from app.web.workspace.switcher import search_switcher_tenants
@@ -49,13 +50,79 @@ def require_membership():
 # --- the landing: the portfolio's health table ---------------------------------------------
 
 STATUS_FILTERS = ("active", "archived", "all")
+# A search or tag filter is counted up to here ("1,000+"): past it an exact number costs a
+# scan of every matching tenant per page and tells a person nothing more.
+COUNT_CAP = 1000
 
 
 def portfolio_page(workspace_id: int):
-    """One page of the portfolio (see portfolio_query), in two statements."""
+    """One page of the portfolio (see portfolio_query) by seeking: usually one statement,
+    whose cost does not grow with the workspace (each sort is one index's range, migration 0018)."""
     params, statement, sortable, rows = portfolio_query(workspace_id)
-    return paginate(statement, params, sortable, tiebreak=Tenant.id, scalars=False,
-                    count_statement=select(Tenant.id).where(*rows))
+    total, cap = portfolio_total(workspace_id, params, rows)
+    return keyset_page(statement, params, portfolio_sorts(sortable, workspace_id), tiebreak=Tenant.id, scope=workspace_id,
+                       total=total, cap=cap)
+
+
+def portfolio_sorts(sortable: dict, workspace_id: int) -> dict[str, KeysetSort]:
+    """The keyset form of each sortable column: a key may be NULL if its column is nullable or
+    comes from tenant_health (outer-joined: a tenant without a health row has none).
+
+    A health sort reads tenant_health in index order (its keyed rows join their tenant, so the
+    health row's tenant_id is the tiebreak). Its NULL-key rows, read at the end of the list,
+    are a range of the same index unless some tenant of the workspace has no health row at
+    all (rows restored with triggers off, before `flask refresh-tenant-health`): only then are
+    the tenants scanned for them.
+    """
+    def may_be_null(column) -> bool:
+        return bool(getattr(column, "nullable", True)) or column.table is TenantHealth.__table__
+
+    def health_null_rows(first):
+        def condition():
+            if every_tenant_has_health_row(workspace_id):
+                return and_(TenantHealth.tenant_id.is_not(None), first.is_(None))
+            return first.is_(None)
+        return condition
+
+    sorts = {}
+    for name, columns in sortable.items():
+        columns = columns if isinstance(columns, tuple) else (columns,)
+        from_health = columns[0].table is TenantHealth.__table__
+        sorts[name] = KeysetSort(columns, nullable=any(may_be_null(column) for column in columns),
+                                 tiebreak=TenantHealth.tenant_id if from_health else None,
+                                 null_rows=health_null_rows(columns[0]) if from_health else None)
+    return sorts
+
+
+def every_tenant_has_health_row(workspace_id: int) -> bool:
+    """Whether the workspace's health rows are as many as its tenants (asked at the end of a
+    health-sorted list only: a count of one index's entries, against the kept totals)."""
+    health_rows = select(func.count()).select_from(TenantHealth).where(
+        TenantHealth.workspace_id == workspace_id).scalar_subquery()
+    tenants = select(func.coalesce(func.sum(WorkspaceTenantTotal.tenants), 0)).where(
+        WorkspaceTenantTotal.workspace_id == workspace_id).scalar_subquery()
+    return bool(db.session.scalar(select(health_rows >= tenants)))
+
+
+def portfolio_total(workspace_id: int, params, rows: list):
+    """(scalar select, cap): how many tenants the page's filter matches, read with the page.
+
+    Status alone: the workspace's totals (kept by triggers, migration 0018), exact and
+    one row per status. A search or tag: counted up to COUNT_CAP + 1 (the page says "1,000+").
+    """
+    if not params.q and not params.filters.get("tag"):
+        totals = [WorkspaceTenantTotal.workspace_id == workspace_id]
+        if params.filters["status"] != "all":
+            totals.append(WorkspaceTenantTotal.status == params.filters["status"])
+        return select(func.coalesce(func.sum(WorkspaceTenantTotal.tenants), 0)).where(*totals), None
+    if not params.q:
+        # The tag alone: read from the tag's own index, each tenant probed for its status (a
+        # join the planner would otherwise build from every tagged tenant of the workspace).
+        tagged = (select(TenantTag.tenant_id).join(Tenant, Tenant.id == TenantTag.tenant_id)
+                  .where(TenantTag.workspace_id == workspace_id, TenantTag.tag_id == int(params.filters["tag"]),
+                         *rows[1:2] if params.filters["status"] != "all" else ()))
+        return capped_count(tagged, COUNT_CAP), COUNT_CAP
+    return capped_count(select(Tenant.id).where(*rows), COUNT_CAP), COUNT_CAP
 
 
 def portfolio_query(workspace_id: int):
@@ -73,7 +140,8 @@ def portfolio_query(workspace_id: int):
     sortable = {
         "name": Tenant.name,
         "domain": Tenant.primary_domain,
-        "external_id": cast(Tenant.external_id, String),
+        # The GUID itself: its order is the order of its text, and it has an index.
+        "external_id": Tenant.external_id,
         "status": Tenant.status,
         "policies": health.policy_count,
         "last_backup": health.last_backup_at,
@@ -250,7 +318,8 @@ def managed_tenants_csv():
     params, statement, sortable, _rows = portfolio_query(workspace.id)
     def rows():
         for t, policies, backup_at, backup_status, critical, high, medium, low, missing, _tags in db.session.execute(
-                sorted_for_export(statement, sortable, params, Tenant.id)):
+                sorted_for_export(statement, sortable, params,
+                                  Tenant.id.desc() if params.direction == "desc" else Tenant.id)):
             yield (t.name, str(t.external_id), t.primary_domain, t.status, t.connection_status, t.last_sync_at,
                    policies, backup_at, backup_status, critical, high, medium, low, missing)
 
