@@ -8,6 +8,7 @@ import pytest
 
 from app.extensions import db
 from app.models import Tenant, User, Workspace, WorkspaceMembership
+from app.operations_models import Tag, TenantTag
 from app.passwords import hash_password
 from tests.browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LiveServer
 from tests.conftest import TEST_PASSWORD, make_test_app, migrated_database, populate_tenant_rows
@@ -43,6 +44,17 @@ def live_app(pg_cluster):
         db.session.commit()
         populate_tenant_rows(db.session, tenants[30], policies=3, marker="Northwind")
         populate_tenant_rows(db.session, tenants[31], marker="Fabrikam")
+        # A manager (the Archive column) and two tags on Northwind, as the demo's busiest rows look.
+        max_ = User(email="max@example.test", name="Max Manager", password_hash=hash_password(TEST_PASSWORD))
+        db.session.add(max_)
+        db.session.flush()
+        db.session.add(WorkspaceMembership(workspace_id=contoso.id, user_id=max_.id, role="manager"))
+        tags = [Tag(workspace_id=contoso.id, name=name, colour=colour)
+                for name, colour in (("Healthcare", "#198754"), ("Pilot ring", "#fd7e14"))]
+        db.session.add_all(tags)
+        db.session.flush()
+        db.session.add_all([TenantTag(tenant_id=tenants[30].id, tag_id=tag.id, workspace_id=contoso.id) for tag in tags])
+        db.session.commit()
         db.engine.dispose()
     return make_test_app(app_url)
 
@@ -251,6 +263,21 @@ def test_portfolio_shows_a_legend_for_its_severity_badges(live_app, browser):
         assert legend.inner_text().replace("\u00a0", " ").split() == [
             "Open", "findings:", "C", "Critical", "·", "H", "High", "·", "M", "Medium", "·", "L", "Low"]
         shot(page, "10-portfolio-legend")
+        page.close()
+
+
+@pytest.mark.parametrize("width", [1440, 1920])
+def test_at_desktop_widths_every_portfolio_column_fits_without_sideways_scrolling(live_app, browser, width):
+    with LiveServer(live_app) as server:
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        sign_in(page, server, email="max@example.test")
+        page.wait_for_load_state("load")
+        page.goto(server.url + "/admin/w/contoso-msp/managed-tenants?sort=policies&dir=desc")
+        expect(page.locator(".tenant-row").first).to_contain_text("Northwind Pharma")
+        card = page.locator(".table-card").first
+        overflow = card.evaluate("card => card.scrollWidth - card.clientWidth")
+        shot(page, f"10b-portfolio-{width}")
+        assert overflow <= 0, f"the table is {overflow} px wider than its card at {width} px"
         page.close()
 
 

@@ -104,7 +104,7 @@ def validate_webhook_url(url: str, *, resolve: Callable[[str], list[str]] | None
             ip = ipaddress.ip_address(address.split("%", 1)[0])
             if not ip.is_global or ip.is_multicast:
                 raise TargetRefused(f"{parts.hostname[:80]} is an internal address ({ip}); webhooks go to public "
-                                    "hosts only (ALERT_WEBHOOK_ALLOW_PRIVATE allows internal ones).")
+                                    "hosts only (the installation's operator can allow internal receivers).")
     return url
 
 

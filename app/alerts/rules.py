@@ -31,6 +31,30 @@ from app.models import SEVERITIES
 from app.operations_models import AlertEvent, AlertRule, AlertSnooze, TenantTag
 
 
+EVENT_LABELS = {  # the rule form's choices
+    "new_finding": "A new finding at or above a severity",
+    "sync_failing": "Sync failing N times in a row",
+    "backup_missing": "Backup failed, or none successful for N days",
+    "consent_revoked": "Admin consent revoked",
+    "tenant_connected": "A tenant newly connected",
+}
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def describe_rule(rule: AlertRule) -> str:
+    """What a rule alerts on, in words, with its own severity or N (the pages' one wording)."""
+    if rule.event == "new_finding":
+        return f"A new finding of severity {rule.min_severity or 'low'} or above"
+    if rule.event == "sync_failing":
+        return f"Sync failing {plural(rule.threshold, 'time')} in a row"
+    if rule.event == "backup_missing":
+        return f"A backup failed, or none successful for {plural(rule.threshold, 'day')}"
+    return EVENT_LABELS.get(rule.event, rule.event)
+
+
 def _in_scope(rule: AlertRule, tag_ids: set[int]) -> bool:
     if rule.include_tag_ids and not tag_ids & set(rule.include_tag_ids):
         return False

@@ -299,6 +299,13 @@ def keyset_page(statement: Select, params: ListParams, sorts: dict[str, KeysetSo
         forward, cursor = True, None
 
     counted: list = []
+    if args.get("last") and not (args.get("after") or args.get("before")):
+        # Last is the remainder (26-30 of 30, not 6-30), so paging back from it meets the first
+        # page's boundaries; that needs the number of rows first, known unless it is capped.
+        count = int(db.session.scalar(total) or 0)  # a sum of per-status totals is a numeric
+        counted.append(count)
+        if count and (cap is None or count <= cap):
+            size = count % params.per_page or params.per_page
 
     def read(forward: bool, cursor) -> tuple[list, bool]:
         """Up to `size` rows from the cursor on (or from the start/end), in page order, and whether there are more."""

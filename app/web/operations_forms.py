@@ -9,6 +9,7 @@ from wtforms.validators import DataRequired, NumberRange, Optional, ValidationEr
 from app import validation
 from app.web.forms import _check
 from app.models import SEVERITIES
+from app.alerts.rules import EVENT_LABELS
 from app.operations_models import ALERT_CHANNELS, ALERT_EVENTS, TAG_COLOURS
 
 
@@ -45,10 +46,10 @@ class AssignBaselineForm(FlaskForm):
 
 class AlertRuleForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), _check(validation.validate_name)])
-    event = SelectField("When", choices=[SelectChoice(e, e.replace("_", " ").capitalize()) for e in ALERT_EVENTS])
-    min_severity = SelectField("At or above severity (new findings)", choices=[SelectChoice(s, s.title()) for s in SEVERITIES],
+    event = SelectField("When", choices=[SelectChoice(e, EVENT_LABELS[e]) for e in ALERT_EVENTS])
+    min_severity = SelectField("Severity (new findings: this or above)", choices=[SelectChoice(s, s.title()) for s in SEVERITIES],
                                default="high")
-    threshold = IntegerField("N (failures in a row, or days without a backup)", default=1,
+    threshold = IntegerField("N (sync: failures in a row; backup: days without a successful one)", default=1,
                              validators=[Optional(), NumberRange(1, 365)])
     include_tags = SelectField("Only tenants tagged", choices=[], validate_choice=True, default="")
     exclude_tags = SelectField("Except tenants tagged", choices=[], validate_choice=True, default="")

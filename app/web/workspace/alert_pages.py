@@ -1,6 +1,7 @@
 """/admin/w/<slug>/alerts: alert rules (managers), their events and delivery log, snoozes."""
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import datetime, timedelta, timezone
 
@@ -12,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from wtforms.fields import SelectChoice
 
 from app.access import parse_external_id, require_role
+from app.alerts.rules import describe_rule
 from app.audit import record_audit
 from app.extensions import db
 from app.web.forms import ActionForm
@@ -49,14 +51,18 @@ def rules_overview(workspace_id: int):
             .correlate(AlertRule).scalar_subquery())
     failed = (select(func.count()).where(AlertEvent.rule_id == AlertRule.id, AlertEvent.status == "failed")
               .correlate(AlertRule).scalar_subquery())
-    return db.session.execute(select(AlertRule, sent, failed).where(AlertRule.workspace_id == workspace_id)
-                              .order_by(AlertRule.name)).all()
+    snoozed_tenants = (select(func.count()).where(AlertSnooze.rule_id == AlertRule.id,
+                                                  AlertSnooze.until > func.now())
+                       .correlate(AlertRule).scalar_subquery())
+    return db.session.execute(select(AlertRule, sent, failed, snoozed_tenants)
+                              .where(AlertRule.workspace_id == workspace_id).order_by(AlertRule.name)).all()
 
 
 def _index(form: AlertRuleForm, status: int = 200):
     tag_names = dict(db.session.execute(select(Tag.id, Tag.name).where(Tag.workspace_id == _workspace_id())).all())
     return render_template("alerts/index.html", rules=rules_overview(_workspace_id()), form=form,
                            tag_names=tag_names, action_form=ActionForm(), snooze_hours=SNOOZE_HOURS,
+                           describe=describe_rule,
                            now=datetime.now(timezone.utc)), status
 
 
@@ -110,6 +116,7 @@ def detail(rule_id: int):
             deliveries.setdefault(delivery.alert_event_id, []).append(delivery)
     now = datetime.now(timezone.utc)
     return render_template("alerts/detail.html", rule=rule, events=events, deliveries=deliveries,
+                           description=describe_rule(rule), hour_labels={h: describe_hours(h) for h in SNOOZE_HOURS},
                            action_form=ActionForm(), snooze_hours=SNOOZE_HOURS, snoozes=tenant_snoozes(rule, now),
                            show_secret=g.workspace_access.allows("manager"), now=now)
 
@@ -135,7 +142,8 @@ def snooze(rule_id: int):
                  details={"before": {"snoozed_until": before},
                           "after": {"snoozed_until": rule.snoozed_until.isoformat() if rule.snoozed_until else None}})
     db.session.commit()
-    flash(f"{rule.name} snoozed for {hours} hour(s)." if hours else f"{rule.name} is no longer snoozed.", "success")
+    flash(f"{rule.name} is snoozed for {describe_hours(hours)}." if hours else f"{rule.name} is no longer snoozed.",
+          "success")
     return redirect(url_for(".detail", rule_id=rule.id))
 
 
@@ -146,13 +154,11 @@ def snooze_tenant(rule_id: int):
     rule = rule_or_404(rule_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    tenant_uuid = parse_external_id(request.form.get("tenant", "")[:100])
-    if tenant_uuid is None:
-        abort(400, "Choose a tenant (its Entra tenant id).")
-    tenant = db.session.scalar(select(Tenant).where(Tenant.external_id == tenant_uuid,
-                                                    Tenant.workspace_id == rule.workspace_id))
-    if tenant is None:
-        abort(404)
+    tenant = find_snoozed_tenant(rule.workspace_id, request.form.get("tenant", ""))
+    if tenant is None:  # the same answer for a tenant of another workspace as for none at all
+        flash("No tenant of this workspace has that name or tenant id. Give its name as the portfolio shows it, "
+              "its tenant id, or the address of one of its pages.", "danger")
+        return redirect(url_for(".detail", rule_id=rule.id))
     hours = _hours()
     # One snooze per rule and tenant: a new one replaces it, 0 hours ends it.
     ended = db.session.execute(delete_rows(AlertSnooze).where(
@@ -166,11 +172,34 @@ def snooze_tenant(rule_id: int):
                  details={"before": {"snoozed": bool(ended)}, "after": {"tenant": tenant.name, "hours": hours}})
     db.session.commit()
     if hours:
-        flash(f"No alert of {rule.name} about {tenant.name} for {hours} hour(s).", "success")
+        flash(f"{tenant.name} is snoozed for {rule.name} for {describe_hours(hours)}.", "success")
     else:
         flash(f"Alerts of {rule.name} about {tenant.name} are no longer snoozed." if ended else
               f"Alerts of {rule.name} about {tenant.name} were not snoozed.", "success" if ended else "info")
     return redirect(url_for(".detail", rule_id=rule.id))
+
+
+GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def find_snoozed_tenant(workspace_id: int, given: str) -> Tenant | None:
+    """The workspace's tenant a person named: by tenant id (alone, or inside a pasted page address),
+    else by its exact name (case aside) when one tenant has it."""
+    given = " ".join(given[:300].split())
+    found = GUID.search(given)
+    tenant_uuid = parse_external_id(found.group(0)) if found else None
+    if tenant_uuid is not None:
+        return db.session.scalar(select(Tenant).where(Tenant.external_id == tenant_uuid,
+                                                      Tenant.workspace_id == workspace_id))
+    if not given:
+        return None
+    named = db.session.scalars(select(Tenant).where(Tenant.workspace_id == workspace_id,
+                                                    func.lower(Tenant.name) == given.lower()).limit(2)).all()
+    return named[0] if len(named) == 1 else None
+
+
+def describe_hours(hours: int) -> str:
+    return f"{hours // 24} day{'s' if hours >= 48 else ''}" if hours % 24 == 0 else f"{hours} hour{'s' if hours > 1 else ''}"
 
 
 def tenant_snoozes(rule: AlertRule, now: datetime) -> list[tuple[AlertSnooze, Tenant]]:
