@@ -360,7 +360,7 @@ def test_a_tenant_to_snooze_is_found_by_its_name_its_id_or_a_pasted_page_address
     for given in (f"  {tenant.name.upper()} ", f" {tenant.external_id}\n",
                   f"https://atlas.example/admin/t/{tenant.external_id}/policies?x=1"):
         response = post_form(ada, f"{url}/snooze-tenant", {"tenant": given, "hours": "24"}, follow_redirects=True)
-        assert f"{tenant.name} is snoozed for One for 1 day." in response.get_data(as_text=True), given
+        assert f"Alerts of One about {tenant.name} are snoozed for 1 day." in response.get_data(as_text=True), given
         [snooze] = db_session.scalars(select(AlertSnooze)).all()
         assert snooze.tenant_id == tenant.id
 

@@ -172,7 +172,7 @@ def snooze_tenant(rule_id: int):
                  details={"before": {"snoozed": bool(ended)}, "after": {"tenant": tenant.name, "hours": hours}})
     db.session.commit()
     if hours:
-        flash(f"{tenant.name} is snoozed for {rule.name} for {describe_hours(hours)}.", "success")
+        flash(f"Alerts of {rule.name} about {tenant.name} are snoozed for {describe_hours(hours)}.", "success")
     else:
         flash(f"Alerts of {rule.name} about {tenant.name} are no longer snoozed." if ended else
               f"Alerts of {rule.name} about {tenant.name} were not snoozed.", "success" if ended else "info")
