@@ -317,8 +317,6 @@ def plan_item(client, run: RestoreRun, item: RestoreItem, body: dict, mapping: A
     if desired is None and run.assignment_mode != "skip":
         plan["held_back"] = ("Assignments are not restored: an excluded group has no match in the target, and "
                              "leaving the exclusion out would give the policy to devices it excluded.")
-    if family.key in FAMILY_NOTES and state != "conflict":
-        plan["note"] = FAMILY_NOTES[family.key]
     if state == "conflict":
         item.action, plan["reason"] = "conflict", found
     elif state == "none":
@@ -343,6 +341,8 @@ def plan_item(client, run: RestoreRun, item: RestoreItem, body: dict, mapping: A
             item.action = "update"
             plan["reason"] = (f"{len(rows)} setting(s) differ" if rows else "Settings identical") + (
                 "; assignments change." if assignments_change else ".")
+    if family.key in FAMILY_NOTES and item.action in ("create", "update"):
+        plan["note"] = FAMILY_NOTES[family.key]  # only where something is written
     item.plan = plan
 
 
@@ -358,7 +358,7 @@ def claim_targets(items: list[RestoreItem]) -> None:
         if len(claimants) > 1:
             for item in claimants:
                 item.action = "conflict"
-                item.plan = {**item.plan, "reason": (
+                item.plan = {**{key: value for key, value in item.plan.items() if key != "note"}, "reason": (
                     f"{len(claimants)} selected items would {'write the same object' if kind == 'id' else 'create objects with the same name'}"
                     " in the target: choose one of them and plan again.")}
 
