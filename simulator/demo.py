@@ -238,3 +238,35 @@ def demo_tenant(tenant_key: int) -> dict[str, Any]:
 def domain_for(name: str, tenant_id: str) -> str:
     cleaned = "".join(character for character in name if character.isalnum()).lower() or "tenant"
     return f"{cleaned}{uuid.UUID(tenant_id).hex[:4]}.onmicrosoft.com"
+
+
+def policy_payload_skeletons() -> list[dict[str, Any]]:
+    """For `flask seed-demo`: each served template's backup payload at each version, built from the
+    objects this module serves (payload_of, as the backup engine stores them), so the seed's backups
+    and the simulator's objects cannot drift apart. What differs per policy is left for the seed's
+    SQL to fill: the id, the name, the timestamps, an app protection policy's etag `version`,
+    `isAssigned` and the assignments (the rule of `_assign`: `family_rank`/`family_count` give a
+    policy's place among its family's policies)."""
+    from app.backup.payloads import payload_of
+
+    templates = load_fixture("policy_templates")
+    epoch = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+    own: dict[str, list[int]] = {}
+    for number, template in enumerate(templates, start=1):
+        family = template_family(template)
+        if family is not None:
+            own.setdefault(family.key, []).append(number)
+    rows: list[dict[str, Any]] = []
+    for number, template in enumerate(templates, start=1):
+        family = template_family(template)
+        if family is None:
+            continue  # not served, so never in a backup
+        related = {"assignments": []} if "assignments" in family.per_object else None
+        for version in range(1, MAX_VERSIONS + 1):
+            raw = _policy_object(family, template, "", "", version, epoch, epoch)
+            rows.append({
+                "template_no": number, "version": version, "family": family.key, "name_key": family.name_key,
+                "etag_version": is_app_protection(family), "family_rank": own[family.key].index(number),
+                "family_count": len(own[family.key]), "body": payload_of(family, raw, related),
+            })
+    return rows

@@ -262,8 +262,12 @@ def test_back_up_change_and_restore_the_old_version_in_the_browser(backup_live_a
         no_sideways_scroll(page)
 
         # Execute: the page follows the run to its end; the item is updated and verified.
+        # The button asks first, with what it writes and where (the archive button's data-confirm).
+        questions: list[str] = []
+        page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
         page.click("button:has-text('Execute the restore')")
         expect(page.locator(".alert-success")).to_contain_text("Restore started")
+        assert questions and questions[0].startswith("Write 1 update to "), questions
         run_jobs(app, "restore")
         expect(page.locator("h1 .status-badge")).to_have_text("succeeded", timeout=20_000)
         expect(page.locator("[data-refresh-seconds]")).to_have_count(0)

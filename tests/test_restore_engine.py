@@ -151,6 +151,7 @@ def test_an_item_refused_by_graph_fails_alone_and_the_rest_is_restored(connected
     assert run.status == "partial"
     results = {item.source_graph_id: item for item in run_items(run)}
     assert results[first["id"]].status == "failed" and "Setting X is not supported" in results[first["id"]].error
+    assert results[first["id"]].error.count("Refused by Microsoft Graph") == 1  # said once, not nested
     assert results[second["id"]].status == "updated" and results[second["id"]].verified
 
 

@@ -77,7 +77,7 @@ def test_items_of_another_tenants_backup_are_not_restored_from_this_one(ada, res
                                                        "target_tenant": str(restorable.tenant_a.external_id),
                                                        "assignment_mode": "keep"})
     assert response.status_code == 400
-    assert "Choose at least one item" in response.get_data(as_text=True)
+    assert "not in this backup set" in response.get_data(as_text=True)
     assert runs(db_session) == before
 
 
@@ -152,3 +152,66 @@ def test_back_up_now_on_a_tenant_that_is_not_connected_says_why_and_starts_nothi
     response = post_form(ada, tenant_url(world.tenant_a, "/backups/run"), follow_redirects=True)
     assert "not connected to Microsoft Graph: a backup can run once it is connected" in response.get_data(as_text=True)
     assert db_session.scalar(select(func.count()).select_from(BackupSet)) == before
+
+
+# --- the plan page's wording ------------------------------------------------------------------------
+
+
+def planned_run(restorable, db_session, actions: dict[str, str], **run_changes) -> str:
+    """Tenant A's run as planned, its one item with `actions["item"]`; returns its page URL."""
+    run = db_session.get(RestoreRun, restorable.ids_a["restore_run_id"])
+    item = db_session.get(RestoreItem, restorable.ids_a["restore_item_id"])
+    run.status = "planned"
+    run.summary = {"actions": {action: n for action, n in actions.items() if action != "item"}}
+    for key, value in run_changes.items():
+        setattr(run, key, value)
+    item.action, item.status, item.verified = actions["item"], "planned", None
+    item.plan = {"reason": "Identical in the target: nothing to write." if actions["item"] == "skip" else "1 setting(s) differ.",
+                 "note": "Created with the block action Graph requires (after 0 hours).",
+                 "diff": [{"path": "description", "left": "a", "right": "b", "status": "changed"}]}
+    db_session.commit()
+    return tenant_url(restorable.tenant_a, f"/restore-runs/{run.id}")
+
+
+def test_a_skipped_item_shows_no_family_note_and_a_plan_writing_nothing_offers_no_execute(ada, restorable, db_session):
+    body = page(ada, planned_run(restorable, db_session, {"item": "skip", "skip": 1}))
+    assert "block action" not in body
+    assert "Nothing to write" in body and "Execute the restore" not in body
+
+
+def test_execute_asks_to_confirm_the_counts_and_the_target(ada, restorable, db_session):
+    body = page(ada, planned_run(restorable, db_session, {"item": "update", "create": 3, "update": 16, "skip": 2}))
+    assert f'data-confirm="Write 3 creates and 16 updates to {restorable.tenant_a.name}?"' in body
+    assert "Execute the restore" in body and "block action" in body  # the item is written: its note shows
+
+
+def test_a_version_restore_names_the_policy_and_version_and_its_column(ada, restorable, db_session):
+    from app.models import Policy, PolicyVersion
+
+    version = db_session.get(PolicyVersion, restorable.ids_a["version_b"])
+    policy = db_session.get(Policy, restorable.ids_a["policy_id"])
+    body = page(ada, planned_run(restorable, db_session, {"item": "update", "update": 1},
+                                 backup_set_id=None, policy_version_id=version.id))
+    assert f"version {version.version_number} of" in body and policy.display_name in body
+    assert "From the version" in body and "From the backup" not in body
+
+
+def target_option(body: str, tenant) -> str:
+    import re
+
+    [option] = re.findall(rf'<option[^>]*value="{tenant.external_id}"[^>]*>[^<]*', body)
+    return option
+
+
+def test_the_target_list_disables_tenants_that_cannot_take_the_restore_and_says_why(ada, restorable, db_session):
+    restorable.tenant_a2.granted_permissions = sorted(required_permissions("read"))
+    db_session.commit()
+    option = target_option(page(ada, wizard_url(restorable)), restorable.tenant_a2)
+    assert "disabled" in option and "lacks DeviceManagementConfiguration.ReadWrite.All" in option
+    restorable.tenant_a2.connection_status = "not_connected"
+    db_session.commit()
+    body = page(ada, wizard_url(restorable))
+    option = target_option(body, restorable.tenant_a2)
+    assert "disabled" in option and "not connected" in option
+    this = target_option(body, restorable.tenant_a)
+    assert "disabled" not in this and "selected" in this

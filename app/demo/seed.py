@@ -127,6 +127,13 @@ GRAPH_PERMISSIONS = tuple(load_fixture("graph_permissions"))
 AUDIT_EVENTS = tuple(load_fixture("audit_events"))
 
 
+def _policy_payload_skeletons() -> list[dict[str, Any]]:
+    # The simulator's builder: the seed's backups are the objects the simulator serves for the same tenants.
+    from simulator.demo import policy_payload_skeletons
+
+    return policy_payload_skeletons()
+
+
 def _catalog_parameters() -> dict[str, Any]:
     """The catalogs as bound parameters: text arrays for names, JSON (and its length) for records."""
     records = {
@@ -140,6 +147,7 @@ def _catalog_parameters() -> dict[str, Any]:
         "audit_events": AUDIT_EVENTS,
     }
     return {
+        "policy_payloads": json.dumps(_policy_payload_skeletons()),
         **{name: json.dumps(catalog) for name, catalog in records.items()},
         **{f"{name}_count": len(catalog) for name, catalog in records.items()},
         "name_prefixes": list(TENANT_NAME_PREFIXES),
@@ -325,13 +333,29 @@ _SHARED_CTES: dict[str, tuple[tuple[str, ...], str]] = {
     ) AS backup
     JOIN schedule_template AS schedule ON schedule.entry_no = backup.schedule_no
 )"""),
-    "backup_pick": (("backup_set_plan",), f"""backup_pick AS (
+    "backup_pick": (("backup_set_plan", "policy_plan"), f"""backup_pick AS (
     -- Item n of set s is policy 1 + (n - 1 + 3s) mod P: distinct within a set.
-    SELECT plan.tenant_id, plan.workspace_id, plan.set_no, plan.planned_start,
-           {_graph_id('plan.tenant_key', "'policy'", '1 + (series.n - 1 + plan.set_no * 3) % plan.policy_count')}
-               AS policy_graph_id
-    FROM backup_set_plan AS plan
-    CROSS JOIN generate_series(1, plan.item_count) AS series(n)
+    SELECT pick.*, policy.graph_id AS policy_graph_id, policy.display_name, policy.template_no,
+           policy.version_count, policy.last_changed_at
+    FROM (
+        SELECT plan.tenant_id, plan.workspace_id, plan.tenant_key, plan.set_no, plan.planned_start,
+               1 + (series.n - 1 + plan.set_no * 3) % plan.policy_count AS policy_no
+        FROM backup_set_plan AS plan
+        CROSS JOIN generate_series(1, plan.item_count) AS series(n)
+    ) AS pick
+    JOIN policy_plan AS policy ON policy.tenant_id = pick.tenant_id AND policy.policy_no = pick.policy_no
+)"""),
+    "payload_skeleton": ((), """payload_skeleton AS MATERIALIZED (
+    -- simulator.demo.policy_payload_skeletons(): each served template's payload at each version.
+    SELECT CAST(entry ->> 'template_no' AS integer) AS template_no,
+           CAST(entry ->> 'version' AS integer) AS version_number,
+           entry ->> 'family' AS family,
+           entry ->> 'name_key' AS name_key,
+           CAST(entry ->> 'etag_version' AS boolean) AS etag_version,
+           CAST(entry ->> 'family_rank' AS integer) AS family_rank,
+           CAST(entry ->> 'family_count' AS integer) AS family_count,
+           entry -> 'body' AS body
+    FROM jsonb_array_elements(CAST(:policy_payloads AS jsonb)) AS entry
 )"""),
     "inventory_plan": (("chunk",), f"""inventory_plan AS (
     SELECT chunk.tenant_id, chunk.workspace_id, chunk.tenant_key, chunk.tenant_name, chunk.tenant_domain,
@@ -515,29 +539,76 @@ CROSS JOIN LATERAL (
 )
 
 # A seeded backup holds policies as a backup would: each object's payload stored once per tenant
-# (content-addressed), one item per (object, payload), the set listing its items.
-_SEEDED_FAMILY = """CASE picked.policy_type WHEN 'deviceConfiguration' THEN 'deviceConfigurations'
-                WHEN 'deviceCompliancePolicy' THEN 'compliancePolicies'
-                WHEN 'appProtectionPolicy' THEN CASE WHEN picked.platform = 'iOS' THEN 'iosAppProtection'
-                                                     ELSE 'androidAppProtection' END
-                ELSE 'settingsCatalog' END"""
+# (content-addressed), one item per (object, payload), the set listing its items. The payload is
+# the simulator's (simulator.demo.policy_payload_skeletons) with the policy's own id, name,
+# timestamps and assignments (simulator.demo._assign's rule) filled in; a policy of a type no
+# family reads (Conditional Access, feature updates) has no skeleton and is in no backup.
+def _assignment_sql() -> str:
+    from simulator.shapes import ALL_DEVICES_ID, ALL_USERS_ID
+
+    group = _graph_id('picked.tenant_key', "'group'", '1 + (2 + placed.rank) % picked.group_count')
+    excluded = _graph_id('picked.tenant_key', "'group'", '9')
+    filter_id = _graph_id('picked.tenant_key', "'configuration'",
+                          'filters.item_nos[1 + placed.rank % cardinality(filters.item_nos)]')
+    return f"""SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'id', picked.graph_id || '_' || coalesce(target.group_id, target.virtual_id),
+               'source', 'direct', 'sourceId', picked.graph_id,
+               'target', jsonb_build_object(
+                   '@odata.type', '#microsoft.graph.' || target.kind || 'AssignmentTarget',
+                   'deviceAndAppManagementAssignmentFilterId', target.filter_id,
+                   'deviceAndAppManagementAssignmentFilterType',
+                   CASE WHEN target.filter_id IS NULL THEN 'none' ELSE 'include' END)
+               || CASE WHEN target.group_id IS NULL THEN '{{}}'::jsonb
+                       ELSE jsonb_build_object('groupId', target.group_id) END)
+           ORDER BY coalesce(target.group_id, target.virtual_id) COLLATE "C"), '[]'::jsonb) AS assignments
+    FROM (VALUES ('group', 0, {group}, CAST(NULL AS text), CAST(NULL AS text)),
+                 ('exclusionGroup', 0, CASE WHEN picked.group_count > 8 THEN {excluded} END, NULL, NULL),
+                 ('allDevices', 1, NULL, '{ALL_DEVICES_ID}',
+                  CASE WHEN cardinality(filters.item_nos) > 0 THEN {filter_id} END),
+                 ('allLicensedUsers', 2, NULL, '{ALL_USERS_ID}', NULL))
+        AS target(kind, pattern, group_id, virtual_id, filter_id)
+    WHERE target.pattern = placed.rank % 4 AND (target.group_id IS NOT NULL OR target.virtual_id IS NOT NULL)"""
+
+
+def _timestamp(sql: str) -> str:
+    return f"""to_char(({sql}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
+
+
 _PICKED_POLICIES = f"""FROM (
-    SELECT DISTINCT ON (policy.id) policy.id, policy.tenant_id, plan.workspace_id, policy.graph_id,
-           policy.display_name, policy.description, policy.policy_type, policy.platform, policy.settings,
-           plan.planned_start
-    FROM backup_pick AS plan
-    JOIN policies AS policy
-      ON {_in_chunk('policy')} AND policy.tenant_id = plan.tenant_id AND policy.graph_id = plan.policy_graph_id
-    ORDER BY policy.id, plan.planned_start
+    SELECT DISTINCT ON (pick.tenant_id, pick.policy_no) pick.*, pick.policy_graph_id AS graph_id,
+           chunk.group_count, chunk.configuration_count
+    FROM backup_pick AS pick
+    JOIN chunk ON chunk.tenant_id = pick.tenant_id
+    ORDER BY pick.tenant_id, pick.policy_no, pick.planned_start
 ) AS picked
+JOIN payload_skeleton AS skeleton
+  ON skeleton.template_no = picked.template_no AND skeleton.version_number = picked.version_count
 CROSS JOIN LATERAL (
-    SELECT jsonb_build_object(
-               'object', jsonb_build_object(
-                   'id', picked.graph_id,
-                   CASE WHEN picked.policy_type IN ('configurationPolicy', 'endpointSecurity') THEN 'name'
-                        ELSE 'displayName' END, picked.display_name,
-                   'description', picked.description) || picked.settings,
-               'assignments', '[]'::jsonb) AS body
+    -- The policy's place among its family's policies (policies of one family follow the templates' order).
+    SELECT (picked.policy_no - 1) / :policy_templates_count * skeleton.family_count + skeleton.family_rank AS rank
+) AS placed
+CROSS JOIN LATERAL (
+    SELECT coalesce(array_agg(item.n ORDER BY item.n), CAST('{{}}' AS integer[])) AS item_nos
+    FROM generate_series(1, picked.configuration_count) AS item(n)
+    JOIN configuration_template AS configuration
+      ON configuration.entry_no = 1 + (item.n - 1) % :configuration_objects_count
+    WHERE configuration.entry ->> 'kind' = 'assignmentFilter'
+) AS filters
+CROSS JOIN LATERAL ({_assignment_sql()}) AS assigned
+CROSS JOIN LATERAL (
+    SELECT skeleton.body || jsonb_build_object('object', (skeleton.body -> 'object') || jsonb_build_object(
+               'id', picked.graph_id,
+               skeleton.name_key, picked.display_name,
+               'createdDateTime', {_timestamp('picked.last_changed_at - make_interval(days => 11 * picked.version_count)')},
+               'lastModifiedDateTime', {_timestamp('picked.last_changed_at')})
+           || CASE WHEN skeleton.etag_version
+                   THEN jsonb_build_object('version', '"' || {_graph_id("'etag'", 'picked.graph_id', 'picked.version_count')} || '"')
+                   ELSE '{{}}'::jsonb END
+           || CASE WHEN skeleton.body -> 'object' ? 'isAssigned'
+                   THEN jsonb_build_object('isAssigned', assigned.assignments <> '[]'::jsonb)
+                   ELSE '{{}}'::jsonb END)
+           || CASE WHEN skeleton.body ? 'assignments' THEN jsonb_build_object('assignments', assigned.assignments)
+                   ELSE '{{}}'::jsonb END AS body
     OFFSET 0  -- a fence: build each body once, not once per column that uses it
 ) AS item"""
 
@@ -547,13 +618,13 @@ BACKUP_PAYLOADS = TenantRowsInsert(
         "tenant_id": "picked.tenant_id",
         "workspace_id": "picked.workspace_id",
         "content_hash": _sha256_hex("item.body"),
-        "family": _SEEDED_FAMILY,
+        "family": "skeleton.family",
         "body": "item.body",
         "size_bytes": "octet_length(CAST(item.body AS text))",
         "created_at": "picked.planned_start",
     },
     source=_PICKED_POLICIES + "\nON CONFLICT (tenant_id, content_hash) DO NOTHING",
-    uses=("backup_pick",),
+    uses=("backup_pick", "payload_skeleton", "configuration_template"),
 )
 
 BACKUP_ITEMS = TenantRowsInsert(
@@ -561,7 +632,7 @@ BACKUP_ITEMS = TenantRowsInsert(
     columns={
         "tenant_id": "picked.tenant_id",
         "workspace_id": "picked.workspace_id",
-        "family": _SEEDED_FAMILY,
+        "family": "skeleton.family",
         "graph_id": "picked.graph_id",
         "display_name": "picked.display_name",
         "payload_id": "payload.id",
@@ -571,7 +642,7 @@ BACKUP_ITEMS = TenantRowsInsert(
     source=_PICKED_POLICIES + f"""
 JOIN backup_payloads AS payload
   ON {_in_chunk('payload')} AND payload.tenant_id = picked.tenant_id AND payload.content_hash = {_sha256_hex('item.body')}""",
-    uses=("backup_pick",),
+    uses=("backup_pick", "payload_skeleton", "configuration_template"),
 )
 
 BACKUP_SETS = TenantRowsInsert(

@@ -312,7 +312,7 @@ def _write_object(client, run: RestoreRun, item: RestoreItem, body: dict, same_t
         item.status, item.error = "failed", str(error)[:1000]
     except (GraphError, WritableError) as error:
         item.status = "failed"
-        item.error = f"Refused by Microsoft Graph: {getattr(error, 'message', str(error))}"[:1000]
+        item.error = refusal_text(error)[:1000]
     except NormalizeError as error:
         item.status = "failed"
         item.error = f"The target object cannot be read, so nothing was written: {error}"[:1000]
@@ -320,6 +320,17 @@ def _write_object(client, run: RestoreRun, item: RestoreItem, body: dict, same_t
     record_audit(f"restore.item.{item.status}", actor=actor, tenant=target, target_type=family.key,
                  target_id=item.target_graph_id or item.source_graph_id, target_name=item.display_name,
                  details={"restore_run": run.id, "action": item.action, "error": item.error})
+
+
+def refusal_text(error: Exception) -> str:
+    """What an item's failed write says: Graph's own refusal once (the client already says
+    "Refused by Microsoft Graph (400 …)"), else what went wrong, said to be Graph's refusal."""
+    message = str(getattr(error, "message", None) or error)
+    if message.startswith("Refused by Microsoft Graph"):
+        return message
+    if isinstance(error, WritableError):
+        return f"The stored copy cannot be written: {message}"
+    return f"Refused by Microsoft Graph: {message}"
 
 
 class StalePlan(Exception):

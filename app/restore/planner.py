@@ -8,8 +8,8 @@ one action:
 - update: the target object differs; the plan keeps the setting-level diff (normalized,
   app.diffing) and the assignment change;
 - skip: identical settings, and the assignments would end up as they are;
-- conflict: the name is taken by an object of another type, or by several objects: never
-  guessed, never written.
+- conflict: the name is taken by an object of another type, or by several objects, or the stored
+  payload lacks what its family's writes need (`incomplete_payload`): never guessed, never written.
 
 Assignments name groups (and assignment filters) of the source tenant. In the target they
 are matched by id (the same tenant), then by exact display name; a group with no match,
@@ -265,6 +265,32 @@ def find_target(client, family: Family, item: RestoreItem, body: dict, same_tena
     return ("found", current) if current is not None else ("none", None)
 
 
+def incomplete_payload(family: Family, body: dict) -> str | None:
+    """Why a stored payload cannot be written back, or None. Derived from the families table, as
+    the write body is (app.graph.writable): the object and its name (`name_key`, what a create
+    needs and a match is by); its @odata.type where the collection has subtypes (Graph cannot tell
+    what to create, and an update without it replaces the type); each relation written inside the
+    body (`inline_relations`: a Settings Catalog policy is its settings; a PUT without them would
+    empty the policy)."""
+    obj = body.get("object") if isinstance(body, dict) else None
+    if not isinstance(obj, dict):
+        return "The stored copy holds no object: it is not a backup of a Graph object, and is not written."
+    missing: list[str] = []
+    name = obj.get(family.name_key)
+    if not isinstance(name, str) or not name.strip():
+        missing.append(f"its name ({family.name_key})")
+    if family.has_subtypes and not (isinstance(obj.get("@odata.type"), str) and obj["@odata.type"].strip()):
+        missing.append("its type (@odata.type)")
+    for relation in family.inline_relations:
+        items = body.get(relation)
+        if not isinstance(items, list) or not items:
+            missing.append(f"its {relation}")
+    if not missing:
+        return None
+    return (f"The stored copy is incomplete for a {family.label} item: it lacks {', '.join(missing)}. Writing it "
+            "would remove what it lacks from the tenant, so it is not written; restore from another backup.")
+
+
 # What a restore of these families does not carry over, said in the plan of each item.
 FAMILY_NOTES = {
     "compliancePolicies": "Created with the block action Graph requires (after 0 hours); other scheduled "
@@ -277,6 +303,11 @@ FAMILY_NOTES = {
 def plan_item(client, run: RestoreRun, item: RestoreItem, body: dict, mapping: AssignmentMapping,
               same_tenant: bool, known: dict[str, dict | None] | None = None) -> None:
     family = FAMILIES_BY_KEY[item.family]
+    incomplete = incomplete_payload(family, body)
+    if incomplete is not None:
+        item.action, item.plan = "conflict", {"reason": incomplete, "unmatched": [], "name": item.display_name,
+                                              "assignments_mode": run.assignment_mode}
+        return
     desired, left_out = mapped_assignments(body, mapping) if family.assign_action else ([], [])
     unmatched = [{"id": source_id, **mapping.unmatched[source_id]} for source_id in dict.fromkeys(left_out)
                  if source_id in mapping.unmatched]
@@ -286,8 +317,6 @@ def plan_item(client, run: RestoreRun, item: RestoreItem, body: dict, mapping: A
     if desired is None and run.assignment_mode != "skip":
         plan["held_back"] = ("Assignments are not restored: an excluded group has no match in the target, and "
                              "leaving the exclusion out would give the policy to devices it excluded.")
-    if family.key in FAMILY_NOTES and state != "conflict":
-        plan["note"] = FAMILY_NOTES[family.key]
     if state == "conflict":
         item.action, plan["reason"] = "conflict", found
     elif state == "none":
@@ -312,6 +341,8 @@ def plan_item(client, run: RestoreRun, item: RestoreItem, body: dict, mapping: A
             item.action = "update"
             plan["reason"] = (f"{len(rows)} setting(s) differ" if rows else "Settings identical") + (
                 "; assignments change." if assignments_change else ".")
+    if family.key in FAMILY_NOTES and item.action in ("create", "update"):
+        plan["note"] = FAMILY_NOTES[family.key]  # only where something is written
     item.plan = plan
 
 
@@ -327,7 +358,7 @@ def claim_targets(items: list[RestoreItem]) -> None:
         if len(claimants) > 1:
             for item in claimants:
                 item.action = "conflict"
-                item.plan = {**item.plan, "reason": (
+                item.plan = {**{key: value for key, value in item.plan.items() if key != "note"}, "reason": (
                     f"{len(claimants)} selected items would {'write the same object' if kind == 'id' else 'create objects with the same name'}"
                     " in the target: choose one of them and plan again.")}
 

@@ -42,6 +42,16 @@ def missing_write_permissions(target: Tenant, families: set[str]) -> list[str]:
     return [name for name in needed if not satisfied(name, granted)]
 
 
+def target_shortfall(target: Tenant, families: set[str]) -> str | None:
+    """Why `target` cannot take a restore of `families`, in a few words (for the target list), or None."""
+    if target.status != "active":
+        return "archived"
+    if not target.is_connected:
+        return "not connected"
+    missing = missing_write_permissions(target, families)
+    return f"lacks {', '.join(missing)}" if missing else None
+
+
 def check_target(target: Tenant, families: set[str]) -> None:
     if target.status != "active":
         raise RestoreRefused(f"{target.name} is archived: nothing is restored into an archived tenant.")

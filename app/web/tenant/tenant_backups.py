@@ -22,6 +22,7 @@ from app.backup.runner import request_backup
 from app.backup.schedules import backup_blocker, next_run_after, schedule_blocker
 from app.extensions import db
 from app.web.forms import ActionForm, BackupScheduleForm, RestorePlanForm
+from wtforms.fields import SelectChoice
 from app.graph.families import FAMILIES_BY_KEY
 from app.web.listing import paginate, read_list_params, search_clause
 from app.models import (BackupItem, BackupPayload, BackupSchedule, BackupSet, Policy, PolicyVersion,
@@ -130,12 +131,22 @@ def restore_targets(tenant: Tenant) -> list[Tenant]:
     return sorted(rows, key=lambda row: row.id != tenant.id)
 
 
-def _restore_form(tenant: Tenant) -> RestorePlanForm:
+def _restore_form(tenant: Tenant, families: set[str]) -> RestorePlanForm:
+    """The wizard's form; a target that cannot take these families (not connected, permissions
+    missing) is listed disabled with the reason, rather than refused after the submit."""
     form = RestorePlanForm()
-    form.target_tenant.choices = [(str(t.external_id), t.name + (" (this tenant)" if t.id == tenant.id else ""))
-                                  for t in restore_targets(tenant)]
-    if request.method == "GET" and not form.target_tenant.data:  # offered first; never assumed for a POST
-        form.target_tenant.data = str(tenant.external_id)
+    choices, usable = [], []
+    for target in restore_targets(tenant):
+        label = target.name + (" (this tenant)" if target.id == tenant.id else "")
+        shortfall = restores.target_shortfall(target, families) if families else None
+        if shortfall:
+            choices.append(SelectChoice(str(target.external_id), f"{label}: {shortfall}", {"disabled": True}))
+        else:
+            choices.append(SelectChoice(str(target.external_id), label))
+            usable.append(str(target.external_id))
+    form.target_tenant.choices = choices
+    if request.method == "GET" and not form.target_tenant.data and usable:  # offered first; never assumed for a POST
+        form.target_tenant.data = str(tenant.external_id) if str(tenant.external_id) in usable else usable[0]
     return form
 
 
@@ -164,11 +175,16 @@ def restore_from_backup(backup_set_id: int):
     require_role("manager", "restore")
     tenant = _tenant()
     items = restores.restorable_items(backup_set, list(backup_set.item_ids))
-    form = _restore_form(tenant)
+    form = _restore_form(tenant, {item.family for item in items})
     chosen = set()
     if request.method == "POST":
         chosen = set(_item_ids())
-        if form.validate_on_submit():
+        strangers = chosen - {item.id for item in items}
+        if strangers:
+            flash(f"{len(strangers)} chosen item(s) are not in this backup set (or cannot be restored): "
+                  "choose from its list below.", "danger")
+            chosen -= strangers
+        elif form.validate_on_submit():
             target = _chosen_target(form, tenant)
             try:
                 run = restores.start_restore_from_backup(backup_set, sorted(chosen), target,
@@ -196,7 +212,10 @@ def restore_version(policy_id: int, version_id: int):
         abort(404)
     require_role("manager", "restore")
     tenant = _tenant()
-    form = _restore_form(tenant)
+    payload_family = db.session.scalar(select(BackupPayload.family).where(
+        BackupPayload.id == version.payload_id, BackupPayload.tenant_id == version.tenant_id)) \
+        if version.payload_id else None
+    form = _restore_form(tenant, {payload_family} if payload_family in FAMILIES_BY_KEY else set())
     if request.method == "POST" and form.validate_on_submit():
         target = _chosen_target(form, tenant)
         try:
@@ -262,6 +281,12 @@ def restore_run_detail(restore_run_id: int):
         if run.backup_set_id else None
     people = {user.id: user for user in db.session.scalars(select(User).where(
         User.id.in_([i for i in (run.requested_by_user_id, run.executed_by_user_id) if i])))}
+    version = policy = None
+    if run.policy_version_id:
+        version = db.session.scalar(select(PolicyVersion).where(PolicyVersion.id == run.policy_version_id,
+                                                                PolicyVersion.tenant_id == run.source_tenant_id))
+        policy = db.session.scalar(select(Policy).where(Policy.id == version.policy_id,
+                                                        Policy.tenant_id == run.source_tenant_id)) if version else None
     write_check = None
     if run.status == "planned":
         try:
@@ -271,7 +296,19 @@ def restore_run_detail(restore_run_id: int):
     return render_template("tenant/restore_run.html", run=run, source=source, backup_set=backup_set,
                            requested_by=people.get(run.requested_by_user_id),
                            executed_by=people.get(run.executed_by_user_id), page=restore_items_page(run),
-                           family_label=family_label, action_form=ActionForm(), write_check=write_check)
+                           family_label=family_label, action_form=ActionForm(), write_check=write_check,
+                           version=version, policy=policy, execute_question=execute_question(run, _tenant()))
+
+
+def execute_question(run: RestoreRun, target: Tenant) -> str | None:
+    """What the Execute button asks before writing ("Write 3 creates and 16 updates to Contoso?"),
+    or None when the plan writes nothing."""
+    actions = (run.summary or {}).get("actions") or {}
+    counts = [f"{actions[action]} {action}{'s' if actions[action] != 1 else ''}"
+              for action in ("create", "update") if actions.get(action)]
+    if not counts:
+        return None
+    return f"Write {' and '.join(counts)} to {target.name}?"
 
 
 def run_families(run: RestoreRun) -> set[str]:
