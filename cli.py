@@ -383,10 +383,14 @@ def register_rollout_commands(app: Flask) -> None:
         if report.older_transactions_open:
             click.echo("Transactions older than the rows it had to create were still open: run the command "
                        "again once they have ended.", err=True)
-        if report.failed:
+        if report.totals_failed:
+            click.echo("The workspaces' tenant totals were not recounted: tenant writers held their lock "
+                       f"through {ATTEMPTS} attempts; run the command again.", err=True)
+        if report.failed or report.totals_failed:
             raise click.ClickException(
                 f"{len(report.failed)} tenants stayed locked by their writers after {ATTEMPTS} attempts "
-                f"(tenant ids {', '.join(str(t) for t in report.failed[:20])}); run the command again.")
+                f"(tenant ids {', '.join(str(t) for t in report.failed[:20])}); run the command again."
+                if report.failed else "Run the command again once the tenant writers have finished.")
 
     @app.cli.command("move-tenant", cls=StrictCommand)
     @click.argument("external_id")

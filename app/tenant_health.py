@@ -34,6 +34,7 @@ class RefreshReport:
     created: list[int] = field(default_factory=list)  # tenant ids whose row was missing
     older_transactions_open: bool = False  # some writer from before they existed outlived the wait
     totals_corrected: int = 0  # (workspace, status) rows of workspace_tenant_totals that were wrong (0018)
+    totals_failed: bool = False  # the totals' recount stayed locked out by tenant writers
 
 
 def create_missing_rows(connection: Connection, wait: float = OLDER_TRANSACTIONS_WAIT) -> tuple[list[int], bool]:
@@ -56,6 +57,19 @@ def create_missing_rows(connection: Connection, wait: float = OLDER_TRANSACTIONS
             return created, True
         time.sleep(0.2)
     return created, False
+
+
+def refresh_totals(connection: Connection, attempts: int = ATTEMPTS) -> int | None:
+    """Recount the workspaces' tenant totals, retried like a tenant's row (its table lock waits for
+    open tenant writers); the rows corrected, or None if writers kept it out every time."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return int(connection.execute(text("SELECT refresh_workspace_tenant_totals()")).scalar_one())
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) not in RETRYABLE:
+                raise
+            time.sleep(0.2 * attempt)
+    return None
 
 
 def refresh_tenant(connection: Connection, tenant_id: int, attempts: int = ATTEMPTS) -> bool | None:
@@ -88,8 +102,9 @@ def refresh_all(engine: Engine, on_progress: Callable[[int, int], None] | None =
                                          {"after": after, "n": ID_PAGE}).scalars().all()
                 if not ids:
                     # The portfolio's kept tenant totals, recounted in one short transaction.
-                    report.totals_corrected = connection.execute(
-                        text("SELECT refresh_workspace_tenant_totals()")).scalar_one()
+                    corrected = refresh_totals(connection)
+                    report.totals_failed = corrected is None
+                    report.totals_corrected = corrected or 0
                     return report
                 for tenant_id in ids:
                     corrected = refresh_tenant(connection, tenant_id)

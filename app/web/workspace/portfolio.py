@@ -96,11 +96,12 @@ def portfolio_sorts(sortable: dict, workspace_id: int) -> dict[str, KeysetSort]:
 
 def every_tenant_has_health_row(workspace_id: int) -> bool:
     """Whether the workspace's health rows are as many as its tenants (asked at the end of a
-    health-sorted list only: a count of one index's entries, against the kept totals)."""
+    health-sorted list only). Both counted, not read from the kept totals: a tenant written with
+    triggers off (a restore) has neither a health row nor a place in the totals, and must still
+    be listed, as "Health not counted yet"."""
     health_rows = select(func.count()).select_from(TenantHealth).where(
         TenantHealth.workspace_id == workspace_id).scalar_subquery()
-    tenants = select(func.coalesce(func.sum(WorkspaceTenantTotal.tenants), 0)).where(
-        WorkspaceTenantTotal.workspace_id == workspace_id).scalar_subquery()
+    tenants = select(func.count()).select_from(Tenant).where(Tenant.workspace_id == workspace_id).scalar_subquery()
     return bool(db.session.scalar(select(health_rows >= tenants)))
 
 
