@@ -177,6 +177,12 @@ def test_baseline_from_a_golden_tenant_assigned_by_tag_shows_drift_in_the_matrix
         page.click(".backup-set-choices a")
         expect(page.locator("table.backup-policy-items input[name=item]").first).to_be_visible()
         shot(page, "drift-06-baseline-from-backup-form", full_page=False)
+        # Ticking a policy chooses "only the ticked ones"; unticking every box chooses every policy again.
+        first_box = page.locator("table.backup-policy-items input[name=item]").first
+        first_box.check()
+        expect(page.locator("input[data-scope-option='chosen']")).to_be_checked()
+        first_box.uncheck()
+        expect(page.locator("input[data-scope-option='all']")).to_be_checked()
         page.fill("input[name=name]", "Golden from backup")
         page.click("button:has-text('Build baseline')")
         expect(page.locator(".alert-success")).to_contain_text("Baseline Golden from backup built from backup")
