@@ -224,3 +224,23 @@ def test_the_policy_boxes_drive_the_scope_radio(ada, world):
     assert 'data-picks-scope="chosen"' in body
     assert 'data-scope-option="chosen"' in body and 'data-scope-option="all"' in body
     assert "Ticking a policy below chooses" in body
+
+
+def test_a_policy_whose_payload_holds_no_settings_or_platform_is_named_in_a_warning(ada, world, db_session):
+    """The world's backup payload is incomplete (a name, no type, no settings): built, but never silently."""
+    response = post_form(ada, f"/admin/w/{world.a.slug}/baselines/from-backup",
+                         {"name": "Hollow", "backup_set": str(world.ids_a["backup_set_id"]), "scope": "all"},
+                         follow_redirects=True)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "1 policy of this backup holds no settings or no known platform" in body and "“ALPHA item”" in body
+    assert "No known platform and no settings" in body  # stays on the baseline's page, per policy
+
+
+def test_hollow_policies_names_those_without_settings_or_platform():
+    from app.drift.baselines import TenantPolicy, hollow_policies
+
+    policies = [TenantPolicy(1, "deviceConfiguration", "windows10", "Fine", {"a": 1}),
+                TenantPolicy(2, "deviceConfiguration", "windows10", "Empty", {}),
+                TenantPolicy(3, "deviceCompliancePolicy", "unknown", "Typeless", {"a": 1})]
+    assert hollow_policies(policies) == ["Empty", "Typeless"]

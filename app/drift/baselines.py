@@ -315,13 +315,20 @@ def backed_up_policies(backup_set: BackupSet, item_ids: list[int] | None = None
     return policies, kinds, unreadable
 
 
+def hollow_policies(policies) -> list[str]:
+    """Names of the policies (baseline or tenant ones) that expect nothing useful: no settings, or a
+    platform the payload did not tell (an incomplete backup payload), so they match little or nothing."""
+    return [p.name for p in policies if not p.settings or p.platform == "unknown"]
+
+
 def build_from_backup(workspace_id: int, name: str, backup_set: BackupSet, tenant: Tenant, user_id: int | None, *,
                       item_ids: list[int] | None = None, severity: str = "medium", report_extra: bool = False,
                       with_assignments: bool = True) -> Baseline:
     """A new baseline holding the policies of a backup set (all, or the items `item_ids`) as they
     were when it was taken: the same normalized settings as building from the tenant then.
     Refused (BuildRefused) for a set still running or failed, an item that is not one of the
-    set's policies, or a selection with no readable policy."""
+    set's policies, or a selection with no readable policy. A policy whose payload held no
+    settings or no platform is built as it is: hollow_policies() names them for a warning."""
     if backup_set.workspace_id != workspace_id or backup_set.tenant_id != tenant.id:
         raise BuildRefused("That backup set is not one of this tenant's.")
     if backup_set.status not in BACKUP_SOURCE_STATUSES:

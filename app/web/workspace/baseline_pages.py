@@ -16,7 +16,8 @@ from wtforms.fields import SelectChoice
 from app.access import parse_external_id, require_role
 from app.audit import record_audit
 from app.drift.baselines import (BACKUP_SOURCE_STATUSES, POLICY_FAMILIES, BuildRefused, EditRefused, baseline_prefix,
-                              build_from_backup, build_from_tenant, edit_policy, policy_items_of)
+                              build_from_backup, build_from_tenant, edit_policy, hollow_policies,
+                              policy_items_of)
 from app.extensions import db
 from app.web.forms import ActionForm
 from app.jobs import enqueue_evaluation
@@ -214,6 +215,13 @@ def create_from_backup():
     db.session.commit()
     flash(f"Baseline {baseline.name} built from backup {backup_set.name} of {tenant.name} "
           f"({len(baseline.policies)} policies). Assign it to tenants or a tag.", "success")
+    hollow = hollow_policies(baseline.policies)
+    if hollow:
+        names = ", ".join(f"“{name}”" for name in hollow[:10]) + (f" and {len(hollow) - 10} more" if len(hollow) > 10 else "")
+        flash(f"{len(hollow)} {'policy' if len(hollow) == 1 else 'policies'} of this backup "
+              f"{'holds' if len(hollow) == 1 else 'hold'} no settings or no known platform (an incomplete backup "
+              f"payload?): {names}. {'It expects' if len(hollow) == 1 else 'They expect'} next to nothing: drop "
+              f"{'it' if len(hollow) == 1 else 'them'} below, or build again from a complete backup.", "warning")
     return redirect(url_for(".detail", baseline_id=baseline.id))
 
 
