@@ -208,4 +208,14 @@ def test_baseline_from_a_golden_tenant_assigned_by_tag_shows_drift_in_the_matrix
         expect(page.locator(".alert-success")).to_contain_text("Baseline Golden from backup built from backup")
         expect(page.locator(".baseline-policy").first).to_be_visible()
         shot(page, "drift-07-baseline-from-backup", full_page=False)
+
+        # Deleting a baseline (and its drift findings) asks first: dismissed, nothing is deleted.
+        detail_url = page.url
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        page.click("button:has-text('Delete baseline')")
+        page.wait_for_timeout(300)
+        assert page.url == detail_url
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("button:has-text('Delete baseline')")
+        expect(page.locator(".alert-success")).to_contain_text("Baseline Golden from backup deleted")
         browser.close()

@@ -278,6 +278,25 @@ BACKUP_SOURCE_STATUSES = ("completed", "partial")  # a backup that holds items; 
 POLICY_FAMILIES = {family.key: family for family in FAMILIES if family.store == STORE_POLICY}
 
 
+# How the pages name a policy's type and platform (the stored values are Graph's words).
+POLICY_TYPE_LABELS = {"configurationPolicy": "Settings Catalog", "endpointSecurity": "Endpoint security",
+                      "deviceConfiguration": "Device configuration", "deviceCompliancePolicy": "Compliance policy",
+                      "appProtectionPolicy": "App protection"}
+PLATFORM_LABELS = {"windows10": "Windows 10/11", "windows10Mobile": "Windows 10 Mobile", "windowsPhone81": "Windows Phone 8.1",
+                   "windows81": "Windows 8.1", "macOS": "macOS", "iOS": "iOS/iPadOS", "ios": "iOS/iPadOS",
+                   "android": "Android", "androidWorkProfile": "Android work profile",
+                   "androidDeviceOwner": "Android Enterprise (fully managed)", "androidForWork": "Android for Work",
+                   "aosp": "Android (AOSP)", "windows": "Windows", "linux": "Linux"}
+
+
+def policy_kind_label(policy_type: str, platform: str) -> str:
+    """"Compliance policy · Windows 10/11"; an unknown platform said so, an unlisted value kept as it is."""
+    kind = POLICY_TYPE_LABELS.get(policy_type, policy_type)
+    if not platform or platform == "unknown":
+        return f"{kind} · platform unknown"
+    return f"{kind} · {PLATFORM_LABELS.get(platform, platform)}"
+
+
 class BuildRefused(ValueError):
     pass
 

@@ -17,7 +17,7 @@ from app.access import parse_external_id, require_role
 from app.audit import record_audit
 from app.drift.baselines import (BACKUP_SOURCE_STATUSES, POLICY_FAMILIES, BuildRefused, EditRefused, baseline_prefix,
                               build_from_backup, build_from_tenant, edit_policy, hollow_policies,
-                              policy_items_of)
+                              policy_items_of, policy_kind_label)
 from app.extensions import db
 from app.web.forms import ActionForm
 from app.jobs import enqueue_evaluation
@@ -36,6 +36,10 @@ def _workspace_id() -> int:
     return g.workspace_access.workspace.id
 
 
+def counted(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
 def baseline_or_404(baseline_id: int) -> Baseline:
     baseline = db.session.scalar(select(Baseline).where(Baseline.id == baseline_id,
                                                         Baseline.workspace_id == _workspace_id()))
@@ -45,14 +49,17 @@ def baseline_or_404(baseline_id: int) -> Baseline:
 
 
 def baselines_overview(workspace_id: int):
-    """Each baseline with its policy count, assignment count and open drift findings, in one statement."""
+    """Each baseline with its policy count, tenants and tags assigned and open drift findings, in one statement."""
     policies = (select(func.count()).where(BaselinePolicy.baseline_id == Baseline.id).correlate(Baseline)
                 .scalar_subquery())
-    assignments = (select(func.count()).where(BaselineAssignment.baseline_id == Baseline.id).correlate(Baseline)
-                   .scalar_subquery())
+
+    def assigned(column):
+        return (select(func.count(column)).where(BaselineAssignment.baseline_id == Baseline.id).correlate(Baseline)
+                .scalar_subquery())
     open_findings = (select(func.count()).where(Finding.baseline_id == Baseline.id, Finding.workspace_id == workspace_id,
                                                 Finding.status == "open").correlate(Baseline).scalar_subquery())
-    return db.session.execute(select(Baseline, policies, assignments, open_findings)
+    return db.session.execute(select(Baseline, policies, assigned(BaselineAssignment.tenant_id),
+                                     assigned(BaselineAssignment.tag_id), open_findings)
                               .where(Baseline.workspace_id == workspace_id).order_by(Baseline.name)).all()
 
 
@@ -102,7 +109,7 @@ def create():
                  details={"before": None, "after": {"name": baseline.name, "built_from": tenant.name,
                                                     "policies": len(baseline.policies)}})
     db.session.commit()
-    flash(f"Baseline {baseline.name} built from {tenant.name} ({len(baseline.policies)} policies). "
+    flash(f"Baseline {baseline.name} built from {tenant.name} ({counted(len(baseline.policies), 'policy', 'policies')}). "
           "Assign it to tenants or a tag.", "success")
     return redirect(url_for(".detail", baseline_id=baseline.id))
 
@@ -214,7 +221,7 @@ def create_from_backup():
                                                     "policies": len(baseline.policies)}})
     db.session.commit()
     flash(f"Baseline {baseline.name} built from backup {backup_set.name} of {tenant.name} "
-          f"({len(baseline.policies)} policies). Assign it to tenants or a tag.", "success")
+          f"({counted(len(baseline.policies), 'policy', 'policies')}). Assign it to tenants or a tag.", "success")
     hollow = hollow_policies(baseline.policies)
     if hollow:
         names = ", ".join(f"“{name}”" for name in hollow[:10]) + (f" and {len(hollow) - 10} more" if len(hollow) > 10 else "")
@@ -252,7 +259,8 @@ def _detail(baseline: Baseline, assign_form: AssignBaselineForm, status: int = 2
         BaselineVersion.baseline_id == baseline.id, BaselineVersion.workspace_id == baseline.workspace_id)
         .order_by(BaselineVersion.version.desc()).limit(20)).all()
     return render_template("baselines/detail.html", baseline=baseline, assignments=assignments_of(baseline),
-                           versions=versions, assign_form=assign_form, action_form=ActionForm()), status
+                           versions=versions, assign_form=assign_form, action_form=ActionForm(),
+                           policy_kind_label=policy_kind_label), status
 
 
 def _assign_form() -> AssignBaselineForm:
@@ -316,7 +324,7 @@ def assign(baseline_id: int):
                  details={"before": None, "after": {"assigned_to": label}})
     queued = queue_evaluations(db.session.scalars(tenants_of_baseline(baseline).with_only_columns(Tenant.id)))
     db.session.commit()
-    flash(f"{baseline.name} assigned to {label}; {queued} tenant(s) are being compared with it.", "success")
+    flash(f"{baseline.name} assigned to {label}; {counted(queued, 'tenant is', 'tenants are')} being compared with it.", "success")
     return redirect(url_for(".detail", baseline_id=baseline.id))
 
 
@@ -387,7 +395,7 @@ def evaluate(baseline_id: int):
                  target_type="baseline", target_id=baseline.id, target_name=baseline.name,
                  details={"before": None, "after": {"tenants_queued": queued}})
     db.session.commit()
-    flash(f"{queued} tenant(s) queued for comparison with {baseline.name}.", "success")
+    flash(f"{counted(queued, 'tenant', 'tenants')} queued for comparison with {baseline.name}.", "success")
     return redirect(url_for(".matrix", baseline_id=baseline.id))
 
 
