@@ -198,3 +198,49 @@ def test_an_operator_may_not_build_from_a_backup(app, world, db_session):
                                       "csrf_token": csrf_token(client)})
     assert response.status_code == 403
     assert baselines_of(db_session, world.a) == 0
+
+
+def test_ticked_policies_with_every_policy_chosen_are_a_400_that_builds_nothing(ada, world, db_session):
+    """Ticking boxes while "every policy" stays chosen once built the whole set: now refused, with the way out."""
+    response = post_form(ada, f"/admin/w/{world.a.slug}/baselines/from-backup",
+                         {"name": "Contradiction", "backup_set": str(world.ids_a["backup_set_id"]), "scope": "all",
+                          "item": str(world.ids_a["backup_item_id"])})
+    assert response.status_code == 400
+    body = response.get_data(as_text=True)
+    assert "1 policy is ticked but" in body and "Only the policies ticked below" in body
+    assert f'value="{world.ids_a["backup_item_id"]}" id="item-{world.ids_a["backup_item_id"]}" checked' in body
+    assert baselines_of(db_session, world.a) == 0
+
+
+def test_every_policy_without_ticks_still_builds_the_whole_set(ada, world, db_session):
+    response = post_form(ada, f"/admin/w/{world.a.slug}/baselines/from-backup",
+                         {"name": "Everything", "backup_set": str(world.ids_a["backup_set_id"]), "scope": "all"})
+    assert response.status_code == 302
+    assert baselines_of(db_session, world.a) == 1
+
+
+def test_the_policy_boxes_drive_the_scope_radio(ada, world):
+    body = page(ada, f"/admin/w/{world.a.slug}/baselines/from-backup?backup_set={world.ids_a['backup_set_id']}")
+    assert 'data-picks-scope="chosen"' in body
+    assert 'data-scope-option="chosen"' in body and 'data-scope-option="all"' in body
+    assert "Ticking a policy below chooses" in body
+
+
+def test_a_policy_whose_payload_holds_no_settings_or_platform_is_named_in_a_warning(ada, world, db_session):
+    """The world's backup payload is incomplete (a name, no type, no settings): built, but never silently."""
+    response = post_form(ada, f"/admin/w/{world.a.slug}/baselines/from-backup",
+                         {"name": "Hollow", "backup_set": str(world.ids_a["backup_set_id"]), "scope": "all"},
+                         follow_redirects=True)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "1 policy of this backup holds no settings or no known platform" in body and "“ALPHA item”" in body
+    assert "No known platform and no settings" in body  # stays on the baseline's page, per policy
+
+
+def test_hollow_policies_names_those_without_settings_or_platform():
+    from app.drift.baselines import TenantPolicy, hollow_policies
+
+    policies = [TenantPolicy(1, "deviceConfiguration", "windows10", "Fine", {"a": 1}),
+                TenantPolicy(2, "deviceConfiguration", "windows10", "Empty", {}),
+                TenantPolicy(3, "deviceCompliancePolicy", "unknown", "Typeless", {"a": 1})]
+    assert hollow_policies(policies) == ["Empty", "Typeless"]

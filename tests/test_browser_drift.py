@@ -154,6 +154,26 @@ def test_baseline_from_a_golden_tenant_assigned_by_tag_shows_drift_in_the_matrix
         page.click("a:has-text('Show every setting')")
         expect(page.locator("td.cell-compliant").first).to_be_visible()
         shot(page, "drift-02b-matrix-every-setting", full_page=False)
+        # Scrolled down and sideways inside its card, the matrix keeps its header row and setting column in place.
+        for width, height in ((1440, 900), (390, 844)):
+            page.set_viewport_size({"width": width, "height": height})
+            card = page.locator(".table-card.matrix-scroll")
+            # One tenant fits the screen: the card is narrowed (to the setting column and half a
+            # tenant column) so that it scrolls sideways at all.
+            card.evaluate("card => { card.style.width = (card.querySelector('thead th').offsetWidth + 50) + 'px'; }")
+            card.evaluate("card => { card.scrollTop = 400; card.scrollLeft = 300; }")
+            assert card.evaluate("card => card.scrollTop") > 0  # every setting: taller than the card
+            assert card.evaluate("card => card.scrollLeft") > 0
+            before = card.bounding_box()  # after the scroll hint has appeared above the card
+            header = page.locator(".drift-matrix thead th").first.bounding_box()
+            setting = page.locator(".drift-matrix tbody th[scope=row]").nth(8).bounding_box()
+            assert abs(header["y"] - before["y"]) <= 2 and abs(header["x"] - before["x"]) <= 2
+            assert abs(setting["x"] - before["x"]) <= 2
+            widths = {round(box["width"]) for box in (page.locator(".drift-matrix th.tenant-col").nth(i).bounding_box()
+                                                       for i in range(page.locator(".drift-matrix th.tenant-col").count()))}
+            assert len(widths) == 1, widths  # equal tenant columns
+            shot(page, f"drift-02c-matrix-scrolled-{width}", full_page=False)
+            card.evaluate("card => { card.scrollTop = 0; card.scrollLeft = 0; card.style.width = ''; }")
         page.set_viewport_size({"width": 1400, "height": 900})
 
         page.goto(f"{server.url}/admin/t/{customer}/findings?kind=drift")
@@ -174,12 +194,31 @@ def test_baseline_from_a_golden_tenant_assigned_by_tag_shows_drift_in_the_matrix
         page.click("a.from-backup-link")
         page.select_option("select[name=tenant]", golden)
         page.click("button:has-text('Show its backups')")
+        page.set_viewport_size({"width": 390, "height": 844})
+        shot(page, "drift-05b-backup-choices-phone", full_page=False)
+        page.set_viewport_size({"width": 1400, "height": 900})
         page.click(".backup-set-choices a")
         expect(page.locator("table.backup-policy-items input[name=item]").first).to_be_visible()
         shot(page, "drift-06-baseline-from-backup-form", full_page=False)
+        # Ticking a policy chooses "only the ticked ones"; unticking every box chooses every policy again.
+        first_box = page.locator("table.backup-policy-items input[name=item]").first
+        first_box.check()
+        expect(page.locator("input[data-scope-option='chosen']")).to_be_checked()
+        first_box.uncheck()
+        expect(page.locator("input[data-scope-option='all']")).to_be_checked()
         page.fill("input[name=name]", "Golden from backup")
         page.click("button:has-text('Build baseline')")
         expect(page.locator(".alert-success")).to_contain_text("Baseline Golden from backup built from backup")
         expect(page.locator(".baseline-policy").first).to_be_visible()
         shot(page, "drift-07-baseline-from-backup", full_page=False)
+
+        # Deleting a baseline (and its drift findings) asks first: dismissed, nothing is deleted.
+        detail_url = page.url
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        page.click("button:has-text('Delete baseline')")
+        page.wait_for_timeout(300)
+        assert page.url == detail_url
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("button:has-text('Delete baseline')")
+        expect(page.locator(".alert-success")).to_contain_text("Baseline Golden from backup deleted")
         browser.close()

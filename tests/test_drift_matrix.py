@@ -97,3 +97,45 @@ def test_the_matrix_draws_the_settings_that_differ_and_every_setting_when_asked(
     assert "0 of 3 settings differ" in body and "Every setting is compliant" in body
     body = page(ada, url + "?show=all")
     assert len(re.findall(r'class="matrix-row"', body)) == 3 and body.count("cell-compliant") == 9
+
+
+def test_a_tenant_never_evaluated_is_not_checked_in_grey_never_compliant(ada, world, db_session):
+    """Never connected or synced and no finding of the baseline: it was never compared, so no ✓."""
+    baseline, item, tag = matrix_baseline(db_session, world)
+    add_tagged_tenants(db_session, world, tag, baseline, item, 2)
+    db_session.execute(text(
+        """INSERT INTO tenants (workspace_id, external_id, name) VALUES (:w, gen_random_uuid(), 'Matrix never read')"""),
+        {"w": world.a.id})
+    db_session.execute(text(
+        """INSERT INTO tenant_tags (tenant_id, tag_id, workspace_id)
+           SELECT id, :tag, :w FROM tenants WHERE name = 'Matrix never read'"""), {"tag": tag.id, "w": world.a.id})
+    db_session.commit()
+    url = f"/admin/w/{world.a.slug}/baselines/{baseline.id}/matrix"
+    body = page(ada, url + "?show=all")
+    assert body.count('class="cell cell-not-evaluated"') == 3  # one per setting, the never-read tenant's column
+    assert body.count("cell-compliant") == 4  # b and c of the two evaluated tenants
+    assert "tenant-not-evaluated" in body and "not evaluated yet" in body
+    body = page(ada, url)
+    assert "1 of 3 settings differ" in body and "(1 tenant not checked yet)" in body
+    # Its findings resolved, an evaluated tenant stays compliant: a resolved finding proves the comparison.
+    db_session.execute(text("UPDATE findings SET status = 'resolved' WHERE baseline_id = :b"), {"b": baseline.id})
+    db_session.commit()
+    body = page(ada, url + "?show=all")
+    assert body.count('class="cell cell-not-evaluated"') == 3 and body.count("cell-compliant") == 6
+    assert "Every setting is compliant for the evaluated tenants" in page(ada, url)
+
+
+def test_a_synced_tenant_without_findings_is_compliant_and_old_version_results_say_so(ada, world, db_session):
+    baseline, item, tag = matrix_baseline(db_session, world)
+    add_tagged_tenants(db_session, world, tag, baseline, item, 2)
+    db_session.execute(text("UPDATE baselines SET version = 2 WHERE id = :b"), {"b": baseline.id})
+    db_session.execute(text(
+        """UPDATE findings SET detail = detail || '{"baselineVersion": 1}'
+           WHERE tenant_id = (SELECT id FROM tenants WHERE name = 'Matrix tenant 001')"""))
+    db_session.execute(text("DELETE FROM findings WHERE tenant_id = (SELECT id FROM tenants WHERE name = 'Matrix tenant 002')"))
+    db_session.execute(text("UPDATE tenants SET connection_status = 'connected', last_sync_at = now() "
+                            "WHERE name = 'Matrix tenant 002'"))
+    db_session.commit()
+    body = page(ada, f"/admin/w/{world.a.slug}/baselines/{baseline.id}/matrix?show=all")
+    assert "cell cell-not-evaluated" not in body
+    assert body.count("cell-compliant") == 5 and "compared with v1" in body

@@ -278,6 +278,25 @@ BACKUP_SOURCE_STATUSES = ("completed", "partial")  # a backup that holds items; 
 POLICY_FAMILIES = {family.key: family for family in FAMILIES if family.store == STORE_POLICY}
 
 
+# How the pages name a policy's type and platform (the stored values are Graph's words).
+POLICY_TYPE_LABELS = {"configurationPolicy": "Settings Catalog", "endpointSecurity": "Endpoint security",
+                      "deviceConfiguration": "Device configuration", "deviceCompliancePolicy": "Compliance policy",
+                      "appProtectionPolicy": "App protection"}
+PLATFORM_LABELS = {"windows10": "Windows 10/11", "windows10Mobile": "Windows 10 Mobile", "windowsPhone81": "Windows Phone 8.1",
+                   "windows81": "Windows 8.1", "macOS": "macOS", "iOS": "iOS/iPadOS", "ios": "iOS/iPadOS",
+                   "android": "Android", "androidWorkProfile": "Android work profile",
+                   "androidDeviceOwner": "Android Enterprise (fully managed)", "androidForWork": "Android for Work",
+                   "aosp": "Android (AOSP)", "windows": "Windows", "linux": "Linux"}
+
+
+def policy_kind_label(policy_type: str, platform: str) -> str:
+    """"Compliance policy · Windows 10/11"; an unknown platform said so, an unlisted value kept as it is."""
+    kind = POLICY_TYPE_LABELS.get(policy_type, policy_type)
+    if not platform or platform == "unknown":
+        return f"{kind} · platform unknown"
+    return f"{kind} · {PLATFORM_LABELS.get(platform, platform)}"
+
+
 class BuildRefused(ValueError):
     pass
 
@@ -315,13 +334,20 @@ def backed_up_policies(backup_set: BackupSet, item_ids: list[int] | None = None
     return policies, kinds, unreadable
 
 
+def hollow_policies(policies) -> list[str]:
+    """Names of the policies (baseline or tenant ones) that expect nothing useful: no settings, or a
+    platform the payload did not tell (an incomplete backup payload), so they match little or nothing."""
+    return [p.name for p in policies if not p.settings or p.platform == "unknown"]
+
+
 def build_from_backup(workspace_id: int, name: str, backup_set: BackupSet, tenant: Tenant, user_id: int | None, *,
                       item_ids: list[int] | None = None, severity: str = "medium", report_extra: bool = False,
                       with_assignments: bool = True) -> Baseline:
     """A new baseline holding the policies of a backup set (all, or the items `item_ids`) as they
     were when it was taken: the same normalized settings as building from the tenant then.
     Refused (BuildRefused) for a set still running or failed, an item that is not one of the
-    set's policies, or a selection with no readable policy."""
+    set's policies, or a selection with no readable policy. A policy whose payload held no
+    settings or no platform is built as it is: hollow_policies() names them for a warning."""
     if backup_set.workspace_id != workspace_id or backup_set.tenant_id != tenant.id:
         raise BuildRefused("That backup set is not one of this tenant's.")
     if backup_set.status not in BACKUP_SOURCE_STATUSES:

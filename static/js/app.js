@@ -311,7 +311,25 @@
     });
   }
 
+  // Baseline from a backup: a ticked policy means "only the ticked ones", so the scope radio
+  // follows the boxes (the server refuses "every policy" with boxes ticked, should this not run).
+  function setupScopeFollowsTicks() {
+    var boxes = Array.prototype.slice.call(document.querySelectorAll("input[data-picks-scope]"));
+    if (!boxes.length) { return; }
+    var form = boxes[0].form;
+    function pick(value) {
+      var radio = form.querySelector("input[data-scope-option='" + value + "']");
+      if (radio) { radio.checked = true; }
+    }
+    boxes.forEach(function (box) {
+      box.addEventListener("change", function () {
+        pick(boxes.some(function (b) { return b.checked; }) ? "chosen" : "all");
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    setupScopeFollowsTicks();
     refreshWhileRunning();
     markScrollingTables();
     applyFiltersOnChange();

@@ -16,7 +16,8 @@ from wtforms.fields import SelectChoice
 from app.access import parse_external_id, require_role
 from app.audit import record_audit
 from app.drift.baselines import (BACKUP_SOURCE_STATUSES, POLICY_FAMILIES, BuildRefused, EditRefused, baseline_prefix,
-                              build_from_backup, build_from_tenant, edit_policy, policy_items_of)
+                              build_from_backup, build_from_tenant, edit_policy, hollow_policies,
+                              policy_items_of, policy_kind_label)
 from app.extensions import db
 from app.web.forms import ActionForm
 from app.jobs import enqueue_evaluation
@@ -35,6 +36,10 @@ def _workspace_id() -> int:
     return g.workspace_access.workspace.id
 
 
+def counted(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
 def baseline_or_404(baseline_id: int) -> Baseline:
     baseline = db.session.scalar(select(Baseline).where(Baseline.id == baseline_id,
                                                         Baseline.workspace_id == _workspace_id()))
@@ -44,14 +49,17 @@ def baseline_or_404(baseline_id: int) -> Baseline:
 
 
 def baselines_overview(workspace_id: int):
-    """Each baseline with its policy count, assignment count and open drift findings, in one statement."""
+    """Each baseline with its policy count, tenants and tags assigned and open drift findings, in one statement."""
     policies = (select(func.count()).where(BaselinePolicy.baseline_id == Baseline.id).correlate(Baseline)
                 .scalar_subquery())
-    assignments = (select(func.count()).where(BaselineAssignment.baseline_id == Baseline.id).correlate(Baseline)
-                   .scalar_subquery())
+
+    def assigned(column):
+        return (select(func.count(column)).where(BaselineAssignment.baseline_id == Baseline.id).correlate(Baseline)
+                .scalar_subquery())
     open_findings = (select(func.count()).where(Finding.baseline_id == Baseline.id, Finding.workspace_id == workspace_id,
                                                 Finding.status == "open").correlate(Baseline).scalar_subquery())
-    return db.session.execute(select(Baseline, policies, assignments, open_findings)
+    return db.session.execute(select(Baseline, policies, assigned(BaselineAssignment.tenant_id),
+                                     assigned(BaselineAssignment.tag_id), open_findings)
                               .where(Baseline.workspace_id == workspace_id).order_by(Baseline.name)).all()
 
 
@@ -101,7 +109,7 @@ def create():
                  details={"before": None, "after": {"name": baseline.name, "built_from": tenant.name,
                                                     "policies": len(baseline.policies)}})
     db.session.commit()
-    flash(f"Baseline {baseline.name} built from {tenant.name} ({len(baseline.policies)} policies). "
+    flash(f"Baseline {baseline.name} built from {tenant.name} ({counted(len(baseline.policies), 'policy', 'policies')}). "
           "Assign it to tenants or a tag.", "success")
     return redirect(url_for(".detail", baseline_id=baseline.id))
 
@@ -188,6 +196,13 @@ def create_from_backup():
     chosen = _chosen_items()
     if not form.validate_on_submit():
         return _from_backup(form, backup_set, tenant, set(chosen), 400)
+    if form.scope.data == "all" and chosen:
+        # Ticked boxes with "every policy" chosen: which one was meant is unknown, so build nothing.
+        form.scope.errors = [*form.scope.errors, (
+            f"{len(chosen)} {'policy is' if len(chosen) == 1 else 'policies are'} ticked but "
+            "“Every policy of the backup set” is chosen: choose “Only the policies ticked below”, "
+            "or untick them to take every policy.")]
+        return _from_backup(form, backup_set, tenant, set(chosen), 400)
     try:
         with db.session.begin_nested():
             baseline = build_from_backup(_workspace_id(), form.name.data, backup_set, tenant, current_user.id,
@@ -206,7 +221,14 @@ def create_from_backup():
                                                     "policies": len(baseline.policies)}})
     db.session.commit()
     flash(f"Baseline {baseline.name} built from backup {backup_set.name} of {tenant.name} "
-          f"({len(baseline.policies)} policies). Assign it to tenants or a tag.", "success")
+          f"({counted(len(baseline.policies), 'policy', 'policies')}). Assign it to tenants or a tag.", "success")
+    hollow = hollow_policies(baseline.policies)
+    if hollow:
+        names = ", ".join(f"“{name}”" for name in hollow[:10]) + (f" and {len(hollow) - 10} more" if len(hollow) > 10 else "")
+        flash(f"{len(hollow)} {'policy' if len(hollow) == 1 else 'policies'} of this backup "
+              f"{'holds' if len(hollow) == 1 else 'hold'} no settings or no known platform (an incomplete backup "
+              f"payload?): {names}. {'It expects' if len(hollow) == 1 else 'They expect'} next to nothing: drop "
+              f"{'it' if len(hollow) == 1 else 'them'} below, or build again from a complete backup.", "warning")
     return redirect(url_for(".detail", baseline_id=baseline.id))
 
 
@@ -237,7 +259,8 @@ def _detail(baseline: Baseline, assign_form: AssignBaselineForm, status: int = 2
         BaselineVersion.baseline_id == baseline.id, BaselineVersion.workspace_id == baseline.workspace_id)
         .order_by(BaselineVersion.version.desc()).limit(20)).all()
     return render_template("baselines/detail.html", baseline=baseline, assignments=assignments_of(baseline),
-                           versions=versions, assign_form=assign_form, action_form=ActionForm()), status
+                           versions=versions, assign_form=assign_form, action_form=ActionForm(),
+                           policy_kind_label=policy_kind_label), status
 
 
 def _assign_form() -> AssignBaselineForm:
@@ -301,7 +324,7 @@ def assign(baseline_id: int):
                  details={"before": None, "after": {"assigned_to": label}})
     queued = queue_evaluations(db.session.scalars(tenants_of_baseline(baseline).with_only_columns(Tenant.id)))
     db.session.commit()
-    flash(f"{baseline.name} assigned to {label}; {queued} tenant(s) are being compared with it.", "success")
+    flash(f"{baseline.name} assigned to {label}; {counted(queued, 'tenant is', 'tenants are')} being compared with it.", "success")
     return redirect(url_for(".detail", baseline_id=baseline.id))
 
 
@@ -372,7 +395,7 @@ def evaluate(baseline_id: int):
                  target_type="baseline", target_id=baseline.id, target_name=baseline.name,
                  details={"before": None, "after": {"tenants_queued": queued}})
     db.session.commit()
-    flash(f"{queued} tenant(s) queued for comparison with {baseline.name}.", "success")
+    flash(f"{counted(queued, 'tenant', 'tenants')} queued for comparison with {baseline.name}.", "success")
     return redirect(url_for(".matrix", baseline_id=baseline.id))
 
 
@@ -411,9 +434,11 @@ def matrix_rows(baseline: Baseline) -> list[tuple[BaselinePolicy, str]]:
 
 
 def matrix_tenants(baseline: Baseline, q: str):
-    """Select of (id, name, external_id) of the baseline's active tenants matching `q`: only the
-    columns the matrix draws, so sorting the page does not carry whole tenant rows."""
-    tenants = tenants_of_baseline(baseline).with_only_columns(Tenant.id, Tenant.name, Tenant.external_id)
+    """Select of (id, name, external_id, never_read) of the baseline's active tenants matching `q`:
+    only the columns the matrix draws, so sorting the page does not carry whole tenant rows.
+    never_read: never connected or never synced, the portfolio's "not checked"."""
+    never_read = or_(Tenant.connection_status == "not_connected", Tenant.last_sync_at.is_(None)).label("never_read")
+    tenants = tenants_of_baseline(baseline).with_only_columns(Tenant.id, Tenant.name, Tenant.external_id, never_read)
     if q:
         tenants = tenants.where(search_clause([Tenant.name, Tenant.primary_domain, cast(Tenant.external_id, String)], q))
     return tenants
@@ -434,9 +459,14 @@ def matrix_page(baseline: Baseline) -> tuple[Page, dict]:
                         filters={"show": "all" if request.args.get("show") == "all" else ""})
 
     def fetch(number: int) -> list:
-        return db.session.execute(tenants.add_columns(func.count().over().label("total"))
-                                  .order_by(Tenant.name, Tenant.id).limit(MATRIX_TENANTS_PER_PAGE)
-                                  .offset((number - 1) * MATRIX_TENANTS_PER_PAGE)).all()
+        # Whether a tenant has any finding of this baseline (resolved ones too) is asked for the
+        # page's rows only, outside the sorted scan: a finding proves an evaluation took place.
+        rows = (tenants.add_columns(func.count().over().label("total")).order_by(Tenant.name, Tenant.id)
+                .limit(MATRIX_TENANTS_PER_PAGE).offset((number - 1) * MATRIX_TENANTS_PER_PAGE).subquery())
+        compared = (select(Finding.id).where(Finding.baseline_id == baseline.id, Finding.tenant_id == rows.c.id,
+                                             Finding.workspace_id == baseline.workspace_id)
+                    .limit(1).exists().label("compared"))
+        return db.session.execute(select(rows, compared).order_by(rows.c.name, rows.c.id)).all()
 
     items = fetch(page_no)
     if items:
@@ -447,12 +477,22 @@ def matrix_page(baseline: Baseline) -> tuple[Page, dict]:
         items = fetch(params.page) if total and params.page != page_no else []
     page = Page(items=items, total=total, params=params)
     findings = db.session.execute(select(
-        Finding.tenant_id, Finding.subject_key, Finding.status, Finding.detail["actualShown"].astext)
+        Finding.tenant_id, Finding.subject_key, Finding.status, Finding.detail["actualShown"].astext,
+        Finding.detail["baselineVersion"].astext)
         .where(Finding.baseline_id == baseline.id, Finding.tenant_id.in_([t.id for t in items]),
                Finding.workspace_id == baseline.workspace_id, Finding.status != "resolved")).all() if items else []
     prefix = baseline_prefix(baseline.id)
     cells: dict = {}
-    for tenant_id, key, status, actual in findings:
+    # Unevaluated: no finding of this baseline ever, and nothing ever read from the tenant. An
+    # evaluation of a tenant with no synced policy finds every baseline policy missing, so such a
+    # tenant without findings was never compared: its ✓ would be a guess.
+    for tenant in items:
+        if tenant.never_read and not tenant.compared:
+            cells[tenant.id] = NOT_EVALUATED
+    for tenant_id, key, status, actual, version in findings:
+        if version and version.isdigit() and int(version) < baseline.version:
+            # Its findings were computed against an older version: the current one is pending.
+            cells[("compared", tenant_id)] = min(int(version), cells.get(("compared", tenant_id), int(version)))
         parts = key.removeprefix(prefix).split(":", 2)
         state = "accepted" if status == "accepted" else "deviating"
         if parts[0] == "setting" and len(parts) == 3:
@@ -463,20 +503,24 @@ def matrix_page(baseline: Baseline) -> tuple[Page, dict]:
 
 
 COMPLIANT = Cell("compliant")
+NOT_EVALUATED = Cell("not-evaluated")
 
 
 def matrix_grid(rows: list[tuple[BaselinePolicy, str]], page: Page, cells: dict, show_all: bool):
     """[(baseline policy, setting key, [cell per tenant of the page])]: the rows to draw, computed once.
-    Without show=all, a page whose tenants have no finding draws no row (nothing differs)."""
-    if not cells and not show_all:
-        return []
+    Without show=all, only the rows where some tenant differs (a tenant not evaluated yet differs
+    from nothing: it is drawn grey in the rows that are shown)."""
     grid = []
     tenant_ids = [tenant.id for tenant in page.items]  # plain ints: no attribute access per cell
+    unevaluated = {tenant_id for tenant_id in tenant_ids if cells.get(tenant_id) is NOT_EVALUATED}
+    if len(unevaluated) == len(cells) and not show_all:
+        return []
     for item, key in rows:
         item_id = item.id
-        row = [cells.get((tenant_id, item_id)) or cells.get((tenant_id, item_id, key)) or COMPLIANT
+        row = [NOT_EVALUATED if tenant_id in unevaluated
+               else cells.get((tenant_id, item_id)) or cells.get((tenant_id, item_id, key)) or COMPLIANT
                for tenant_id in tenant_ids]
-        if show_all or any(cell is not COMPLIANT for cell in row):
+        if show_all or any(cell is not COMPLIANT and cell is not NOT_EVALUATED for cell in row):
             grid.append((item, key, row))
     return grid
 
@@ -489,6 +533,10 @@ def matrix(baseline_id: int):
     page, cells = matrix_page(baseline)
     show_all = request.args.get("show") == "all"
     rows = matrix_rows(baseline)
+    not_evaluated = {tenant.id for tenant in page.items if cells.get(tenant.id) is NOT_EVALUATED}
+    compared_with = {tenant.id: cells[("compared", tenant.id)] for tenant in page.items
+                     if ("compared", tenant.id) in cells}
     return render_template("baselines/matrix.html", baseline=baseline, page=page,
                            grid=matrix_grid(rows, page, cells, show_all), show_all=show_all,
+                           not_evaluated=not_evaluated, compared_with=compared_with,
                            total_settings=len(rows), action_form=ActionForm())
