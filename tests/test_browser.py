@@ -118,6 +118,7 @@ def test_staff_journey_through_portfolio_switcher_policy_diff_findings_and_works
         expect(page.locator(".list-footer a[rel=prev]")).to_be_visible()
         page.click(".list-footer a[rel=first]")
         expect(page.locator("tr.tenant-row")).to_have_count(25)
+        page.wait_for_load_state("load")  # the shortcut is bound once the page's script has run
 
         # Search in the tenant switcher (keyboard shortcut) and open a tenant.
         page.keyboard.press("Control+k")

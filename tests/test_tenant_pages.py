@@ -267,7 +267,7 @@ def test_a_planned_restore_offers_execute_and_discard_to_a_manager_only(ada, wor
     from app.models import RestoreRun
 
     run = db_session.get(RestoreRun, world.ids_a["restore_run_id"])
-    run.status = "planned"
+    run.status, run.summary = "planned", {"actions": {"update": 1}}  # as plan_restore leaves a plan
     db_session.commit()
     url = tenant_url(world.tenant_a, f"/restore-runs/{run.id}")
     body = page(ada, url)

@@ -171,24 +171,23 @@ _shared_write_limits: dict[str, TokenBucket] = {}
 _shared_lock = threading.Lock()
 
 
-def tenant_rate_limit(tenant_id: str) -> TokenBucket:
-    """The process-wide bucket of one tenant, shared by every GraphClient for it."""
+def _shared_bucket(buckets: dict[str, TokenBucket], tenant_id: str, burst: float, rate: float) -> TokenBucket:
     key = str(tenant_id).lower()
     with _shared_lock:
-        bucket = _shared_limits.get(key)
+        bucket = buckets.get(key)
         if bucket is None:
-            bucket = _shared_limits[key] = TokenBucket(DEFAULT_BURST, DEFAULT_RATE_PER_SECOND)
+            bucket = buckets[key] = TokenBucket(burst, rate)
         return bucket
+
+
+def tenant_rate_limit(tenant_id: str) -> TokenBucket:
+    """The process-wide bucket of one tenant, shared by every GraphClient for it."""
+    return _shared_bucket(_shared_limits, tenant_id, DEFAULT_BURST, DEFAULT_RATE_PER_SECOND)
 
 
 def tenant_write_limit(tenant_id: str) -> TokenBucket:
     """The process-wide bucket of one tenant's writes (see DEFAULT_WRITE_RATE_PER_SECOND)."""
-    key = str(tenant_id).lower()
-    with _shared_lock:
-        bucket = _shared_write_limits.get(key)
-        if bucket is None:
-            bucket = _shared_write_limits[key] = TokenBucket(DEFAULT_WRITE_BURST, DEFAULT_WRITE_RATE_PER_SECOND)
-        return bucket
+    return _shared_bucket(_shared_write_limits, tenant_id, DEFAULT_WRITE_BURST, DEFAULT_WRITE_RATE_PER_SECOND)
 
 
 # --- TLS ----------------------------------------------------------------------------------
