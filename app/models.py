@@ -29,9 +29,11 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    or_,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -366,6 +368,17 @@ class Tenant(db.Model):
     @property
     def is_connected(self) -> bool:
         return self.connection_status in ("connected", "missing_permissions", "failing")
+
+    @hybrid_property
+    def nothing_read(self) -> bool:
+        """Never connected or never synced: nothing has been read from Microsoft Graph, so its
+        findings say "not checked" (the portfolio, the drift matrix), never "none"."""
+        return self.connection_status == "not_connected" or self.last_sync_at is None
+
+    @nothing_read.inplace.expression
+    @classmethod
+    def _nothing_read_expression(cls):
+        return or_(cls.connection_status == "not_connected", cls.last_sync_at.is_(None))
 
     def __repr__(self) -> str:
         return f"<Tenant {self.external_id} {self.name}>"

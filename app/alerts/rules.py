@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from app.extensions import db
 from app.models import SEVERITIES
+from app.wording import counted
 from app.operations_models import AlertEvent, AlertRule, AlertSnooze, TenantTag
 
 
@@ -40,18 +41,14 @@ EVENT_LABELS = {  # the rule form's choices
 }
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def describe_rule(rule: AlertRule) -> str:
     """What a rule alerts on, in words, with its own severity or N (the pages' one wording)."""
     if rule.event == "new_finding":
         return f"A new finding of severity {rule.min_severity or 'low'} or above"
     if rule.event == "sync_failing":
-        return f"Sync failing {plural(rule.threshold, 'time')} in a row"
+        return f"Sync failing {counted(rule.threshold, 'time')} in a row"
     if rule.event == "backup_missing":
-        return f"A backup failed, or none successful for {plural(rule.threshold, 'day')}"
+        return f"A backup failed, or none successful for {counted(rule.threshold, 'day')}"
     return EVENT_LABELS.get(rule.event, rule.event)
 
 

@@ -16,6 +16,7 @@ from app.access import parse_external_id, require_role
 from app.alerts.rules import describe_rule
 from app.audit import record_audit
 from app.extensions import db
+from app.wording import counted
 from app.web.forms import ActionForm
 from app.models import Tenant
 from app.web.operations_forms import AlertRuleForm
@@ -199,7 +200,7 @@ def find_snoozed_tenant(workspace_id: int, given: str) -> Tenant | None:
 
 
 def describe_hours(hours: int) -> str:
-    return f"{hours // 24} day{'s' if hours >= 48 else ''}" if hours % 24 == 0 else f"{hours} hour{'s' if hours > 1 else ''}"
+    return counted(hours // 24, "day") if hours % 24 == 0 else counted(hours, "hour")
 
 
 def tenant_snoozes(rule: AlertRule, now: datetime) -> list[tuple[AlertSnooze, Tenant]]:

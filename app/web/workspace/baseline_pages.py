@@ -19,6 +19,7 @@ from app.drift.baselines import (BACKUP_SOURCE_STATUSES, POLICY_FAMILIES, BuildR
                               build_from_backup, build_from_tenant, edit_policy, hollow_policies,
                               policy_items_of, policy_kind_label)
 from app.extensions import db
+from app.wording import counted
 from app.web.forms import ActionForm
 from app.jobs import enqueue_evaluation
 from app.web.listing import ListParams, Page, search_clause
@@ -34,10 +35,6 @@ MAX_GOLDEN_CHOICES = 5000
 
 def _workspace_id() -> int:
     return g.workspace_access.workspace.id
-
-
-def counted(count: int, one: str, many: str) -> str:
-    return f"{count} {one if count == 1 else many}"
 
 
 def baseline_or_404(baseline_id: int) -> Baseline:
@@ -437,7 +434,7 @@ def matrix_tenants(baseline: Baseline, q: str):
     """Select of (id, name, external_id, never_read) of the baseline's active tenants matching `q`:
     only the columns the matrix draws, so sorting the page does not carry whole tenant rows.
     never_read: never connected or never synced, the portfolio's "not checked"."""
-    never_read = or_(Tenant.connection_status == "not_connected", Tenant.last_sync_at.is_(None)).label("never_read")
+    never_read = Tenant.nothing_read.label("never_read")
     tenants = tenants_of_baseline(baseline).with_only_columns(Tenant.id, Tenant.name, Tenant.external_id, never_read)
     if q:
         tenants = tenants.where(search_clause([Tenant.name, Tenant.primary_domain, cast(Tenant.external_id, String)], q))
